@@ -1,0 +1,156 @@
+// Command sluice is an HTTP reverse proxy and load balancer. See SPEC.md and
+// the README for its command line and configuration.
+package main
+
+import (
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"log/slog"
+	"os"
+	"os/signal"
+	"strings"
+	"syscall"
+
+	"github.com/sluice-proxy/sluice/internal/config"
+	"github.com/sluice-proxy/sluice/internal/server"
+)
+
+// version is set at build time with -ldflags "-X main.version=...".
+var version = "dev"
+
+func main() {
+	os.Exit(run(os.Args[1:], os.Stdout, os.Stderr))
+}
+
+func run(args []string, stdout, stderr io.Writer) int {
+	fs := flag.NewFlagSet("sluice", flag.ContinueOnError)
+	fs.SetOutput(stderr)
+	configPath := fs.String("config", "", "path of the YAML configuration file")
+	check := fs.Bool("check", false, "validate the configuration and exit")
+	demo := fs.Bool("demo", false, "run on an embedded demo configuration with built-in demo backends")
+	showVersion := fs.Bool("version", false, "print the version and exit")
+	logFormat := fs.String("log-format", "json", "log format: json or text")
+	logLevel := fs.String("log-level", "info", "log level: debug, info, warn or error")
+	if err := fs.Parse(args); err != nil {
+		return 2
+	}
+	if *showVersion {
+		fmt.Fprintln(stdout, "sluice", version)
+		return 0
+	}
+	log, err := newLogger(stderr, *logFormat, *logLevel)
+	if err != nil {
+		fmt.Fprintln(stderr, err)
+		return 2
+	}
+
+	var cfg *config.Config
+	var stopDemo func()
+	switch {
+	case *demo:
+		cfg, stopDemo, err = startDemo(log)
+		if err != nil {
+			fmt.Fprintln(stderr, "demo:", err)
+			return 1
+		}
+		defer stopDemo()
+	case *configPath == "":
+		fmt.Fprintln(stderr, "sluice: -config is required (or -demo); see -help")
+		return 2
+	default:
+		cfg, err = config.Load(*configPath)
+	}
+	if err != nil {
+		printConfigErrors(stderr, err)
+		return 1
+	}
+	if *check {
+		fmt.Fprintln(stdout, "configuration ok")
+		return 0
+	}
+
+	srv, err := server.New(cfg, log)
+	if err != nil {
+		fmt.Fprintln(stderr, "sluice:", err)
+		return 1
+	}
+	srv.Serve()
+	log.Info("sluice started", "version", version, "listen", srv.Addr().String(), "admin", addrString(srv.AdminAddr()), "routes", len(cfg.Routes))
+	if *demo {
+		printDemoHelp(stdout, srv.Addr().String(), addrString(srv.AdminAddr()))
+	}
+
+	signals := make(chan os.Signal, 4)
+	signal.Notify(signals, syscall.SIGTERM, syscall.SIGINT, syscall.SIGHUP)
+	for {
+		select {
+		case err := <-srv.Errors():
+			log.Error("listener failed", "error", err.Error())
+			srv.Shutdown()
+			return 1
+		case sig := <-signals:
+			if sig == syscall.SIGHUP {
+				reload(srv, *configPath, log)
+				continue
+			}
+			signal.Stop(signals)
+			srv.Shutdown()
+			return 0
+		}
+	}
+}
+
+// reload reads, decodes and validates the config file again and puts it in
+// place when it is valid.
+func reload(srv *server.Server, path string, log *slog.Logger) {
+	if path == "" {
+		log.Warn("reload ignored: no config file (demo mode)")
+		return
+	}
+	cfg, err := config.Load(path)
+	if err != nil {
+		log.Error("reload failed; the running configuration stays", "errors", errorLines(err))
+		return
+	}
+	srv.Reload(cfg)
+	log.Info("configuration reloaded", "routes", len(cfg.Routes))
+}
+
+// printConfigErrors prints every configuration problem on its own line.
+func printConfigErrors(w io.Writer, err error) {
+	for _, line := range errorLines(err) {
+		fmt.Fprintln(w, line)
+	}
+}
+
+func errorLines(err error) []string {
+	var ce *config.Errors
+	if errors.As(err, &ce) {
+		return ce.Lines()
+	}
+	return strings.Split(err.Error(), "\n")
+}
+
+func newLogger(w io.Writer, format, level string) (*slog.Logger, error) {
+	var lv slog.Level
+	if err := lv.UnmarshalText([]byte(level)); err != nil {
+		return nil, fmt.Errorf("-log-level: %q: must be debug, info, warn or error", level)
+	}
+	opts := &slog.HandlerOptions{Level: lv}
+	switch format {
+	case "json":
+		return slog.New(slog.NewJSONHandler(w, opts)), nil
+	case "text":
+		return slog.New(slog.NewTextHandler(w, opts)), nil
+	}
+	return nil, fmt.Errorf("-log-format: %q: must be json or text", format)
+}
+
+func addrString(a interface{ String() string }) string {
+	if a == nil {
+		return ""
+	}
+	return a.String()
+}

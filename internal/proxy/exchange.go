@@ -1,0 +1,433 @@
+package proxy
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"io"
+	"strconv"
+	"time"
+	"unsafe"
+
+	"github.com/sluice-proxy/sluice/internal/backend"
+	"github.com/sluice-proxy/sluice/internal/route"
+	"github.com/valyala/fasthttp"
+)
+
+// exchange carries one request through its phases. Exchanges are pooled; an
+// exchange whose response body is still streaming when the handler returns
+// (streaming is set) is finished by the body's close.
+type exchange struct {
+	h     *Handler
+	ctx   *fasthttp.RequestCtx
+	rt    *Runtime
+	route *Route
+	rec   Record
+
+	head      requestHead
+	method    []byte // request method (copy)
+	target    []byte // request target as received (copy)
+	path      string // cleaned path, for routing and forwarding
+	query     []byte // query with its "?", or nil
+	host      []byte // authority to send as Host
+	requestID []byte
+	tried     [8]*backend.Backend
+	nTried    int
+
+	backend *backend.Backend
+	conn    *upConn
+	resp    responseHead
+	out     []byte // the upstream request head
+	body    respBody
+	chunked chunkedReader
+
+	streaming bool // the response body is being streamed after Serve returns
+}
+
+func (x *exchange) begin(h *Handler, ctx *fasthttp.RequestCtx) {
+	x.h, x.ctx, x.rt = h, ctx, h.rt.Load()
+	x.route, x.backend, x.conn, x.nTried, x.streaming = nil, nil, nil, 0, false
+	x.rec = Record{Start: time.Now(), Client: peerAddr(ctx.RemoteAddr())}
+	x.requestID = x.requestID[:0]
+	x.target, x.query, x.host, x.path = x.target[:0], nil, nil, ""
+}
+
+// admit validates the request, gives it its ID and matches its route. It
+// answers the request itself and returns false when it must not be
+// forwarded.
+func (x *exchange) admit() bool {
+	ctx := x.ctx
+	hdr := &ctx.Request.Header
+	x.method = append(x.method[:0], hdr.Method()...)
+	x.rec.Method = x.method
+	x.target = append(x.target, hdr.RequestURI()...)
+	x.rec.Target = x.target
+
+	proto := hdr.Protocol()
+	http11 := string(proto) == "HTTP/1.1"
+	if !http11 && string(proto) != "HTTP/1.0" {
+		x.requestID = appendRequestID(x.requestID)
+		ctx.SetConnectionClose()
+		x.fail(fasthttp.StatusHTTPVersionNotSupported, ErrBadRequest, "HTTP version not supported")
+		return false
+	}
+	herr := parseRequestHead(&x.head, hdr.RawHeaders(), http11)
+	if id := x.head.requestID; herr == nil && validRequestID(id) {
+		x.requestID = append(x.requestID, id...)
+	} else {
+		x.requestID = appendRequestID(x.requestID)
+	}
+	x.rec.RequestID = x.requestID
+	if herr != nil {
+		ctx.SetConnectionClose()
+		x.fail(herr.status, ErrBadRequest, herr.reason)
+		return false
+	}
+	method := x.rec.Method
+	if !isToken(method) {
+		ctx.SetConnectionClose()
+		x.fail(fasthttp.StatusBadRequest, ErrBadRequest, "invalid method")
+		return false
+	}
+	if string(method) == "CONNECT" {
+		x.fail(fasthttp.StatusMethodNotAllowed, ErrMethodNotAllowed, "CONNECT is not supported")
+		return false
+	}
+	if !x.parseTarget() {
+		return false
+	}
+	x.route = x.match()
+	if x.route == nil {
+		x.fail(fasthttp.StatusNotFound, ErrNoRoute, "no route matches "+x.path)
+		return false
+	}
+	x.rec.Route = x.route.Name
+	if x.head.contentLength > x.route.MaxRequestBody {
+		ctx.SetConnectionClose()
+		x.fail(fasthttp.StatusRequestEntityTooLarge, ErrRequestTooLarge,
+			"request body of "+strconv.FormatInt(x.head.contentLength, 10)+" bytes is over the limit of "+
+				strconv.FormatInt(x.route.MaxRequestBody, 10))
+		return false
+	}
+	return true
+}
+
+// parseTarget splits the request target into path and query and finds the
+// authority, answering targets the proxy does not forward.
+func (x *exchange) parseTarget() bool {
+	t := x.target
+	x.host = x.head.host
+	if bytes.IndexByte(t, '#') >= 0 {
+		x.fail(fasthttp.StatusBadRequest, ErrBadRequest, "a request target may not hold a fragment")
+		return false
+	}
+	for _, c := range t {
+		if c <= ' ' || c >= 0x7f {
+			x.fail(fasthttp.StatusBadRequest, ErrBadRequest, "invalid character in the request target")
+			return false
+		}
+	}
+	switch {
+	case len(t) > 0 && t[0] == '/':
+	case string(t) == "*":
+		if string(x.rec.Method) == "OPTIONS" {
+			x.ctx.Response.Header.SetBytesKV(hdrRequestID, x.requestID)
+			x.ctx.Response.Header.SetContentLength(0)
+			x.rec.Status = fasthttp.StatusOK
+			return false
+		}
+		x.fail(fasthttp.StatusBadRequest, ErrBadRequest, "the * target is only for OPTIONS")
+		return false
+	case hasSchemePrefix(t):
+		// absolute-form: routed by its path; its authority replaces Host.
+		rest := t[bytes.IndexByte(t, ':')+3:]
+		end := bytes.IndexAny(rest, "/?")
+		if end < 0 {
+			end = len(rest)
+		}
+		auth := rest[:end]
+		if len(auth) == 0 || !validHost(auth) {
+			x.fail(fasthttp.StatusBadRequest, ErrBadRequest, "invalid authority in the request target")
+			return false
+		}
+		x.host = auth
+		t = rest[end:]
+	default:
+		x.fail(fasthttp.StatusBadRequest, ErrBadRequest, "unsupported request target form")
+		return false
+	}
+	p := t
+	if q := bytes.IndexByte(t, '?'); q >= 0 {
+		p, x.query = t[:q], t[q:]
+	}
+	if len(p) == 0 {
+		x.path = "/" // "http://h" and "http://h?q" have the path "/"
+	} else {
+		x.path = route.CleanPath(unsafe.String(unsafe.SliceData(p), len(p)))
+	}
+	return true
+}
+
+func hasSchemePrefix(t []byte) bool {
+	return len(t) > 7 && equalFold(t[:7], "http://") || len(t) > 8 && equalFold(t[:8], "https://")
+}
+
+// match finds the route, or nil.
+func (x *exchange) match() *Route {
+	r := x.rt.Table.Match(unsafe.String(unsafe.SliceData(x.host), len(x.host)), x.path)
+	if r == nil {
+		return nil
+	}
+	return x.rt.Routes[r.Index]
+}
+
+// forward sends the request to a backend and relays its answer.
+func (x *exchange) forward() {
+	r := x.route
+	b := r.Balancer.Pick(x.tried[:x.nTried])
+	if b == nil {
+		x.fail(fasthttp.StatusServiceUnavailable, ErrNoHealthyBackend, "route "+r.Name+" has no healthy backend")
+		return
+	}
+	x.backend = b
+	x.tried[x.nTried] = b
+	x.nTried++
+	x.rec.Backend = b.URL
+	x.rec.Attempts++
+	b.Acquire()
+
+	x.prepare()
+	err := x.send(false)
+	if err != nil {
+		x.sendFailed(err)
+		return
+	}
+	x.respond()
+}
+
+// prepare writes the upstream request head into x.out.
+func (x *exchange) prepare() {
+	out := x.out[:0]
+	out = append(out, x.rec.Method...)
+	out = append(out, ' ')
+	out = x.route.AppendForwarded(out, x.path, x.backend.PathPrefix)
+	out = append(out, x.query...)
+	out = append(out, " HTTP/1.1\r\n"...)
+	if len(x.host) > 0 {
+		out = appendField(out, "Host", x.host)
+	}
+	for _, f := range x.head.fields {
+		if requestFieldDropped(f.name, x.head.connection) {
+			if equalFold(f.name, "te") && hasToken(f.value, "trailers") {
+				out = append(out, "TE: trailers\r\n"...)
+			}
+			continue
+		}
+		out = append(out, f.name...)
+		out = append(out, ':', ' ')
+		out = append(out, f.value...)
+		out = append(out, '\r', '\n')
+	}
+	out = appendForwarding(out, x.head.fields, x.rec.Client, trusted(x.rt.Trusted, x.rec.Client), x.host)
+	out = appendField(out, "X-Request-Id", x.requestID)
+	switch {
+	case x.head.chunked:
+		out = append(out, "Transfer-Encoding: chunked\r\n"...)
+	case x.head.contentLength >= 0:
+		out = append(out, "Content-Length: "...)
+		out = strconv.AppendInt(out, x.head.contentLength, 10)
+		out = append(out, '\r', '\n')
+	}
+	x.out = append(out, '\r', '\n')
+}
+
+// hasBody reports whether the client sends a request body.
+func (x *exchange) hasBody() bool { return x.head.chunked || x.head.contentLength > 0 }
+
+// send writes the request to a connection of the chosen backend and reads
+// the response head into x.resp. fresh asks for a new connection.
+func (x *exchange) send(fresh bool) error {
+	r := x.route
+	pool := r.Pools[x.backend.Index]
+	var c *upConn
+	var err error
+	if fresh {
+		c, err = pool.dial(context.Background(), r.UpstreamConnect)
+	} else {
+		c, err = pool.get(context.Background(), r.UpstreamConnect)
+	}
+	if err != nil {
+		return err
+	}
+	x.conn = c
+	if _, err = c.bw.Write(x.out); err == nil && x.hasBody() {
+		err = x.copyBody(c)
+	}
+	if err == nil {
+		err = c.bw.Flush()
+	}
+	if err == nil {
+		err = x.readHead(c)
+	}
+	if err != nil && c.reused && !x.hasBody() && !isTimeout(err) && !isClientErr(err) {
+		// The keep-alive race: the backend closed this idle connection as
+		// it was reused. Nothing reached the backend's application, and
+		// there is no body to replay, so send the request again on a fresh
+		// connection.
+		c.nc.Close()
+		x.conn = nil
+		return x.send(true)
+	}
+	return err
+}
+
+func isClientErr(err error) bool {
+	var ce *clientError
+	return errors.As(err, &ce)
+}
+
+// readHead reads the response head, skipping interim 1xx responses.
+func (x *exchange) readHead(c *upConn) error {
+	if err := c.setReadDeadline(time.Now(), x.route.UpstreamHeader); err != nil {
+		return err
+	}
+	for {
+		if err := readResponseHead(c.br, &x.resp); err != nil {
+			return err
+		}
+		if x.resp.status >= 200 {
+			return nil
+		}
+		if x.resp.status == 101 {
+			return errBadResponse // the proxy never asks for an upgrade yet
+		}
+	}
+}
+
+// copyBody streams the client's request body to the backend connection.
+func (x *exchange) copyBody(c *upConn) error {
+	ctx := x.ctx
+	src := ctx.RequestBodyStream()
+	if src == nil {
+		return nil
+	}
+	conn := ctx.Conn()
+	limit := x.route.MaxRequestBody
+	buf := c.bw.AvailableBuffer()
+	if cap(buf) < 4096 {
+		buf = make([]byte, 0, 8192)
+	}
+	buf = buf[:cap(buf)]
+	var n64 int64
+	for {
+		if x.route.ClientBody > 0 {
+			conn.SetReadDeadline(time.Now().Add(x.route.ClientBody))
+		}
+		n, rerr := src.Read(buf)
+		if n > 0 {
+			n64 += int64(n)
+			if n64 > limit {
+				return &clientError{ErrRequestTooLarge, errBodyTooLarge}
+			}
+			var werr error
+			if x.head.chunked {
+				werr = writeChunk(c.bw, buf[:n])
+			} else {
+				_, werr = c.bw.Write(buf[:n])
+			}
+			if werr != nil {
+				return werr
+			}
+		}
+		if rerr == io.EOF {
+			if !x.head.chunked && n64 < x.head.contentLength {
+				return &clientError{ErrClientDisconnect, io.ErrUnexpectedEOF}
+			}
+			break
+		}
+		if rerr != nil {
+			return classifyClientRead(rerr)
+		}
+	}
+	x.rec.BytesIn = n64
+	if x.head.chunked {
+		_, err := c.bw.WriteString("0\r\n\r\n")
+		return err
+	}
+	return nil
+}
+
+// writeChunk writes p as one chunk.
+func writeChunk(w io.Writer, p []byte) error {
+	var hdr [20]byte
+	h := strconv.AppendUint(hdr[:0], uint64(len(p)), 16)
+	h = append(h, '\r', '\n')
+	if _, err := w.Write(h); err != nil {
+		return err
+	}
+	if _, err := w.Write(p); err != nil {
+		return err
+	}
+	_, err := w.Write(hdr[len(h)-2 : len(h)])
+	return err
+}
+
+// sendFailed answers a try that got no response head.
+func (x *exchange) sendFailed(err error) {
+	if x.conn != nil {
+		x.conn.nc.Close()
+		x.conn = nil
+	}
+	var ce *clientError
+	if errors.As(err, &ce) {
+		x.ctx.SetConnectionClose()
+		switch ce.word {
+		case ErrRequestTooLarge:
+			x.fail(fasthttp.StatusRequestEntityTooLarge, ce.word, "request body is over the limit of "+
+				strconv.FormatInt(x.route.MaxRequestBody, 10)+" bytes")
+		case ErrClientTimeout:
+			x.fail(fasthttp.StatusRequestTimeout, ce.word, "the client was too slow sending its body")
+		case ErrClientDisconnect:
+			x.rec.Error = ce.word
+			x.rec.Status = 499 // not sent: the client is gone
+		default:
+			x.fail(fasthttp.StatusBadRequest, ErrBadRequest, "malformed request body")
+		}
+		return
+	}
+	x.rec.Outcome = upstreamOutcome(err)
+	switch x.rec.Outcome {
+	case OutcomeTimeout:
+		x.fail(fasthttp.StatusGatewayTimeout, ErrUpstreamTimeout,
+			"backend "+x.backend.URL+" sent no response headers in time")
+	case OutcomeConnectError:
+		x.fail(fasthttp.StatusBadGateway, ErrUpstream, "cannot connect to backend "+x.backend.URL)
+	default:
+		x.fail(fasthttp.StatusBadGateway, ErrUpstream, "backend "+x.backend.URL+" failed: "+err.Error())
+	}
+}
+
+// fail answers with the SPEC's JSON error, once.
+func (x *exchange) fail(status int, word, message string) {
+	x.rec.Status = status
+	x.rec.Error = word
+	writeError(x.ctx, status, word, message, x.requestID)
+}
+
+// finish records the request, once, and recycles the exchange.
+func (x *exchange) finish() {
+	if x.backend != nil {
+		x.backend.Release()
+	}
+	x.rec.Duration = time.Since(x.rec.Start)
+	if x.rec.Status == 0 {
+		x.rec.Status = x.ctx.Response.StatusCode()
+	}
+	if f := x.h.OnFinish; f != nil {
+		f(&x.rec)
+	}
+	h := x.h
+	x.h, x.ctx, x.rt, x.route, x.backend, x.conn = nil, nil, nil, nil, nil, nil
+	exchangePool.Put(x)
+	h.inFlight.Add(-1)
+}

@@ -1,0 +1,106 @@
+// Package proxy owns the data path: one request's lifecycle from admission
+// to the last byte of its response, as a fixed sequence of small phases on a
+// per-request exchange (admit, pick, prepare, send, respond, fail, finish),
+// with header hygiene, the upstream HTTP/1.1 client and its connection pools,
+// streaming, and the mapping of failures to the SPEC's statuses. It parses no
+// config and owns no goroutine that outlives a request (but the pool reaper
+// of a Transport, which its owner closes).
+package proxy
+
+import (
+	"log/slog"
+	"net"
+	"net/netip"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/valyala/fasthttp"
+)
+
+// Handler serves the proxy listener's requests on the current Runtime.
+type Handler struct {
+	rt atomic.Pointer[Runtime]
+
+	// Log receives the proxy's own events (not the access log).
+	Log *slog.Logger
+	// OnFinish, when set, is called once per request with its record, after
+	// the last byte of the response (or the failure). It must not keep rec.
+	OnFinish func(rec *Record)
+
+	inFlight atomic.Int64
+}
+
+// NewHandler returns a handler serving rt.
+func NewHandler(rt *Runtime, log *slog.Logger) *Handler {
+	h := &Handler{Log: log}
+	h.rt.Store(rt)
+	return h
+}
+
+// Store puts rt in place for new requests; requests in flight finish on the
+// runtime they started with.
+func (h *Handler) Store(rt *Runtime) { h.rt.Store(rt) }
+
+// Runtime returns the runtime new requests use.
+func (h *Handler) Runtime() *Runtime { return h.rt.Load() }
+
+// InFlight returns the number of requests being served, streamed responses
+// included.
+func (h *Handler) InFlight() int64 { return h.inFlight.Load() }
+
+// Record is what the access log and the metrics learn of one request.
+type Record struct {
+	Start     time.Time
+	Duration  time.Duration
+	RequestID []byte
+	Client    netip.Addr
+	Method    []byte
+	Target    []byte // path and query as received
+	Route     string // "" when no route matched
+	Backend   string // "" when none was tried
+	Status    int
+	BytesIn   int64
+	BytesOut  int64
+	Attempts  int
+	Error     string // an error word, "" when none
+	// Outcome is the last try's outcome, "" when no backend was tried.
+	Outcome Outcome
+}
+
+var exchangePool = sync.Pool{New: func() any { return new(exchange) }}
+
+// Serve is the fasthttp request handler.
+func (h *Handler) Serve(ctx *fasthttp.RequestCtx) {
+	h.inFlight.Add(1)
+	x := exchangePool.Get().(*exchange)
+	x.begin(h, ctx)
+	if x.admit() {
+		x.forward()
+	}
+	if !x.streaming {
+		x.finish()
+	}
+}
+
+// peerAddr returns the client's IP address.
+func peerAddr(a net.Addr) netip.Addr {
+	if ta, ok := a.(*net.TCPAddr); ok {
+		ip, _ := netip.AddrFromSlice(ta.IP)
+		return ip.Unmap()
+	}
+	if ap, err := netip.ParseAddrPort(a.String()); err == nil {
+		return ap.Addr().Unmap()
+	}
+	return netip.Addr{}
+}
+
+// trusted reports whether ip is in one of prefixes.
+func trusted(prefixes []netip.Prefix, ip netip.Addr) bool {
+	for _, p := range prefixes {
+		if p.Contains(ip) {
+			return true
+		}
+	}
+	return false
+}

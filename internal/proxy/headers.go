@@ -1,0 +1,218 @@
+package proxy
+
+import "net/netip"
+
+// hopByHop reports the hop-by-hop fields of RFC 9110 section 7.6.1 and the
+// others the proxy never forwards as they are: framing (the proxy sets its
+// own), the forwarding headers it rewrites, and h2c upgrade material.
+func hopByHop(name []byte) bool {
+	switch len(name) {
+	case 2:
+		return equalFold(name, "te")
+	case 7:
+		return equalFold(name, "trailer") || equalFold(name, "upgrade")
+	case 10:
+		return equalFold(name, "connection") || equalFold(name, "keep-alive")
+	case 14:
+		return equalFold(name, "content-length") || equalFold(name, "http2-settings")
+	case 16:
+		return equalFold(name, "proxy-connection")
+	case 17:
+		return equalFold(name, "transfer-encoding")
+	case 18:
+		return equalFold(name, "proxy-authenticate")
+	case 19:
+		return equalFold(name, "proxy-authorization")
+	}
+	return false
+}
+
+// protectedFromConnection are the fields a Connection token may not remove:
+// removing them would change framing or routing, or let a client strip the
+// proxy's own headers.
+func protectedFromConnection(name []byte) bool {
+	return equalFold(name, "host") || equalFold(name, "content-length") ||
+		equalFold(name, "transfer-encoding") || equalFold(name, "x-request-id") ||
+		len(name) > 12 && equalFold(name[:12], "x-forwarded-")
+}
+
+// namedIn reports whether name is a token of one of the Connection values.
+func namedIn(connection [][]byte, name []byte) bool {
+	for _, v := range connection {
+		for len(v) > 0 {
+			var part []byte
+			i := 0
+			for i < len(v) && v[i] != ',' {
+				i++
+			}
+			part = trimOWS(v[:i])
+			if i < len(v) {
+				v = v[i+1:]
+			} else {
+				v = nil
+			}
+			if len(part) == len(name) && equalFoldBytes(part, name) {
+				return true
+			}
+		}
+	}
+	return false
+}
+
+func equalFoldBytes(a, b []byte) bool {
+	for i := range a {
+		x, y := a[i], b[i]
+		if x >= 'A' && x <= 'Z' {
+			x += 'a' - 'A'
+		}
+		if y >= 'A' && y <= 'Z' {
+			y += 'a' - 'A'
+		}
+		if x != y {
+			return false
+		}
+	}
+	return true
+}
+
+// forwardingField reports the fields whose values the proxy replaces (or,
+// for a trusted peer, extends): X-Forwarded-For/-Proto/-Host, Forwarded and
+// X-Request-Id.
+func forwardingField(name []byte) bool {
+	switch len(name) {
+	case 9:
+		return equalFold(name, "forwarded")
+	case 12:
+		return equalFold(name, "x-request-id")
+	case 15:
+		return equalFold(name, "x-forwarded-for")
+	case 16:
+		return equalFold(name, "x-forwarded-host")
+	case 17:
+		return equalFold(name, "x-forwarded-proto")
+	}
+	return false
+}
+
+// requestFieldDropped reports whether a client's header field stays behind.
+func requestFieldDropped(name []byte, connection [][]byte) bool {
+	if hopByHop(name) || forwardingField(name) || equalFold(name, "host") || equalFold(name, "expect") {
+		return true
+	}
+	for _, c := range name {
+		if c == '_' {
+			return true // X_Forwarded_For aliases X-Forwarded-For in many backends
+		}
+	}
+	return len(connection) > 0 && !protectedFromConnection(name) && namedIn(connection, name)
+}
+
+// responseFieldDropped reports whether a backend's header field stays
+// behind.
+func responseFieldDropped(name []byte, connection [][]byte) bool {
+	if hopByHop(name) || equalFold(name, "x-request-id") {
+		return true
+	}
+	return len(connection) > 0 && !protectedFromConnection(name) && namedIn(connection, name)
+}
+
+// appendField appends "name: value\r\n".
+func appendField(dst []byte, name string, value []byte) []byte {
+	dst = append(dst, name...)
+	dst = append(dst, ':', ' ')
+	dst = append(dst, value...)
+	return append(dst, '\r', '\n')
+}
+
+// appendForwarding appends X-Forwarded-For, -Proto, -Host and Forwarded.
+// When the peer is trusted the client's values are kept (the peer appended
+// to X-Forwarded-For and the proxy's element to Forwarded); otherwise they
+// are replaced by what the proxy saw.
+func appendForwarding(dst []byte, fields []field, peer netip.Addr, trusted bool, host []byte) []byte {
+	var ipBuf [64]byte
+	ip := peer.AppendTo(ipBuf[:0])
+	var proto, xhost []byte
+	sentXFF, sentFwd := false, false
+	if trusted {
+		for _, f := range fields {
+			switch {
+			case equalFold(f.name, "x-forwarded-for"):
+				if !sentXFF {
+					dst = append(dst, "X-Forwarded-For: "...)
+					sentXFF = true
+				} else {
+					dst = append(dst[:len(dst)-2], ", "...)
+				}
+				dst = append(append(dst, f.value...), '\r', '\n')
+			case equalFold(f.name, "x-forwarded-proto"):
+				proto = f.value
+			case equalFold(f.name, "x-forwarded-host"):
+				xhost = f.value
+			}
+		}
+	}
+	if sentXFF {
+		dst = append(dst[:len(dst)-2], ", "...)
+		dst = append(append(dst, ip...), '\r', '\n')
+	} else {
+		dst = appendField(dst, "X-Forwarded-For", ip)
+	}
+	if proto == nil {
+		proto = []byte("http")
+	}
+	dst = appendField(dst, "X-Forwarded-Proto", proto)
+	if xhost == nil {
+		xhost = host
+	}
+	if len(xhost) > 0 {
+		dst = appendField(dst, "X-Forwarded-Host", xhost)
+	}
+	if trusted {
+		for _, f := range fields {
+			if equalFold(f.name, "forwarded") {
+				if !sentFwd {
+					dst = append(dst, "Forwarded: "...)
+					sentFwd = true
+				} else {
+					dst = append(dst[:len(dst)-2], ", "...)
+				}
+				dst = append(append(dst, f.value...), '\r', '\n')
+			}
+		}
+	}
+	if sentFwd {
+		dst = append(dst[:len(dst)-2], ", "...)
+	} else {
+		dst = append(dst, "Forwarded: "...)
+	}
+	dst = append(dst, "for="...)
+	if peer.Is6() && !peer.Is4In6() {
+		dst = append(dst, `"[`...)
+		dst = append(dst, ip...)
+		dst = append(dst, `]"`...)
+	} else {
+		dst = append(dst, ip...)
+	}
+	dst = append(dst, ";proto=http"...)
+	if len(host) > 0 {
+		dst = append(dst, ";host="...)
+		dst = appendForwardedValue(dst, host)
+	}
+	return append(dst, '\r', '\n')
+}
+
+// appendForwardedValue appends v as a Forwarded token, or quoted when it
+// holds characters a token may not (a host with a port has a colon).
+func appendForwardedValue(dst, v []byte) []byte {
+	if isToken(v) {
+		return append(dst, v...)
+	}
+	dst = append(dst, '"')
+	for _, c := range v {
+		if c == '"' || c == '\\' {
+			dst = append(dst, '\\')
+		}
+		dst = append(dst, c)
+	}
+	return append(dst, '"')
+}

@@ -1,0 +1,96 @@
+package proxy
+
+import (
+	"crypto/rand"
+	"encoding/hex"
+	"strconv"
+	"sync/atomic"
+	"time"
+	"unicode/utf8"
+
+	"github.com/valyala/fasthttp"
+)
+
+// appendJSONString appends s as a JSON string.
+func appendJSONString(dst []byte, s string) []byte {
+	const digits = "0123456789abcdef"
+	dst = append(dst, '"')
+	for i := 0; i < len(s); {
+		c := s[i]
+		if c < utf8.RuneSelf {
+			switch {
+			case c == '"' || c == '\\':
+				dst = append(dst, '\\', c)
+			case c < 0x20 || c == '<' || c == '>' || c == '&':
+				dst = append(dst, '\\', 'u', '0', '0', digits[c>>4], digits[c&0xf])
+			default:
+				dst = append(dst, c)
+			}
+			i++
+			continue
+		}
+		r, size := utf8.DecodeRuneInString(s[i:])
+		if r == utf8.RuneError && size == 1 {
+			dst = append(dst, `\ufffd`...)
+		} else {
+			dst = append(dst, s[i:i+size]...)
+		}
+		i += size
+	}
+	return append(dst, '"')
+}
+
+// writeError answers the client with the SPEC's JSON error body.
+func writeError(ctx *fasthttp.RequestCtx, status int, word, message string, requestID []byte) {
+	resp := &ctx.Response
+	resp.Reset()
+	resp.SetStatusCode(status)
+	resp.Header.SetContentType("application/json")
+	if len(requestID) > 0 {
+		resp.Header.SetBytesKV(hdrRequestID, requestID)
+	}
+	b := resp.Body()[:0]
+	b = append(b, `{"error":`...)
+	b = appendJSONString(b, word)
+	b = append(b, `,"message":`...)
+	b = appendJSONString(b, message)
+	b = append(b, `,"request_id":`...)
+	b = appendJSONString(b, string(requestID))
+	b = append(b, "}\n"...)
+	resp.SetBodyRaw(b)
+}
+
+var hdrRequestID = []byte("X-Request-Id")
+
+// idPrefix makes request IDs unique across processes.
+var idPrefix = func() string {
+	var b [6]byte
+	if _, err := rand.Read(b[:]); err != nil {
+		return strconv.FormatInt(time.Now().UnixNano()&0xffffffffffff, 16)
+	}
+	return hex.EncodeToString(b[:])
+}()
+
+var idCounter atomic.Uint64
+
+// appendRequestID appends a fresh request ID: the process prefix and a
+// counter, in hex.
+func appendRequestID(dst []byte) []byte {
+	dst = append(dst, idPrefix...)
+	dst = append(dst, '-')
+	return strconv.AppendUint(dst, idCounter.Add(1), 16)
+}
+
+// validRequestID reports whether a client's X-Request-Id may be kept: 1 to
+// 128 visible ASCII characters.
+func validRequestID(v []byte) bool {
+	if len(v) == 0 || len(v) > 128 {
+		return false
+	}
+	for _, c := range v {
+		if c <= ' ' || c >= 0x7f {
+			return false
+		}
+	}
+	return true
+}

@@ -1,0 +1,191 @@
+package proxy
+
+import (
+	"bytes"
+	"io"
+	"strconv"
+	"time"
+
+	"github.com/valyala/fasthttp"
+)
+
+// respond relays the backend's response head and arranges its body: small
+// bodies that already arrived whole are copied and the connection returned at
+// once; anything else is streamed after Serve returns, and finished by the
+// body's close.
+func (x *exchange) respond() {
+	c := x.conn
+	rh := &x.resp
+	resp := &x.ctx.Response
+	x.rec.Outcome = OutcomeOK
+	if rh.contentLength > x.route.MaxResponseBody {
+		x.conn = nil
+		c.nc.Close()
+		x.rec.Outcome = OutcomeOK
+		x.fail(fasthttp.StatusBadGateway, ErrResponseTooLarge, "backend "+x.backend.URL+" declared a "+
+			strconv.FormatInt(rh.contentLength, 10)+"-byte response, over the limit of "+
+			strconv.FormatInt(x.route.MaxResponseBody, 10))
+		return
+	}
+	x.rec.Status = rh.status
+	resp.SetStatusCode(rh.status)
+	for _, f := range rh.fields {
+		if !responseFieldDropped(f.name, rh.connection) {
+			resp.Header.AddBytesKV(f.name, f.value)
+		}
+	}
+	resp.Header.SetBytesKV(hdrRequestID, x.requestID)
+
+	switch {
+	case bodyless(x.method, rh.status):
+		if rh.contentLength >= 0 && string(x.method) == "HEAD" {
+			resp.Header.SetContentLength(int(rh.contentLength))
+		}
+		x.release(c, true)
+		return
+	case rh.contentLength == 0:
+		resp.Header.SetContentLength(0)
+		x.release(c, true)
+		return
+	case rh.contentLength > 0 && int64(c.br.Buffered()) >= rh.contentLength:
+		n := int(rh.contentLength)
+		b, _ := c.br.Peek(n)
+		resp.SetBody(b)
+		c.br.Discard(n)
+		x.rec.BytesOut = int64(n)
+		x.release(c, true)
+		return
+	}
+
+	x.body = respBody{x: x, left: rh.contentLength, max: x.route.MaxResponseBody}
+	size := -1
+	switch {
+	case rh.chunked:
+		x.chunked.reset(c.br)
+		x.body.r = &x.chunked
+		if len(rh.trailer) > 0 {
+			resp.Header.SetTrailerBytes(bytes.Join(rh.trailer, []byte(", ")))
+		}
+	case rh.contentLength > 0:
+		x.body.r = c.br
+		size = int(rh.contentLength)
+	default:
+		// Delimited by the connection's close.
+		x.body.r = c.br
+		rh.closeAfter = true
+	}
+	x.streaming = true
+	resp.SetBodyStream(&x.body, size)
+}
+
+// release ends the use of c: back to its pool when reusable is set and the
+// backend keeps the connection open, closed otherwise.
+func (x *exchange) release(c *upConn, reusable bool) {
+	x.conn = nil
+	if !reusable || x.resp.closeAfter {
+		c.nc.Close()
+		return
+	}
+	var keep time.Duration
+	if n := x.resp.keepAlive; n > 0 {
+		// Retire it well before the backend's own Keep-Alive timeout.
+		keep = time.Duration(n) * time.Second * 3 / 4
+	}
+	c.pool.put(c, keep)
+}
+
+// respBody is the streamed response body handed to the engine: it reads the
+// backend's body with the upstream_body pause limit and the size limit, and
+// its close (from the engine, after the last byte was written or the write
+// failed) finishes the exchange.
+type respBody struct {
+	x    *exchange
+	r    io.Reader
+	left int64 // bytes left of a fixed-length body, -1 when not fixed
+	max  int64
+	n    int64
+	eof  bool
+	err  error
+}
+
+func (b *respBody) Read(p []byte) (int, error) {
+	if b.left == 0 {
+		b.eof = true
+		return 0, io.EOF
+	}
+	if b.left > 0 && int64(len(p)) > b.left {
+		p = p[:b.left]
+	}
+	x := b.x
+	c := x.conn
+	if c.br.Buffered() == 0 {
+		if err := c.setReadDeadline(time.Now(), x.route.UpstreamBody); err != nil {
+			b.err = err
+			return 0, err
+		}
+	}
+	n, err := b.r.Read(p)
+	b.n += int64(n)
+	if b.left > 0 {
+		b.left -= int64(n)
+		if err == io.EOF && b.left > 0 {
+			err = io.ErrUnexpectedEOF
+		}
+	}
+	if b.n > b.max {
+		n -= int(b.n - b.max)
+		b.n = b.max
+		err = errResponseTooLarge
+	}
+	switch {
+	case err == io.EOF:
+		b.eof = true
+		if x.resp.chunked {
+			x.setTrailers()
+		}
+	case err != nil:
+		b.err = err
+	}
+	return n, err
+}
+
+// CloseWithError is called by the engine once the body has been written, or
+// writing it failed with werr.
+func (b *respBody) CloseWithError(werr error) error {
+	x := b.x
+	c := x.conn
+	x.rec.BytesOut = b.n
+	complete := b.eof || b.left == 0
+	x.release(c, complete && werr == nil && b.err == nil)
+	switch {
+	case b.err == errResponseTooLarge:
+		x.rec.Error = ErrResponseTooLarge
+	case b.err != nil && isTimeout(b.err):
+		x.rec.Error, x.rec.Outcome = ErrUpstreamTimeout, OutcomeTimeout
+	case b.err != nil:
+		x.rec.Error, x.rec.Outcome = ErrUpstream, OutcomeReset
+	case werr != nil || !complete:
+		x.rec.Error = ErrClientDisconnect
+	}
+	x.finish()
+	return nil
+}
+
+// setTrailers hands the backend's trailer fields to the engine, which writes
+// those it announced after the last chunk.
+func (x *exchange) setTrailers() {
+	t := x.chunked.trailers
+	for len(t) > 0 {
+		i := bytes.IndexByte(t, '\n')
+		line := bytes.TrimSuffix(t[:i], []byte{'\r'})
+		t = t[i+1:]
+		colon := bytes.IndexByte(line, ':')
+		if colon <= 0 || !isToken(line[:colon]) {
+			continue
+		}
+		value := trimOWS(line[colon+1:])
+		if validFieldValue(value) {
+			x.ctx.Response.Header.SetBytesKV(line[:colon], value)
+		}
+	}
+}

@@ -1,0 +1,128 @@
+package proxy
+
+import (
+	"net"
+	"net/netip"
+	"net/url"
+	"strings"
+	"time"
+
+	"github.com/sluice-proxy/sluice/internal/backend"
+	"github.com/sluice-proxy/sluice/internal/balance"
+	"github.com/sluice-proxy/sluice/internal/config"
+	"github.com/sluice-proxy/sluice/internal/route"
+)
+
+// Runtime is one config generation of the data path: the route table and,
+// per route, its balancer, backends and policies. It is immutable once
+// built; a reload builds a new one beside it and swaps it in one step, and
+// in-flight requests finish on the one they started with.
+type Runtime struct {
+	// Config is the configuration this runtime was built from.
+	Config *config.Config
+	// Table matches requests to routes.
+	Table *route.Table
+	// Routes are the routes in config order.
+	Routes []*Route
+	// Trusted are the trusted_proxies prefixes.
+	Trusted []netip.Prefix
+}
+
+// Route is one route of a Runtime with everything a request needs,
+// resolved when the runtime is built.
+type Route struct {
+	route.Route
+	// Backends are the route's backends in config order.
+	Backends []*backend.Backend
+	// Pools holds the connection pool of each backend, by Backend.Index.
+	Pools []*Pool
+	// Balancer picks among Backends.
+	Balancer balance.Balancer
+
+	ClientBody      time.Duration
+	UpstreamConnect time.Duration
+	UpstreamHeader  time.Duration
+	UpstreamBody    time.Duration
+	MaxRequestBody  int64
+	MaxResponseBody int64
+	// RetryMethods are the methods that may be retried once sent.
+	RetryMethods []string
+	// Attempts is retry.attempts.
+	Attempts int
+}
+
+// Build makes a runtime of cfg. Backends of prev with the same route name
+// and URL are carried over, with their health state. Connections come from
+// t's pools.
+func Build(cfg *config.Config, t *Transport, prev *Runtime) *Runtime {
+	old := map[string]*backend.Backend{}
+	if prev != nil {
+		for _, r := range prev.Routes {
+			for _, b := range r.Backends {
+				old[r.Name+"\x00"+b.URL] = b
+			}
+		}
+	}
+	rt := &Runtime{Config: cfg, Trusted: cfg.TrustedPrefixes}
+	var table []*route.Route
+	for i, rc := range cfg.Routes {
+		r := &Route{
+			Route: route.Route{
+				Name: rc.Name, Host: hostOnly(rc.Host), Prefix: rc.PathPrefix,
+				StripPrefix: rc.StripPrefix, Index: i,
+			},
+			ClientBody:      rc.Timeouts.ClientBody.D(),
+			UpstreamConnect: rc.Timeouts.UpstreamConnect.D(),
+			UpstreamHeader:  rc.Timeouts.UpstreamHeader.D(),
+			UpstreamBody:    rc.Timeouts.UpstreamBody.D(),
+			MaxRequestBody:  int64(rc.Limits.MaxRequestBody),
+			MaxResponseBody: int64(rc.Limits.MaxResponseBody),
+			RetryMethods:    rc.Retry.Methods,
+			Attempts:        rc.Retry.Attempts,
+		}
+		for j, bc := range rc.Backends {
+			u, _ := url.Parse(bc.URL) // validated by config
+			addr := hostPort(u)
+			b := old[rc.Name+"\x00"+bc.URL]
+			if b == nil || b.Weight != bc.Weight || b.Index != j {
+				nb := backend.New(bc.URL, addr, u.Scheme+"://"+addr, strings.TrimSuffix(u.EscapedPath(), "/"), bc.Weight, j)
+				if b != nil {
+					nb.SetState(b.State(), b.Since())
+				}
+				b = nb
+			}
+			r.Backends = append(r.Backends, b)
+			r.Pools = append(r.Pools, t.Pool(addr))
+		}
+		r.Balancer = balance.NewRoundRobin(r.Backends)
+		rt.Routes = append(rt.Routes, r)
+		table = append(table, &r.Route)
+	}
+	rt.Table = route.NewTable(table)
+	return rt
+}
+
+// Addrs returns the backend addresses rt dials.
+func (rt *Runtime) Addrs() map[string]bool {
+	m := map[string]bool{}
+	for _, r := range rt.Routes {
+		for _, b := range r.Backends {
+			m[b.Addr] = true
+		}
+	}
+	return m
+}
+
+func hostPort(u *url.URL) string {
+	port := u.Port()
+	if port == "" {
+		port = "80"
+		if u.Scheme == "https" {
+			port = "443"
+		}
+	}
+	return net.JoinHostPort(u.Hostname(), port)
+}
+
+// hostOnly lowercases a route's host and drops any port.
+func hostOnly(h string) string { return route.HostKey(h) }

@@ -1,0 +1,270 @@
+package proxy
+
+import (
+	"bufio"
+	"context"
+	"errors"
+	"net"
+	"sync"
+	"syscall"
+	"time"
+)
+
+// DefaultIdleTimeout is how long an idle upstream connection is kept. It is
+// below the keep-alive timeouts backends commonly use (Node.js and Apache
+// close after 5 s), so the proxy, not the backend, retires idle connections.
+const DefaultIdleTimeout = 4 * time.Second
+
+// maxIdlePerBackend bounds the idle connections kept per backend address.
+const maxIdlePerBackend = 1024
+
+// upstreamBufSize is the read and write buffer size of upstream connections.
+const upstreamBufSize = 16 << 10
+
+// Pool keeps the idle keep-alive connections to one backend address. It is
+// shared by every route and every config generation that names the address,
+// so a reload keeps the pooled connections of backends that remain.
+type Pool struct {
+	addr        string
+	idleTimeout time.Duration
+
+	mu     sync.Mutex
+	idle   []*upConn // most recently used last
+	closed bool
+}
+
+// upConn is one upstream connection.
+type upConn struct {
+	nc       net.Conn
+	br       *bufio.Reader
+	bw       *bufio.Writer
+	pool     *Pool
+	reused   bool      // it served a request before this one
+	expires  time.Time // when it must no longer be reused
+	deadline time.Time // read deadline currently set
+}
+
+// dialError is a failure to connect: nothing of the request was sent.
+type dialError struct{ err error }
+
+func (e *dialError) Error() string { return "connect: " + e.err.Error() }
+func (e *dialError) Unwrap() error { return e.err }
+
+// get returns an idle connection that is still open, or dials a new one
+// within connectTimeout.
+func (p *Pool) get(ctx context.Context, connectTimeout time.Duration) (*upConn, error) {
+	now := time.Now()
+	for {
+		p.mu.Lock()
+		n := len(p.idle)
+		if n == 0 {
+			p.mu.Unlock()
+			break
+		}
+		c := p.idle[n-1]
+		p.idle[n-1] = nil
+		p.idle = p.idle[:n-1]
+		p.mu.Unlock()
+		if now.Before(c.expires) && peerOpen(c.nc) {
+			c.reused = true
+			return c, nil
+		}
+		c.nc.Close()
+	}
+	return p.dial(ctx, connectTimeout)
+}
+
+// dial opens a fresh connection.
+func (p *Pool) dial(ctx context.Context, connectTimeout time.Duration) (*upConn, error) {
+	d := net.Dialer{Timeout: connectTimeout}
+	nc, err := d.DialContext(ctx, "tcp", p.addr)
+	if err != nil {
+		return nil, &dialError{err}
+	}
+	if tc, ok := nc.(*net.TCPConn); ok {
+		tc.SetNoDelay(true)
+	}
+	return &upConn{
+		nc:   nc,
+		br:   bufio.NewReaderSize(nc, upstreamBufSize),
+		bw:   bufio.NewWriterSize(nc, upstreamBufSize),
+		pool: p,
+	}, nil
+}
+
+// put returns c to the pool for reuse until keepAlive has passed (the
+// backend's own Keep-Alive timeout less a margin, or the pool's idle timeout
+// when shorter or unknown).
+func (p *Pool) put(c *upConn, keepAlive time.Duration) {
+	idle := p.idleTimeout
+	if keepAlive > 0 && keepAlive < idle {
+		idle = keepAlive
+	}
+	if idle <= 0 || c.br.Buffered() > 0 {
+		c.nc.Close()
+		return
+	}
+	c.expires = time.Now().Add(idle)
+	p.mu.Lock()
+	if p.closed || len(p.idle) >= maxIdlePerBackend {
+		p.mu.Unlock()
+		c.nc.Close()
+		return
+	}
+	p.idle = append(p.idle, c)
+	p.mu.Unlock()
+}
+
+// reap closes idle connections whose time has passed.
+func (p *Pool) reap(now time.Time) {
+	p.mu.Lock()
+	keep := p.idle[:0]
+	var expired []*upConn
+	for _, c := range p.idle {
+		if now.Before(c.expires) {
+			keep = append(keep, c)
+		} else {
+			expired = append(expired, c)
+		}
+	}
+	for i := len(keep); i < len(p.idle); i++ {
+		p.idle[i] = nil
+	}
+	p.idle = keep
+	p.mu.Unlock()
+	for _, c := range expired {
+		c.nc.Close()
+	}
+}
+
+// close closes every idle connection and refuses new ones.
+func (p *Pool) close() {
+	p.mu.Lock()
+	idle := p.idle
+	p.idle, p.closed = nil, true
+	p.mu.Unlock()
+	for _, c := range idle {
+		c.nc.Close()
+	}
+}
+
+// idleCount returns the number of idle connections.
+func (p *Pool) idleCount() int {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	return len(p.idle)
+}
+
+// peerOpen reports whether the peer of an idle connection has neither closed
+// it nor sent anything unexpected, with one non-blocking peek. It narrows the
+// keep-alive race (a backend closing an idle connection just as the proxy
+// reuses it) to the microseconds between this check and the write.
+func peerOpen(nc net.Conn) bool {
+	sc, ok := nc.(syscall.Conn)
+	if !ok {
+		return true
+	}
+	raw, err := sc.SyscallConn()
+	if err != nil {
+		return false
+	}
+	open := false
+	var buf [1]byte
+	err = raw.Read(func(fd uintptr) bool {
+		n, _, rerr := syscall.Recvfrom(int(fd), buf[:], syscall.MSG_PEEK|syscall.MSG_DONTWAIT)
+		open = n < 0 && errors.Is(rerr, syscall.EAGAIN)
+		return true
+	})
+	return err == nil && open
+}
+
+// setReadDeadline arms a read deadline of d from now. To save work on busy
+// connections it only moves the deadline when it would move by more than an
+// eighth of d.
+func (c *upConn) setReadDeadline(now time.Time, d time.Duration) error {
+	want := now.Add(d)
+	if !c.deadline.IsZero() && want.Sub(c.deadline) < d/8 && c.deadline.After(now) {
+		return nil
+	}
+	c.deadline = want
+	return c.nc.SetReadDeadline(want)
+}
+
+// Transport owns the connection pools of every backend address.
+type Transport struct {
+	mu          sync.Mutex
+	pools       map[string]*Pool
+	idleTimeout time.Duration
+	stop        chan struct{}
+	done        chan struct{}
+}
+
+// NewTransport returns a transport and starts its reaper, which closes idle
+// connections as their time passes. Close stops it.
+func NewTransport(idleTimeout time.Duration) *Transport {
+	if idleTimeout <= 0 {
+		idleTimeout = DefaultIdleTimeout
+	}
+	t := &Transport{pools: map[string]*Pool{}, idleTimeout: idleTimeout,
+		stop: make(chan struct{}), done: make(chan struct{})}
+	go t.reapLoop()
+	return t
+}
+
+// Pool returns the pool of addr, creating it on first use.
+func (t *Transport) Pool(addr string) *Pool {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	p := t.pools[addr]
+	if p == nil {
+		p = &Pool{addr: addr, idleTimeout: t.idleTimeout}
+		t.pools[addr] = p
+	}
+	return p
+}
+
+// Retain closes and forgets the pools whose address is not in keep; a
+// reload calls it with the addresses of the new config.
+func (t *Transport) Retain(keep map[string]bool) {
+	t.mu.Lock()
+	var drop []*Pool
+	for addr, p := range t.pools {
+		if !keep[addr] {
+			drop = append(drop, p)
+			delete(t.pools, addr)
+		}
+	}
+	t.mu.Unlock()
+	for _, p := range drop {
+		p.close()
+	}
+}
+
+func (t *Transport) reapLoop() {
+	defer close(t.done)
+	tick := time.NewTicker(time.Second)
+	defer tick.Stop()
+	for {
+		select {
+		case <-t.stop:
+			return
+		case now := <-tick.C:
+			t.mu.Lock()
+			pools := make([]*Pool, 0, len(t.pools))
+			for _, p := range t.pools {
+				pools = append(pools, p)
+			}
+			t.mu.Unlock()
+			for _, p := range pools {
+				p.reap(now)
+			}
+		}
+	}
+}
+
+// Close stops the reaper and closes every idle connection.
+func (t *Transport) Close() {
+	close(t.stop)
+	<-t.done
+	t.Retain(nil)
+}

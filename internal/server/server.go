@@ -1,0 +1,207 @@
+// Package server owns sluice's listeners and process-level lifecycle: the
+// proxy listener on the fasthttp engine with its client-side timeouts and
+// limits, the admin listener on net/http, the atomic swap of the runtime on
+// reload, and the graceful drain on shutdown. It holds no per-request logic.
+package server
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"math"
+	"net"
+	"net/http"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/sluice-proxy/sluice/internal/admin"
+	"github.com/sluice-proxy/sluice/internal/config"
+	"github.com/sluice-proxy/sluice/internal/proxy"
+	"github.com/valyala/fasthttp"
+)
+
+// Server is a running sluice instance.
+type Server struct {
+	log       *slog.Logger
+	handler   *proxy.Handler
+	transport *proxy.Transport
+	engine    *fasthttp.Server
+	ln        *trackingListener
+	admin     *http.Server
+	adminLn   net.Listener
+	api       *admin.API
+	draining  atomic.Bool
+
+	mu  sync.Mutex // serialises reloads
+	cfg *config.Config
+
+	serveErr chan error
+}
+
+// New binds the listeners of cfg and builds its runtime. Nothing is served
+// until Serve.
+func New(cfg *config.Config, log *slog.Logger) (*Server, error) {
+	s := &Server{log: log, cfg: cfg, serveErr: make(chan error, 2)}
+	ln, err := net.Listen("tcp", cfg.Listen)
+	if err != nil {
+		return nil, fmt.Errorf("listen: %w", err)
+	}
+	s.ln = newTrackingListener(ln)
+	if cfg.Admin.Listen != "" {
+		if s.adminLn, err = net.Listen("tcp", cfg.Admin.Listen); err != nil {
+			ln.Close()
+			return nil, fmt.Errorf("admin.listen: %w", err)
+		}
+	}
+	s.transport = proxy.NewTransport(proxy.DefaultIdleTimeout)
+	s.handler = proxy.NewHandler(proxy.Build(cfg, s.transport, nil), log)
+	s.engine = newEngine(cfg, s.handler, log)
+	s.api = admin.New(&s.draining)
+	s.admin = &http.Server{Handler: s.api, ReadHeaderTimeout: 10 * time.Second}
+	return s, nil
+}
+
+// newEngine configures the fasthttp server of the proxy listener.
+func newEngine(cfg *config.Config, h *proxy.Handler, log *slog.Logger) *fasthttp.Server {
+	return &fasthttp.Server{
+		Handler:      h.Serve,
+		ErrorHandler: engineError,
+		Name:         "",
+		// The header block must fit the read buffer: this is the
+		// max_header_bytes limit.
+		ReadBufferSize:  int(cfg.Limits.MaxHeaderBytes),
+		WriteBufferSize: 16 << 10,
+		// ReadTimeout bounds the time to read a request's headers; the body
+		// has its own per-read limit (client_body), set by the proxy.
+		ReadTimeout: cfg.Timeouts.ClientHeader.D(),
+		IdleTimeout: cfg.Timeouts.ClientIdle.D(),
+		// Bodies are streamed and their limits enforced per route.
+		MaxRequestBodySize:            math.MaxInt32,
+		StreamRequestBody:             true,
+		DisablePreParseMultipartForm:  true,
+		DisableHeaderNamesNormalizing: true,
+		NoDefaultServerHeader:         true,
+		NoDefaultContentType:          true,
+		CloseOnShutdown:               true,
+		Logger:                        engineLogger{log},
+	}
+}
+
+// engineError answers requests the engine could not parse. Their headers
+// were not read, so the answer carries no request ID.
+func engineError(ctx *fasthttp.RequestCtx, err error) {
+	status, word, msg := fasthttp.StatusBadRequest, proxy.ErrBadRequest, "malformed request"
+	var small *fasthttp.ErrSmallBuffer
+	var ne net.Error
+	switch {
+	case errors.As(err, &small) || errors.Is(err, fasthttp.ErrSmallReadBuffer):
+		status, word, msg = fasthttp.StatusRequestHeaderFieldsTooLarge, proxy.ErrHeadersTooLarge, "request headers are over the limit"
+	case errors.As(err, &ne) && ne.Timeout():
+		status, word, msg = fasthttp.StatusRequestTimeout, proxy.ErrClientTimeout, "the client was too slow sending its request"
+	case errors.Is(err, fasthttp.ErrBodyTooLarge):
+		status, word, msg = fasthttp.StatusRequestEntityTooLarge, proxy.ErrRequestTooLarge, "request body is over the limit"
+	}
+	ctx.Response.Reset()
+	ctx.SetStatusCode(status)
+	ctx.SetContentType("application/json")
+	ctx.SetBodyString(`{"error":"` + word + `","message":"` + msg + `","request_id":""}` + "\n")
+}
+
+// engineLogger sends the engine's own messages to the debug log.
+type engineLogger struct{ log *slog.Logger }
+
+func (l engineLogger) Printf(format string, args ...any) {
+	if l.log.Enabled(context.Background(), slog.LevelDebug) {
+		l.log.Debug(fmt.Sprintf(format, args...), "component", "engine")
+	}
+}
+
+// Addr returns the proxy listener's address.
+func (s *Server) Addr() net.Addr { return s.ln.Addr() }
+
+// AdminAddr returns the admin listener's address, or nil when disabled.
+func (s *Server) AdminAddr() net.Addr {
+	if s.adminLn == nil {
+		return nil
+	}
+	return s.adminLn.Addr()
+}
+
+// Handler returns the data-path handler.
+func (s *Server) Handler() *proxy.Handler { return s.handler }
+
+// API returns the admin API, for adding endpoints.
+func (s *Server) API() *admin.API { return s.api }
+
+// Serve starts serving both listeners in the background.
+func (s *Server) Serve() {
+	go func() { s.serveErr <- s.engine.Serve(s.ln) }()
+	if s.adminLn != nil {
+		go func() {
+			if err := s.admin.Serve(s.adminLn); !errors.Is(err, http.ErrServerClosed) {
+				s.serveErr <- err
+			}
+		}()
+	}
+}
+
+// Errors delivers a listener's failure while serving.
+func (s *Server) Errors() <-chan error { return s.serveErr }
+
+// Config returns the running configuration.
+func (s *Server) Config() *config.Config {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.cfg
+}
+
+// Reload puts cfg in place: new requests use it at once, requests in flight
+// finish on the runtime they started with, and backends present before and
+// after keep their state. Changes of listen and admin.listen are logged as
+// needing a restart.
+func (s *Server) Reload(cfg *config.Config) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if cfg.Listen != s.cfg.Listen {
+		s.log.Warn("listen changed; it takes effect on restart", "running", s.cfg.Listen, "configured", cfg.Listen)
+		cfg.Listen = s.cfg.Listen
+	}
+	if cfg.Admin.Listen != s.cfg.Admin.Listen {
+		s.log.Warn("admin.listen changed; it takes effect on restart", "running", s.cfg.Admin.Listen, "configured", cfg.Admin.Listen)
+		cfg.Admin.Listen = s.cfg.Admin.Listen
+	}
+	rt := proxy.Build(cfg, s.transport, s.handler.Runtime())
+	s.handler.Store(rt)
+	s.transport.Retain(rt.Addrs())
+	s.cfg = cfg
+}
+
+// Shutdown drains as SPEC says: /readyz turns 503; after shutdown_delay the
+// proxy listener stops accepting and idle keep-alive connections close;
+// requests in flight, streamed responses included, run to completion, or
+// are cut when timeouts.shutdown has passed. It returns the number of
+// connections cut.
+func (s *Server) Shutdown() int {
+	cfg := s.Config()
+	s.draining.Store(true)
+	s.log.Info("shutting down", "in_flight", s.handler.InFlight(), "shutdown_delay", cfg.Timeouts.ShutdownDelay.D().String())
+	if d := cfg.Timeouts.ShutdownDelay.D(); d > 0 {
+		time.Sleep(d)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), cfg.Timeouts.Shutdown.D())
+	defer cancel()
+	cut := 0
+	if err := s.engine.ShutdownWithContext(ctx); err != nil {
+		inFlight := s.handler.InFlight()
+		cut = s.ln.closeAll()
+		s.log.Warn("shutdown deadline passed; cutting connections", "connections", cut, "requests", inFlight)
+	}
+	s.transport.Close()
+	if s.adminLn != nil {
+		s.admin.Close()
+	}
+	s.log.Info("stopped", "cut", cut)
+	return cut
+}
