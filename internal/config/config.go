@@ -41,7 +41,7 @@ func Parse(data []byte) (*Config, error) {
 	d.decodeRoutes(c)
 	provision(c)
 	errs := d.errs
-	for _, e := range validate(c, d.isBad) {
+	for _, e := range validate(c, d) {
 		e.Line, e.Column = d.position(e.Path)
 		errs = append(errs, e)
 	}

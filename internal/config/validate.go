@@ -32,14 +32,16 @@ func provision(c *Config) {
 // validator collects the problems of a provisioned Config.
 type validator struct {
 	errs []FieldError
-	// skip reports the paths already reported by the decoder; may be nil.
-	skip func(path string) bool
+	// d is the decoder that produced the Config, or nil. It tells which
+	// paths had decode problems (not to be reported twice) and which paths
+	// the document wrote.
+	d *decoder
 }
 
-// validate checks every value of c and returns every problem. skip, if not
-// nil, reports the paths whose problems the decoder has reported already.
-func validate(c *Config, skip func(path string) bool) []FieldError {
-	v := &validator{skip: skip}
+// validate checks every value of c and returns every problem. d, if not
+// nil, is the decoder that produced c.
+func validate(c *Config, d *decoder) []FieldError {
+	v := &validator{d: d}
 	if err := checkListen(c.Listen); err != nil {
 		v.add("listen", quote(c.Listen), err.Error())
 	}
@@ -79,8 +81,20 @@ func validate(c *Config, skip func(path string) bool) []FieldError {
 	return v.errs
 }
 
+// skip reports whether the decoder reported a problem at path or above.
+func (v *validator) skip(path string) bool { return v.d != nil && v.d.isBad(path) }
+
+// written reports whether the document wrote path.
+func (v *validator) written(path string) bool {
+	if v.d == nil {
+		return false
+	}
+	_, ok := v.d.pos[path]
+	return ok
+}
+
 func (v *validator) add(path, value, problem string) {
-	if v.skip != nil && v.skip(path) {
+	if v.skip(path) {
 		return
 	}
 	v.errs = append(v.errs, FieldError{Path: path, Value: value, Problem: problem})
@@ -122,7 +136,10 @@ func (v *validator) route(r *Route, p string, top map[string]bool) {
 		}
 	}
 
-	sub := &validator{skip: v.skip}
+	// The route's sections are the top-level ones with its overrides
+	// applied. A problem with an inherited value is the top level's, and has
+	// been reported (or skipped) there already.
+	sub := &validator{d: v.d}
 	sub.timeouts(p+".timeouts", r.Timeouts, true)
 	sub.limits(p+".limits", r.Limits, true)
 	sub.health(p+".health", r.Health)
@@ -130,7 +147,7 @@ func (v *validator) route(r *Route, p string, top map[string]bool) {
 	for _, e := range sub.errs {
 		inherited := e
 		inherited.Path = strings.TrimPrefix(e.Path, p+".")
-		if !top[inherited.Error()] {
+		if v.written(e.Path) || !top[inherited.Error()] && !v.skip(inherited.Path) {
 			v.errs = append(v.errs, e)
 		}
 	}
@@ -205,7 +222,7 @@ func (v *validator) health(p string, h Health) {
 	v.positive(sp+".ejection_time", s.EjectionTime)
 	v.positive(sp+".max_ejection_time", s.MaxEjectionTime)
 	if s.EjectionTime > 0 && s.MaxEjectionTime > 0 && s.MaxEjectionTime < s.EjectionTime &&
-		(v.skip == nil || !v.skip(sp+".ejection_time")) {
+		!v.skip(sp+".ejection_time") {
 		v.add(sp+".max_ejection_time", quote(s.MaxEjectionTime.String()),
 			"must be at least ejection_time ("+s.EjectionTime.String()+")")
 	}

@@ -42,6 +42,10 @@ type upConn struct {
 	reused   bool      // it served a request before this one
 	expires  time.Time // when it must no longer be reused
 	deadline time.Time // read deadline currently set
+
+	raw      syscall.RawConn
+	peek     func(fd uintptr) bool
+	peekOpen bool
 }
 
 // dialError is a failure to connect: nothing of the request was sent.
@@ -65,7 +69,7 @@ func (p *Pool) get(ctx context.Context, connectTimeout time.Duration) (*upConn, 
 		p.idle[n-1] = nil
 		p.idle = p.idle[:n-1]
 		p.mu.Unlock()
-		if now.Before(c.expires) && peerOpen(c.nc) {
+		if now.Before(c.expires) && c.peerOpen() {
 			c.reused = true
 			return c, nil
 		}
@@ -84,12 +88,14 @@ func (p *Pool) dial(ctx context.Context, connectTimeout time.Duration) (*upConn,
 	if tc, ok := nc.(*net.TCPConn); ok {
 		tc.SetNoDelay(true)
 	}
-	return &upConn{
+	c := &upConn{
 		nc:   nc,
 		br:   bufio.NewReaderSize(nc, upstreamBufSize),
 		bw:   bufio.NewWriterSize(nc, upstreamBufSize),
 		pool: p,
-	}, nil
+	}
+	c.initPeek()
+	return c, nil
 }
 
 // put returns c to the pool for reuse until keepAlive has passed (the
@@ -159,23 +165,35 @@ func (p *Pool) idleCount() int {
 // it nor sent anything unexpected, with one non-blocking peek. It narrows the
 // keep-alive race (a backend closing an idle connection just as the proxy
 // reuses it) to the microseconds between this check and the write.
-func peerOpen(nc net.Conn) bool {
-	sc, ok := nc.(syscall.Conn)
-	if !ok {
+func (c *upConn) peerOpen() bool {
+	if c.raw == nil {
 		return true
+	}
+	c.peekOpen = false
+	if err := c.raw.Read(c.peek); err != nil {
+		return false
+	}
+	return c.peekOpen
+}
+
+// initPeek prepares peerOpen, once per connection, so that a check does not
+// allocate.
+func (c *upConn) initPeek() {
+	sc, ok := c.nc.(syscall.Conn)
+	if !ok {
+		return
 	}
 	raw, err := sc.SyscallConn()
 	if err != nil {
-		return false
+		return
 	}
-	open := false
-	var buf [1]byte
-	err = raw.Read(func(fd uintptr) bool {
-		n, _, rerr := syscall.Recvfrom(int(fd), buf[:], syscall.MSG_PEEK|syscall.MSG_DONTWAIT)
-		open = n < 0 && errors.Is(rerr, syscall.EAGAIN)
+	c.raw = raw
+	c.peek = func(fd uintptr) bool {
+		var buf [1]byte
+		_, _, err := syscall.Recvfrom(int(fd), buf[:], syscall.MSG_PEEK|syscall.MSG_DONTWAIT)
+		c.peekOpen = errors.Is(err, syscall.EAGAIN)
 		return true
-	})
-	return err == nil && open
+	}
 }
 
 // setReadDeadline arms a read deadline of d from now. To save work on busy

@@ -1,0 +1,54 @@
+package proxy
+
+import (
+	"context"
+	"net"
+	"testing"
+	"time"
+)
+
+func TestPeerOpen(t *testing.T) {
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ln.Close()
+	accepted := make(chan net.Conn, 2)
+	go func() {
+		for {
+			c, err := ln.Accept()
+			if err != nil {
+				return
+			}
+			accepted <- c
+		}
+	}()
+	p := &Pool{addr: ln.Addr().String(), idleTimeout: time.Minute}
+	c, err := p.dial(context.Background(), time.Second)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.nc.Close()
+	server := <-accepted
+	if !c.peerOpen() {
+		t.Fatal("an open idle connection was reported closed")
+	}
+	server.Close()
+	deadline := time.Now().Add(2 * time.Second)
+	for c.peerOpen() {
+		if time.Now().After(deadline) {
+			t.Fatal("a connection the peer closed is still reported open")
+		}
+		time.Sleep(time.Millisecond)
+	}
+	// A closed connection is never handed out again.
+	p.put(c, 0)
+	c2, err := p.get(context.Background(), time.Second)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c2.nc.Close()
+	if c2 == c || c2.reused {
+		t.Fatal("the pool reused a connection its peer had closed")
+	}
+}
