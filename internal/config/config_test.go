@@ -674,3 +674,100 @@ func TestLoad(t *testing.T) {
 		t.Errorf("Load error %q does not name the file", err)
 	}
 }
+
+func TestRouteSectionProblems(t *testing.T) {
+	tests := []struct {
+		name string
+		doc  string
+		want []string
+	}{
+		{
+			name: "override clashes with an inherited value",
+			doc: `routes:
+  - path_prefix: /
+    health: {passive: {ejection_time: 10m}}
+    backends: [http://127.0.0.1:1]
+`,
+			want: []string{`routes[0].health.passive.max_ejection_time: "5m0s": must be at least ejection_time (10m0s)`},
+		},
+		{
+			name: "same bad value written at both levels is reported at both",
+			doc: `retry: {attempts: 0}
+routes:
+  - path_prefix: /
+    retry: {attempts: 0}
+    backends: [http://127.0.0.1:1]
+`,
+			want: []string{
+				`retry.attempts: "0": must be at least 1`,
+				`routes[0].retry.attempts: "0": must be at least 1`,
+			},
+		},
+		{
+			name: "top-level decode problem not repeated in routes",
+			doc: `retry: {on_status: [502, x]}
+health: {active: {expect_status: "9"}}
+routes:
+  - path_prefix: /
+    backends: [http://127.0.0.1:1]
+`,
+			want: []string{
+				`retry.on_status[1]: "x": expected an integer, got a string`,
+				`health.active.expect_status: "9": status 9 is outside 100-599`,
+			},
+		},
+		{
+			name: "route zero values",
+			doc: `routes:
+  - path_prefix: /
+    timeouts: {upstream_connect: 0s}
+    limits: {max_request_body: 0}
+    health: {active: {path: health}}
+    backends: [http://127.0.0.1:1]
+`,
+			want: []string{
+				`routes[0].timeouts.upstream_connect: "0s": must be greater than 0`,
+				`routes[0].limits.max_request_body: "0B": must be greater than 0`,
+				`routes[0].health.active.path: "health": must start with "/" ("" disables active checks)`,
+			},
+		},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			if got := problems(t, tt.doc); !slices.Equal(got, tt.want) {
+				t.Errorf("problems:\n got %q\nwant %q", got, tt.want)
+			}
+		})
+	}
+}
+
+func TestMergeKeyPrecedence(t *testing.T) {
+	c := mustParse(t, `
+routes:
+  - &base
+    path_prefix: /a
+    strip_prefix: true
+    backends: [http://127.0.0.1:1]
+  - <<: *base
+    strip_prefix: false
+    path_prefix: /b
+`)
+	if r := c.Routes[1]; r.StripPrefix || r.PathPrefix != "/b" {
+		t.Errorf("explicit keys must override merged ones: %+v", r)
+	}
+}
+
+func TestAliasBomb(t *testing.T) {
+	doc := "a: &a [x, x, x, x, x, x, x, x, x, x]\n"
+	prev := "a"
+	for _, name := range []string{"b", "c", "d", "e", "f", "g", "h", "i"} {
+		doc += name + ": &" + name + " [*" + prev + ", *" + prev + ", *" + prev + ", *" + prev + ", *" + prev +
+			", *" + prev + ", *" + prev + ", *" + prev + ", *" + prev + ", *" + prev + "]\n"
+		prev = name
+	}
+	doc += "trusted_proxies: *" + prev + "\n" + minimal
+	got := problems(t, doc)
+	if !slices.Contains(got, "the document is too large or uses too many aliases") {
+		t.Errorf("problems = %q, want the aliasing problem", got[:min(len(got), 5)])
+	}
+}

@@ -377,7 +377,7 @@ func (d *decoder) size(n *yaml.Node, path string, p *Size) {
 	if n.ShortTag() == "!!int" {
 		var i int64
 		if err := n.Decode(&i); err != nil {
-			d.failNode(n, path, "too large")
+			d.failNode(n, path, errSizeTooLarge.Error())
 			return
 		}
 		if i < 0 {

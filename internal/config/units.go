@@ -42,6 +42,8 @@ func ParseDuration(s string) (Duration, error) {
 	return Duration(v), nil
 }
 
+var errSizeTooLarge = fmt.Errorf("too large (at most %d bytes)", int64(math.MaxInt64))
+
 // sizeUnits are the units of Size, largest first within each family, in the
 // order String tries them.
 var sizeUnits = []struct {
@@ -119,7 +121,7 @@ func ParseSize(s string) (Size, error) {
 		return 0, errors.New("not a whole number of bytes")
 	}
 	if !r.Num().IsInt64() {
-		return 0, fmt.Errorf("too large (at most %d bytes)", int64(math.MaxInt64))
+		return 0, errSizeTooLarge
 	}
 	return Size(r.Num().Int64()), nil
 }

@@ -39,7 +39,7 @@ func TestSizeInYAML(t *testing.T) {
 		{name: "unit alone", value: "MiB", problem: "not a size (write bytes as an integer, or a number with a unit such as 64KiB or 16MiB)"},
 		{name: "words", value: "5 parsecs", problem: "not a size (write bytes as an integer, or a number with a unit such as 64KiB or 16MiB)"},
 		{name: "overflow with unit", value: "9999999999GiB", problem: "too large (at most 9223372036854775807 bytes)"},
-		{name: "overflow integer", value: "99999999999999999999", problem: "too large"},
+		{name: "overflow integer", value: "99999999999999999999", problem: "too large (at most 9223372036854775807 bytes)"},
 		{name: "empty string", value: `""`, problem: "not a size (write bytes as an integer, or a number with a unit such as 64KiB or 16MiB)"},
 		{name: "boolean", value: "true", problem: "expected a size, got a boolean"},
 	}

@@ -288,6 +288,10 @@ func isClientErr(err error) bool {
 
 // readHead reads the response head, skipping interim 1xx responses.
 func (x *exchange) readHead(c *upConn) error {
+	if err := x.waitReadable(c, x.route.UpstreamHeader); err != nil {
+		return err
+	}
+	// The head has begun to arrive; the rest of it gets the time left.
 	if err := c.setReadDeadline(time.Now(), x.route.UpstreamHeader); err != nil {
 		return err
 	}
@@ -388,8 +392,11 @@ func (x *exchange) sendFailed(err error) {
 		case ErrClientTimeout:
 			x.fail(fasthttp.StatusRequestTimeout, ce.word, "the client was too slow sending its body")
 		case ErrClientDisconnect:
+			// Nothing can be sent: the client is gone. 499 is what nginx
+			// logs for it.
 			x.rec.Error = ce.word
-			x.rec.Status = 499 // not sent: the client is gone
+			x.rec.Status = 499
+			x.ctx.Conn().Close()
 		default:
 			x.fail(fasthttp.StatusBadRequest, ErrBadRequest, "malformed request body")
 		}

@@ -119,6 +119,10 @@ func (b *respBody) Read(p []byte) (int, error) {
 	x := b.x
 	c := x.conn
 	if c.br.Buffered() == 0 {
+		if err := x.waitReadable(c, x.route.UpstreamBody); err != nil {
+			b.err = err
+			return 0, err
+		}
 		if err := c.setReadDeadline(time.Now(), x.route.UpstreamBody); err != nil {
 			b.err = err
 			return 0, err
@@ -160,6 +164,8 @@ func (b *respBody) CloseWithError(werr error) error {
 	switch {
 	case b.err == errResponseTooLarge:
 		x.rec.Error = ErrResponseTooLarge
+	case isClientErr(b.err):
+		x.rec.Error = ErrClientDisconnect
 	case b.err != nil && isTimeout(b.err):
 		x.rec.Error, x.rec.Outcome = ErrUpstreamTimeout, OutcomeTimeout
 	case b.err != nil:

@@ -1,8 +1,10 @@
 package server
 
 import (
+	"errors"
 	"net"
 	"sync"
+	"syscall"
 )
 
 // trackingListener remembers the connections it accepted until they close,
@@ -66,4 +68,14 @@ func (c *trackedConn) Close() error {
 		c.l.mu.Unlock()
 	})
 	return c.Conn.Close()
+}
+
+// SyscallConn exposes the raw connection, which the proxy peeks at to learn
+// that a client has gone while its request waits on a backend.
+func (c *trackedConn) SyscallConn() (syscall.RawConn, error) {
+	sc, ok := c.Conn.(syscall.Conn)
+	if !ok {
+		return nil, errors.New("not a syscall.Conn")
+	}
+	return sc.SyscallConn()
 }
