@@ -3,6 +3,7 @@ package config
 import (
 	"net/netip"
 	"slices"
+	"strings"
 	"testing"
 )
 
@@ -112,14 +113,12 @@ func TestRouteHost(t *testing.T) {
 				return
 			}
 			got := problems(t, doc)
-			if len(got) != 1 || !hasSuffix(got[0], ": "+tt.problem) {
+			if len(got) != 1 || !strings.HasSuffix(got[0], ": "+tt.problem) {
 				t.Errorf("problems = %q, want one ending %q", got, tt.problem)
 			}
 		})
 	}
 }
-
-func hasSuffix(s, suffix string) bool { return len(s) >= len(suffix) && s[len(s)-len(suffix):] == suffix }
 
 func TestListen(t *testing.T) {
 	tests := []struct {

@@ -7,6 +7,7 @@ import (
 	"path/filepath"
 	"reflect"
 	"slices"
+	"strconv"
 	"strings"
 	"testing"
 	"time"
@@ -758,14 +759,14 @@ routes:
 }
 
 func TestAliasBomb(t *testing.T) {
-	doc := "a: &a [x, x, x, x, x, x, x, x, x, x]\n"
-	prev := "a"
-	for _, name := range []string{"b", "c", "d", "e", "f", "g", "h", "i"} {
-		doc += name + ": &" + name + " [*" + prev + ", *" + prev + ", *" + prev + ", *" + prev + ", *" + prev +
-			", *" + prev + ", *" + prev + ", *" + prev + ", *" + prev + ", *" + prev + "]\n"
-		prev = name
+	// Each route's retry merges the previous one ten times: walking the
+	// last one naively would visit 10^8 mappings.
+	doc := "routes:\n  - {path_prefix: /0, backends: [http://127.0.0.1:1], retry: &r0 {attempts: 2}}\n"
+	for i := 1; i <= 8; i++ {
+		prev := "*r" + strconv.Itoa(i-1)
+		doc += "  - {path_prefix: /" + strconv.Itoa(i) + ", backends: [http://127.0.0.1:1], retry: &r" + strconv.Itoa(i) +
+			" {<<: [" + strings.Repeat(prev+", ", 9) + prev + "]}}\n"
 	}
-	doc += "trusted_proxies: *" + prev + "\n" + minimal
 	got := problems(t, doc)
 	if !slices.Contains(got, "the document is too large or uses too many aliases") {
 		t.Errorf("problems = %q, want the aliasing problem", got[:min(len(got), 5)])

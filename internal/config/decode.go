@@ -120,12 +120,18 @@ func kindName(n *yaml.Node) string {
 	return "something else"
 }
 
+// step counts one node visited and reports whether the walk may go on.
+func (d *decoder) step(n *yaml.Node) bool {
+	d.steps++
+	if d.steps == maxSteps+1 {
+		d.fail(n, "", "the document is too large or uses too many aliases")
+	}
+	return d.steps <= maxSteps
+}
+
 // value decodes n onto v, the field at path.
 func (d *decoder) value(n *yaml.Node, path string, v reflect.Value) {
-	if d.steps++; d.steps > maxSteps {
-		if d.steps == maxSteps+1 {
-			d.fail(n, "", "the document is too large or uses too many aliases")
-		}
+	if !d.step(n) {
 		return
 	}
 	n = resolve(n)
@@ -205,6 +211,9 @@ func (d *decoder) mapping(n *yaml.Node, path string, each func(key string, kn, v
 	walk = func(m *yaml.Node, merged bool, depth int) {
 		var merges []*yaml.Node
 		for i := 0; i+1 < len(m.Content); i += 2 {
+			if !d.step(m) {
+				return
+			}
 			kn, vn := resolve(m.Content[i]), m.Content[i+1]
 			if kn.Kind != yaml.ScalarNode {
 				d.failNode(kn, path, "mapping keys must be strings, got "+kindName(kn))
