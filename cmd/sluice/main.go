@@ -3,14 +3,12 @@
 package main
 
 import (
-	"errors"
 	"flag"
 	"fmt"
 	"io"
 	"log/slog"
 	"os"
 	"os/signal"
-	"strings"
 	"syscall"
 
 	"github.com/sluice-proxy/sluice/internal/config"
@@ -71,7 +69,7 @@ func run(args []string, stdout, stderr io.Writer) int {
 		return 0
 	}
 
-	srv, err := server.New(cfg, log)
+	srv, err := server.New(cfg, *configPath, log)
 	if err != nil {
 		fmt.Fprintln(stderr, "sluice:", err)
 		return 1
@@ -92,7 +90,7 @@ func run(args []string, stdout, stderr io.Writer) int {
 			return 1
 		case sig := <-signals:
 			if sig == syscall.SIGHUP {
-				reload(srv, *configPath, log)
+				srv.ReloadFile()
 				continue
 			}
 			signal.Stop(signals)
@@ -102,35 +100,11 @@ func run(args []string, stdout, stderr io.Writer) int {
 	}
 }
 
-// reload reads, decodes and validates the config file again and puts it in
-// place when it is valid.
-func reload(srv *server.Server, path string, log *slog.Logger) {
-	if path == "" {
-		log.Warn("reload ignored: no config file (demo mode)")
-		return
-	}
-	cfg, err := config.Load(path)
-	if err != nil {
-		log.Error("reload failed; the running configuration stays", "errors", errorLines(err))
-		return
-	}
-	srv.Reload(cfg)
-	log.Info("configuration reloaded", "routes", len(cfg.Routes))
-}
-
 // printConfigErrors prints every configuration problem on its own line.
 func printConfigErrors(w io.Writer, err error) {
-	for _, line := range errorLines(err) {
+	for _, line := range server.Problems(err) {
 		fmt.Fprintln(w, line)
 	}
-}
-
-func errorLines(err error) []string {
-	var ce *config.Errors
-	if errors.As(err, &ce) {
-		return ce.Lines()
-	}
-	return strings.Split(err.Error(), "\n")
 }
 
 func newLogger(w io.Writer, format, level string) (*slog.Logger, error) {

@@ -1,10 +1,11 @@
 // Package backend owns Backend: one upstream server of one route, with its
-// address, weight and live state (health, in-flight requests). It records
-// state and decides nothing: the health package writes health, balancers read
-// it with atomic loads.
+// address, weight and live state (health, ejection, in-flight requests). It
+// records state and decides nothing: the health package is the only writer
+// of health and ejection state, balancers read it with atomic loads.
 package backend
 
 import (
+	"sync"
 	"sync/atomic"
 	"time"
 )
@@ -18,7 +19,7 @@ const (
 	// Unhealthy backends failed active checks and take no traffic.
 	Unhealthy
 	// Ejected backends failed live traffic and take no traffic until their
-	// ejection time has passed.
+	// ejection time has passed; then one trial request at a time.
 	Ejected
 )
 
@@ -35,6 +36,19 @@ func (s State) String() string {
 	return "unknown"
 }
 
+// Outcome is what one try against a backend came to, in the SPEC's metric
+// words, so that metrics, ejection and logs agree.
+type Outcome string
+
+// The outcomes of a try.
+const (
+	OutcomeOK           Outcome = "ok"
+	OutcomeHTTPError    Outcome = "http_error"
+	OutcomeConnectError Outcome = "connect_error"
+	OutcomeTimeout      Outcome = "timeout"
+	OutcomeReset        Outcome = "reset"
+)
+
 // Backend is one backend of one route. Its identity is the route name and the
 // URL as configured; its live state survives a reload when both stay the same.
 type Backend struct {
@@ -43,7 +57,7 @@ type Backend struct {
 	URL string
 	// Addr is the host:port to dial.
 	Addr string
-	// HostPort is the origin's authority, used for health probes.
+	// Origin is scheme://host:port, where health probes go.
 	Origin string
 	// PathPrefix is the URL's path without a trailing slash ("" for none),
 	// prepended to every forwarded path.
@@ -53,37 +67,111 @@ type Backend struct {
 	// Index is the backend's position in its route, in config order.
 	Index int
 
-	state    atomic.Int32
-	inFlight atomic.Int64
-	since    atomic.Int64 // unix nanoseconds of the last transition
+	state        atomic.Int32
+	ejectedUntil atomic.Int64 // unix nanoseconds; the trial may start then
+	trial        atomic.Bool  // a half-open trial request is in flight
+	inFlight     atomic.Int64
+	failures     atomic.Int64 // consecutive live-traffic failures
+	ejectionTime atomic.Int64 // length of the current ejection, ns
+
+	mu      sync.Mutex // guards since, reason and history
+	since   time.Time
+	reason  string
+	history EjectionHistory
 }
 
 // New returns a healthy backend.
 func New(url, addr, origin, pathPrefix string, weight, index int) *Backend {
-	b := &Backend{URL: url, Addr: addr, Origin: origin, PathPrefix: pathPrefix, Weight: weight, Index: index}
-	b.since.Store(time.Now().UnixNano())
-	return b
+	return &Backend{URL: url, Addr: addr, Origin: origin, PathPrefix: pathPrefix,
+		Weight: weight, Index: index, since: time.Now()}
 }
 
-// Available reports whether the backend may take a request now. It is an
-// atomic load, safe on the hot path.
-func (b *Backend) Available() bool { return State(b.state.Load()) == Healthy }
+// Available reports whether the backend may take a request now: it is
+// healthy, or it is ejected, its ejection time has passed and no other
+// trial request is in flight, in which case the caller's request becomes the
+// trial (see Trial). The healthy case is one atomic load.
+func (b *Backend) Available() bool {
+	s := State(b.state.Load())
+	if s == Healthy {
+		return true
+	}
+	return s == Ejected && time.Now().UnixNano() >= b.ejectedUntil.Load() && b.trial.CompareAndSwap(false, true)
+}
 
 // State returns the current health state.
 func (b *Backend) State() State { return State(b.state.Load()) }
 
-// SetState records a transition to s; it returns false when s was already the
-// state. Only the health package calls it.
-func (b *Backend) SetState(s State, now time.Time) bool {
+// Status is a snapshot of a backend's state for the admin API.
+type Status struct {
+	State               State
+	Since               time.Time
+	Reason              string
+	ConsecutiveFailures int64
+	InFlight            int64
+	EjectionTime        time.Duration
+}
+
+// Status returns a snapshot of b's state.
+func (b *Backend) Status() Status {
+	b.mu.Lock()
+	since, reason := b.since, b.reason
+	b.mu.Unlock()
+	st := Status{State: b.State(), Since: since, Reason: reason,
+		ConsecutiveFailures: b.failures.Load(), InFlight: b.inFlight.Load()}
+	if st.State == Ejected {
+		st.EjectionTime = time.Duration(b.ejectionTime.Load())
+	}
+	return st
+}
+
+// SetState records a transition to s at now with its reason; it returns
+// false when s was already the state. Only the health package calls it.
+func (b *Backend) SetState(s State, now time.Time, reason string) bool {
 	if State(b.state.Swap(int32(s))) == s {
 		return false
 	}
-	b.since.Store(now.UnixNano())
+	b.mu.Lock()
+	b.since, b.reason = now, reason
+	b.mu.Unlock()
 	return true
 }
 
-// Since returns the time of the last state transition.
-func (b *Backend) Since() time.Time { return time.Unix(0, b.since.Load()) }
+// Eject marks the backend ejected for d from now. Only the health package
+// calls it.
+func (b *Backend) Eject(now time.Time, d time.Duration) {
+	b.ejectedUntil.Store(now.Add(d).UnixNano())
+	b.ejectionTime.Store(int64(d))
+	b.trial.Store(false)
+}
+
+// EndTrial frees the half-open trial slot.
+func (b *Backend) EndTrial() { b.trial.Store(false) }
+
+// Failures returns the count of consecutive live-traffic failures.
+func (b *Backend) Failures() int64 { return b.failures.Load() }
+
+// AddFailure counts a live-traffic failure and returns the new count.
+func (b *Backend) AddFailure() int64 { return b.failures.Add(1) }
+
+// ResetFailures clears the failure count; it writes only when needed, so a
+// healthy backend's success costs one atomic load.
+func (b *Backend) ResetFailures() {
+	if b.failures.Load() != 0 {
+		b.failures.Store(0)
+	}
+}
+
+// CopyState gives b the health state of old, the same backend in the
+// previous config generation.
+func (b *Backend) CopyState(old *Backend) {
+	old.mu.Lock()
+	b.since, b.reason, b.history = old.since, old.reason, old.history
+	old.mu.Unlock()
+	b.state.Store(old.state.Load())
+	b.ejectedUntil.Store(old.ejectedUntil.Load())
+	b.ejectionTime.Store(old.ejectionTime.Load())
+	b.failures.Store(old.failures.Load())
+}
 
 // Acquire counts a request in flight to b.
 func (b *Backend) Acquire() { b.inFlight.Add(1) }
@@ -93,3 +181,24 @@ func (b *Backend) Release() { b.inFlight.Add(-1) }
 
 // InFlight returns the number of requests in flight to b.
 func (b *Backend) InFlight() int64 { return b.inFlight.Load() }
+
+// EjectionHistory is what the outlier detector remembers of a backend's past
+// ejections: how many in a row, and when the last one ended.
+type EjectionHistory struct {
+	Count     int
+	LastEnded time.Time
+}
+
+// History returns b's ejection history.
+func (b *Backend) History() EjectionHistory {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.history
+}
+
+// SetHistory records b's ejection history. Only the health package calls it.
+func (b *Backend) SetHistory(h EjectionHistory) {
+	b.mu.Lock()
+	b.history = h
+	b.mu.Unlock()
+}

@@ -46,7 +46,7 @@ func TestRoundRobin(t *testing.T) {
 		t.Run(tt.name, func(t *testing.T) {
 			bs := backends(tt.weights...)
 			for _, i := range tt.down {
-				bs[i].SetState(backend.Unhealthy, time.Now())
+				bs[i].SetState(backend.Unhealthy, time.Now(), "test")
 			}
 			got := counts(NewRoundRobin(bs), tt.picks, nil)
 			for k, v := range tt.want {

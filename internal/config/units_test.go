@@ -298,3 +298,37 @@ func TestCloneIsDeep(t *testing.T) {
 		t.Errorf("Clone shares memory with the original: %+v", c)
 	}
 }
+
+// TestJSONIsAConfig checks that the JSON form mirrors the YAML keys closely
+// enough to be read back as the same configuration.
+func TestJSONIsAConfig(t *testing.T) {
+	c := mustParse(t, `
+listen: ":8080"
+trusted_proxies: [10.0.0.0/8, 10.0.0.1]
+access_log: "off"
+timeouts: {client_idle: 2m, shutdown_delay: 5s}
+limits: {max_request_body: 1500}
+health: {passive: {failure_status: "500, 502-504"}}
+routes:
+  - name: api
+    host: API.example.com:443
+    path_prefix: /api
+    strip_prefix: true
+    backends: [http://127.0.0.1:3001/v1/, {url: http://127.0.0.1:3002, weight: 3}]
+    timeouts: {upstream_header: 1s}
+    retry: {attempts: 3, methods: []}
+  - path_prefix: /
+    backends: [https://example.com]
+`)
+	data, err := json.Marshal(c)
+	if err != nil {
+		t.Fatal(err)
+	}
+	back, err := Parse(data)
+	if err != nil {
+		t.Fatalf("Parse(JSON form): %v\n%s", err, data)
+	}
+	if !reflect.DeepEqual(back, c) {
+		t.Errorf("JSON round trip differs:\n got %+v\nwant %+v", back, c)
+	}
+}

@@ -7,6 +7,7 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/sluice-proxy/sluice/internal/backend"
 	"github.com/sluice-proxy/sluice/internal/config"
 	"github.com/valyala/fasthttp"
 )
@@ -59,7 +60,7 @@ func benchRuntime(tb testing.TB, addr string) (*Handler, *Transport) {
 	}
 	t := NewTransport(0)
 	tb.Cleanup(t.Close)
-	return NewHandler(Build(cfg, t, nil), nil), t
+	return NewHandler(Build(cfg, t, nil, nopEvents{}), nil), t
 }
 
 // BenchmarkServe is one proxied GET through the handler: admission, routing,
@@ -110,3 +111,7 @@ func TestServeOverCannedBackend(t *testing.T) {
 	}
 	_ = tr
 }
+
+type nopEvents struct{}
+
+func (nopEvents) Transition(string, *backend.Backend, backend.State, backend.State, string) {}

@@ -8,20 +8,20 @@ import (
 	"os"
 	"syscall"
 
+	"github.com/sluice-proxy/sluice/internal/backend"
 	"github.com/valyala/fasthttp"
 )
 
-// Outcome is what one try against a backend came to, in the SPEC's metric
-// words, so that metrics, ejection and logs agree.
-type Outcome string
+// Outcome is what one try against a backend came to.
+type Outcome = backend.Outcome
 
-// The outcomes of a try.
+// The outcomes of a try, in the SPEC's metric words.
 const (
-	OutcomeOK           Outcome = "ok"
-	OutcomeHTTPError    Outcome = "http_error"
-	OutcomeConnectError Outcome = "connect_error"
-	OutcomeTimeout      Outcome = "timeout"
-	OutcomeReset        Outcome = "reset"
+	OutcomeOK           = backend.OutcomeOK
+	OutcomeHTTPError    = backend.OutcomeHTTPError
+	OutcomeConnectError = backend.OutcomeConnectError
+	OutcomeTimeout      = backend.OutcomeTimeout
+	OutcomeReset        = backend.OutcomeReset
 )
 
 // Error words of the SPEC, as sent in error bodies, counted in

@@ -35,6 +35,8 @@ type exchange struct {
 	nTried    int
 
 	backend *backend.Backend
+	trial   bool // the try is the backend's half-open trial
+	status  int  // the backend's status for this try, 0 when none
 	conn    *upConn
 	resp    responseHead
 	out     []byte // the upstream request head
@@ -190,6 +192,9 @@ func (x *exchange) forward() {
 		return
 	}
 	x.backend = b
+	x.trial = b.State() == backend.Ejected
+	x.status = 0
+	x.rec.Outcome = ""
 	x.tried[x.nTried] = b
 	x.nTried++
 	x.rec.Backend = b.URL
@@ -421,11 +426,33 @@ func (x *exchange) fail(status int, word, message string) {
 	writeError(x.ctx, status, word, message, x.requestID)
 }
 
+// observe reports the try's outcome to passive health, once. Tries that
+// ended for the client's reasons (it left, it was too slow, its body was
+// malformed or too large) say nothing about the backend and are not counted.
+func (x *exchange) observe() {
+	b := x.backend
+	if b == nil {
+		return
+	}
+	if x.rec.Outcome == "" || isClientWord(x.rec.Error) {
+		x.route.Passive.Abandon(b, x.trial)
+	} else {
+		x.route.Passive.Observe(b, x.rec.Outcome, x.status, x.trial)
+	}
+	b.Release()
+}
+
+func isClientWord(w string) bool {
+	switch w {
+	case ErrClientDisconnect, ErrClientTimeout, ErrBadRequest, ErrRequestTooLarge:
+		return true
+	}
+	return false
+}
+
 // finish records the request, once, and recycles the exchange.
 func (x *exchange) finish() {
-	if x.backend != nil {
-		x.backend.Release()
-	}
+	x.observe()
 	x.rec.Duration = time.Since(x.rec.Start)
 	if x.rec.Status == 0 {
 		x.rec.Status = x.ctx.Response.StatusCode()

@@ -17,11 +17,14 @@ func (x *exchange) respond() {
 	c := x.conn
 	rh := &x.resp
 	resp := &x.ctx.Response
+	x.status = rh.status
 	x.rec.Outcome = OutcomeOK
+	if x.route.Passive.Failure(rh.status) {
+		x.rec.Outcome = OutcomeHTTPError
+	}
 	if rh.contentLength > x.route.MaxResponseBody {
 		x.conn = nil
 		c.nc.Close()
-		x.rec.Outcome = OutcomeOK
 		x.fail(fasthttp.StatusBadGateway, ErrResponseTooLarge, "backend "+x.backend.URL+" declared a "+
 			strconv.FormatInt(rh.contentLength, 10)+"-byte response, over the limit of "+
 			strconv.FormatInt(x.route.MaxResponseBody, 10))

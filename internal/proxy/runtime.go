@@ -10,6 +10,7 @@ import (
 	"github.com/sluice-proxy/sluice/internal/backend"
 	"github.com/sluice-proxy/sluice/internal/balance"
 	"github.com/sluice-proxy/sluice/internal/config"
+	"github.com/sluice-proxy/sluice/internal/health"
 	"github.com/sluice-proxy/sluice/internal/route"
 )
 
@@ -38,6 +39,8 @@ type Route struct {
 	Pools []*Pool
 	// Balancer picks among Backends.
 	Balancer balance.Balancer
+	// Passive is the route's outlier detector; every try reports to it.
+	Passive *health.Passive
 
 	ClientBody      time.Duration
 	UpstreamConnect time.Duration
@@ -53,8 +56,8 @@ type Route struct {
 
 // Build makes a runtime of cfg. Backends of prev with the same route name
 // and URL are carried over, with their health state. Connections come from
-// t's pools.
-func Build(cfg *config.Config, t *Transport, prev *Runtime) *Runtime {
+// t's pools; health transitions go to events.
+func Build(cfg *config.Config, t *Transport, prev *Runtime, events health.Events) *Runtime {
 	old := map[string]*backend.Backend{}
 	if prev != nil {
 		for _, r := range prev.Routes {
@@ -87,7 +90,7 @@ func Build(cfg *config.Config, t *Transport, prev *Runtime) *Runtime {
 			if b == nil || b.Weight != bc.Weight || b.Index != j {
 				nb := backend.New(bc.URL, addr, u.Scheme+"://"+addr, strings.TrimSuffix(u.EscapedPath(), "/"), bc.Weight, j)
 				if b != nil {
-					nb.SetState(b.State(), b.Since())
+					nb.CopyState(b)
 				}
 				b = nb
 			}
@@ -95,11 +98,23 @@ func Build(cfg *config.Config, t *Transport, prev *Runtime) *Runtime {
 			r.Pools = append(r.Pools, t.Pool(addr))
 		}
 		r.Balancer = balance.NewRoundRobin(r.Backends)
+		r.Passive = health.NewPassive(r.Name, rc.Health.Passive, r.Backends, events, nil)
 		rt.Routes = append(rt.Routes, r)
 		table = append(table, &r.Route)
 	}
 	rt.Table = route.NewTable(table)
 	return rt
+}
+
+// HealthTargets returns the active-check targets of rt.
+func (rt *Runtime) HealthTargets() []health.Target {
+	var ts []health.Target
+	for i, r := range rt.Routes {
+		for _, b := range r.Backends {
+			ts = append(ts, health.Target{Route: r.Name, Backend: b, Config: rt.Config.Routes[i].Health.Active})
+		}
+	}
+	return ts
 }
 
 // Addrs returns the backend addresses rt dials.

@@ -12,12 +12,15 @@ import (
 	"math"
 	"net"
 	"net/http"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
 
 	"github.com/sluice-proxy/sluice/internal/admin"
+	"github.com/sluice-proxy/sluice/internal/backend"
 	"github.com/sluice-proxy/sluice/internal/config"
+	"github.com/sluice-proxy/sluice/internal/health"
 	"github.com/sluice-proxy/sluice/internal/proxy"
 	"github.com/valyala/fasthttp"
 )
@@ -32,7 +35,12 @@ type Server struct {
 	admin     *http.Server
 	adminLn   net.Listener
 	api       *admin.API
+	active    *health.Active
 	draining  atomic.Bool
+
+	events health.Events
+
+	path string
 
 	mu  sync.Mutex // serialises reloads
 	cfg *config.Config
@@ -40,10 +48,10 @@ type Server struct {
 	serveErr chan error
 }
 
-// New binds the listeners of cfg and builds its runtime. Nothing is served
-// until Serve.
-func New(cfg *config.Config, log *slog.Logger) (*Server, error) {
-	s := &Server{log: log, cfg: cfg, serveErr: make(chan error, 2)}
+// New binds the listeners of cfg and builds its runtime. path is the config
+// file reloads read ("" when there is none). Nothing is served until Serve.
+func New(cfg *config.Config, path string, log *slog.Logger) (*Server, error) {
+	s := &Server{log: log, cfg: cfg, path: path, serveErr: make(chan error, 2)}
 	ln, err := net.Listen("tcp", cfg.Listen)
 	if err != nil {
 		return nil, fmt.Errorf("listen: %w", err)
@@ -56,9 +64,18 @@ func New(cfg *config.Config, log *slog.Logger) (*Server, error) {
 		}
 	}
 	s.transport = proxy.NewTransport(proxy.DefaultIdleTimeout)
-	s.handler = proxy.NewHandler(proxy.Build(cfg, s.transport, nil), log)
+	events := &healthLog{log: log}
+	s.active = health.NewActive(events)
+	s.events = events
+	s.handler = proxy.NewHandler(proxy.Build(cfg, s.transport, nil, events), log)
 	s.engine = newEngine(cfg, s.handler, log)
-	s.api = admin.New(&s.draining)
+	s.api = admin.New(admin.Options{
+		Draining: &s.draining,
+		Token:    func() string { return s.Config().Admin.Token },
+		Backends: s.backends,
+		Config:   func() any { return s.Config().Redacted() },
+		Reload:   s.ReloadFile,
+	})
 	s.admin = &http.Server{Handler: s.api, ReadHeaderTimeout: 10 * time.Second}
 	return s, nil
 }
@@ -135,8 +152,10 @@ func (s *Server) Handler() *proxy.Handler { return s.handler }
 // API returns the admin API, for adding endpoints.
 func (s *Server) API() *admin.API { return s.api }
 
-// Serve starts serving both listeners in the background.
+// Serve starts serving both listeners, and the health checks, in the
+// background.
 func (s *Server) Serve() {
+	s.active.Sync(s.handler.Runtime().HealthTargets())
 	go func() { s.serveErr <- s.engine.Serve(s.ln) }()
 	if s.adminLn != nil {
 		go func() {
@@ -157,6 +176,26 @@ func (s *Server) Config() *config.Config {
 	return s.cfg
 }
 
+// ReloadFile reads, decodes and validates the config file again and puts
+// it in place when it is valid; otherwise the running config stays and the
+// problems are logged and returned.
+func (s *Server) ReloadFile() []string {
+	if s.path == "" {
+		problems := []string{"no config file to reload (demo mode)"}
+		s.log.Warn("reload failed", "event", "config_reload", "result", "error", "errors", problems)
+		return problems
+	}
+	cfg, err := config.Load(s.path)
+	if err != nil {
+		problems := Problems(err)
+		s.log.Error("reload failed; the running configuration stays", "event", "config_reload", "result", "error", "errors", problems)
+		return problems
+	}
+	s.Reload(cfg)
+	s.log.Info("configuration reloaded", "event", "config_reload", "result", "ok", "routes", len(cfg.Routes))
+	return nil
+}
+
 // Reload puts cfg in place: new requests use it at once, requests in flight
 // finish on the runtime they started with, and backends present before and
 // after keep their state. Changes of listen and admin.listen are logged as
@@ -172,8 +211,9 @@ func (s *Server) Reload(cfg *config.Config) {
 		s.log.Warn("admin.listen changed; it takes effect on restart", "running", s.cfg.Admin.Listen, "configured", cfg.Admin.Listen)
 		cfg.Admin.Listen = s.cfg.Admin.Listen
 	}
-	rt := proxy.Build(cfg, s.transport, s.handler.Runtime())
+	rt := proxy.Build(cfg, s.transport, s.handler.Runtime(), s.events)
 	s.handler.Store(rt)
+	s.active.Sync(rt.HealthTargets())
 	s.transport.Retain(rt.Addrs())
 	s.cfg = cfg
 }
@@ -198,10 +238,28 @@ func (s *Server) Shutdown() int {
 		cut = s.ln.closeAll()
 		s.log.Warn("shutdown deadline passed; cutting connections", "connections", cut, "requests", inFlight)
 	}
+	s.active.Stop()
 	s.transport.Close()
 	if s.adminLn != nil {
 		s.admin.Close()
 	}
 	s.log.Info("stopped", "cut", cut)
 	return cut
+}
+
+// healthLog logs every health transition once, as a structured event.
+type healthLog struct{ log *slog.Logger }
+
+func (h *healthLog) Transition(route string, b *backend.Backend, from, to backend.State, reason string) {
+	h.log.Info("backend state changed", "event", "health_transition", "route", route, "backend", b.URL,
+		"from", from.String(), "to", to.String(), "reason", reason)
+}
+
+// Problems returns a config error as lines, one a problem.
+func Problems(err error) []string {
+	var ce *config.Errors
+	if errors.As(err, &ce) {
+		return ce.Lines()
+	}
+	return strings.Split(err.Error(), "\n")
 }
