@@ -9,6 +9,7 @@ import (
 
 	"github.com/sluice-proxy/sluice/internal/backend"
 	"github.com/sluice-proxy/sluice/internal/config"
+	"github.com/sluice-proxy/sluice/internal/metrics"
 	"github.com/valyala/fasthttp"
 )
 
@@ -60,7 +61,7 @@ func benchRuntime(tb testing.TB, addr string) (*Handler, *Transport) {
 	}
 	t := NewTransport(0)
 	tb.Cleanup(t.Close)
-	return NewHandler(Build(cfg, t, nil, nopEvents{}), nil), t
+	return NewHandler(Build(cfg, t, nil, nopEvents{}, metrics.New(func() float64 { return 0 })), nil), t
 }
 
 // BenchmarkServe is one proxied GET through the handler: admission, routing,

@@ -9,6 +9,7 @@ import (
 	"time"
 	"unsafe"
 
+	"github.com/sluice-proxy/sluice/internal/accesslog"
 	"github.com/sluice-proxy/sluice/internal/backend"
 	"github.com/sluice-proxy/sluice/internal/route"
 	"github.com/valyala/fasthttp"
@@ -18,11 +19,12 @@ import (
 // exchange whose response body is still streaming when the handler returns
 // (streaming is set) is finished by the body's close.
 type exchange struct {
-	h     *Handler
-	ctx   *fasthttp.RequestCtx
-	rt    *Runtime
-	route *Route
-	rec   Record
+	h       *Handler
+	ctx     *fasthttp.RequestCtx
+	rt      *Runtime
+	route   *Route
+	rec     accesslog.Entry
+	outcome Outcome // the last try's outcome, "" when no backend answered
 
 	head      requestHead
 	method    []byte // request method (copy)
@@ -49,7 +51,7 @@ type exchange struct {
 func (x *exchange) begin(h *Handler, ctx *fasthttp.RequestCtx) {
 	x.h, x.ctx, x.rt = h, ctx, h.rt.Load()
 	x.route, x.backend, x.conn, x.nTried, x.streaming = nil, nil, nil, 0, false
-	x.rec = Record{Start: time.Now(), Client: peerAddr(ctx.RemoteAddr())}
+	x.rec = accesslog.Entry{Time: time.Now(), Client: peerAddr(ctx.RemoteAddr())}
 	x.requestID = x.requestID[:0]
 	x.target, x.query, x.host, x.path = x.target[:0], nil, nil, ""
 }
@@ -63,7 +65,7 @@ func (x *exchange) admit() bool {
 	x.method = append(x.method[:0], hdr.Method()...)
 	x.rec.Method = x.method
 	x.target = append(x.target, hdr.RequestURI()...)
-	x.rec.Target = x.target
+	x.rec.Path = x.target
 
 	proto := hdr.Protocol()
 	http11 := string(proto) == "HTTP/1.1"
@@ -194,7 +196,7 @@ func (x *exchange) forward() {
 	x.backend = b
 	x.trial = b.State() == backend.Ejected
 	x.status = 0
-	x.rec.Outcome = ""
+	x.outcome = ""
 	x.tried[x.nTried] = b
 	x.nTried++
 	x.rec.Backend = b.URL
@@ -407,8 +409,8 @@ func (x *exchange) sendFailed(err error) {
 		}
 		return
 	}
-	x.rec.Outcome = upstreamOutcome(err)
-	switch x.rec.Outcome {
+	x.outcome = upstreamOutcome(err)
+	switch x.outcome {
 	case OutcomeTimeout:
 		x.fail(fasthttp.StatusGatewayTimeout, ErrUpstreamTimeout,
 			"backend "+x.backend.URL+" sent no response headers in time")
@@ -434,10 +436,13 @@ func (x *exchange) observe() {
 	if b == nil {
 		return
 	}
-	if x.rec.Outcome == "" || isClientWord(x.rec.Error) {
+	if x.outcome == "" || isClientWord(x.rec.Error) {
 		x.route.Passive.Abandon(b, x.trial)
 	} else {
-		x.route.Passive.Observe(b, x.rec.Outcome, x.status, x.trial)
+		x.route.Passive.Observe(b, x.outcome, x.status, x.trial)
+	}
+	if x.outcome != "" {
+		x.route.Metrics.Upstream(b.Index, string(x.outcome))
 	}
 	b.Release()
 }
@@ -453,13 +458,19 @@ func isClientWord(w string) bool {
 // finish records the request, once, and recycles the exchange.
 func (x *exchange) finish() {
 	x.observe()
-	x.rec.Duration = time.Since(x.rec.Start)
+	x.rec.Duration = time.Since(x.rec.Time)
 	if x.rec.Status == 0 {
 		x.rec.Status = x.ctx.Response.StatusCode()
 	}
-	if f := x.h.OnFinish; f != nil {
-		f(&x.rec)
+	m := x.rt.NoRoute
+	if x.route != nil {
+		m = x.route.Metrics
 	}
+	m.Request(x.rec.Method, x.rec.Status, x.rec.Duration.Seconds())
+	if x.rec.Error != "" {
+		m.Error(x.rec.Error)
+	}
+	x.h.AccessLog.Load().Write(&x.rec)
 	h := x.h
 	x.h, x.ctx, x.rt, x.route, x.backend, x.conn = nil, nil, nil, nil, nil, nil
 	exchangePool.Put(x)

@@ -9,11 +9,12 @@ package proxy
 
 import (
 	"log/slog"
+
+	"github.com/sluice-proxy/sluice/internal/accesslog"
 	"net"
 	"net/netip"
 	"sync"
 	"sync/atomic"
-	"time"
 
 	"github.com/valyala/fasthttp"
 )
@@ -24,9 +25,8 @@ type Handler struct {
 
 	// Log receives the proxy's own events (not the access log).
 	Log *slog.Logger
-	// OnFinish, when set, is called once per request with its record, after
-	// the last byte of the response (or the failure). It must not keep rec.
-	OnFinish func(rec *Record)
+	// AccessLog gets one line per request; nil for none.
+	AccessLog atomic.Pointer[accesslog.Log]
 
 	inFlight atomic.Int64
 }
@@ -48,25 +48,6 @@ func (h *Handler) Runtime() *Runtime { return h.rt.Load() }
 // InFlight returns the number of requests being served, streamed responses
 // included.
 func (h *Handler) InFlight() int64 { return h.inFlight.Load() }
-
-// Record is what the access log and the metrics learn of one request.
-type Record struct {
-	Start     time.Time
-	Duration  time.Duration
-	RequestID []byte
-	Client    netip.Addr
-	Method    []byte
-	Target    []byte // path and query as received
-	Route     string // "" when no route matched
-	Backend   string // "" when none was tried
-	Status    int
-	BytesIn   int64
-	BytesOut  int64
-	Attempts  int
-	Error     string // an error word, "" when none
-	// Outcome is the last try's outcome, "" when no backend was tried.
-	Outcome Outcome
-}
 
 var exchangePool = sync.Pool{New: func() any { return new(exchange) }}
 

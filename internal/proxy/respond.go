@@ -18,9 +18,9 @@ func (x *exchange) respond() {
 	rh := &x.resp
 	resp := &x.ctx.Response
 	x.status = rh.status
-	x.rec.Outcome = OutcomeOK
+	x.outcome = OutcomeOK
 	if x.route.Passive.Failure(rh.status) {
-		x.rec.Outcome = OutcomeHTTPError
+		x.outcome = OutcomeHTTPError
 	}
 	if rh.contentLength > x.route.MaxResponseBody {
 		x.conn = nil
@@ -170,9 +170,9 @@ func (b *respBody) CloseWithError(werr error) error {
 	case isClientErr(b.err):
 		x.rec.Error = ErrClientDisconnect
 	case b.err != nil && isTimeout(b.err):
-		x.rec.Error, x.rec.Outcome = ErrUpstreamTimeout, OutcomeTimeout
+		x.rec.Error, x.outcome = ErrUpstreamTimeout, OutcomeTimeout
 	case b.err != nil:
-		x.rec.Error, x.rec.Outcome = ErrUpstream, OutcomeReset
+		x.rec.Error, x.outcome = ErrUpstream, OutcomeReset
 	case werr != nil || !complete:
 		x.rec.Error = ErrClientDisconnect
 	}

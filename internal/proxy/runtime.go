@@ -11,6 +11,7 @@ import (
 	"github.com/sluice-proxy/sluice/internal/balance"
 	"github.com/sluice-proxy/sluice/internal/config"
 	"github.com/sluice-proxy/sluice/internal/health"
+	"github.com/sluice-proxy/sluice/internal/metrics"
 	"github.com/sluice-proxy/sluice/internal/route"
 )
 
@@ -27,6 +28,8 @@ type Runtime struct {
 	Routes []*Route
 	// Trusted are the trusted_proxies prefixes.
 	Trusted []netip.Prefix
+	// NoRoute counts the requests that match no route (route="").
+	NoRoute *metrics.Route
 }
 
 // Route is one route of a Runtime with everything a request needs,
@@ -41,6 +44,8 @@ type Route struct {
 	Balancer balance.Balancer
 	// Passive is the route's outlier detector; every try reports to it.
 	Passive *health.Passive
+	// Metrics are the route's resolved metric children.
+	Metrics *metrics.Route
 
 	ClientBody      time.Duration
 	UpstreamConnect time.Duration
@@ -56,8 +61,8 @@ type Route struct {
 
 // Build makes a runtime of cfg. Backends of prev with the same route name
 // and URL are carried over, with their health state. Connections come from
-// t's pools; health transitions go to events.
-func Build(cfg *config.Config, t *Transport, prev *Runtime, events health.Events) *Runtime {
+// t's pools; health transitions go to events; m gets the metrics.
+func Build(cfg *config.Config, t *Transport, prev *Runtime, events health.Events, m *metrics.Metrics) *Runtime {
 	old := map[string]*backend.Backend{}
 	if prev != nil {
 		for _, r := range prev.Routes {
@@ -66,7 +71,7 @@ func Build(cfg *config.Config, t *Transport, prev *Runtime, events health.Events
 			}
 		}
 	}
-	rt := &Runtime{Config: cfg, Trusted: cfg.TrustedPrefixes}
+	rt := &Runtime{Config: cfg, Trusted: cfg.TrustedPrefixes, NoRoute: m.Route("", nil)}
 	var table []*route.Route
 	for i, rc := range cfg.Routes {
 		r := &Route{
@@ -99,6 +104,12 @@ func Build(cfg *config.Config, t *Transport, prev *Runtime, events health.Events
 		}
 		r.Balancer = balance.NewRoundRobin(r.Backends)
 		r.Passive = health.NewPassive(r.Name, rc.Health.Passive, r.Backends, events, nil)
+		urls := make([]string, len(r.Backends))
+		for j, b := range r.Backends {
+			urls[j] = b.URL
+			m.SetHealthy(r.Name, b.URL, b.State() == backend.Healthy)
+		}
+		r.Metrics = m.Route(r.Name, urls)
 		rt.Routes = append(rt.Routes, r)
 		table = append(table, &r.Route)
 	}
@@ -139,5 +150,11 @@ func hostPort(u *url.URL) string {
 	return net.JoinHostPort(u.Hostname(), port)
 }
 
-// hostOnly lowercases a route's host and drops any port.
-func hostOnly(h string) string { return route.HostKey(h) }
+// hostOnly lowercases a route's host and drops any port, in the form
+// route.HostKey gives a request's Host (IPv6 literals in brackets).
+func hostOnly(h string) string {
+	if strings.Contains(h, ":") && !strings.HasPrefix(h, "[") {
+		return "[" + strings.ToLower(h) + "]"
+	}
+	return route.HostKey(h)
+}

@@ -17,10 +17,13 @@ import (
 	"sync/atomic"
 	"time"
 
+	"github.com/prometheus/client_golang/prometheus/promhttp"
+	"github.com/sluice-proxy/sluice/internal/accesslog"
 	"github.com/sluice-proxy/sluice/internal/admin"
 	"github.com/sluice-proxy/sluice/internal/backend"
 	"github.com/sluice-proxy/sluice/internal/config"
 	"github.com/sluice-proxy/sluice/internal/health"
+	"github.com/sluice-proxy/sluice/internal/metrics"
 	"github.com/sluice-proxy/sluice/internal/proxy"
 	"github.com/valyala/fasthttp"
 )
@@ -36,6 +39,7 @@ type Server struct {
 	adminLn   net.Listener
 	api       *admin.API
 	active    *health.Active
+	metrics   *metrics.Metrics
 	draining  atomic.Bool
 
 	events health.Events
@@ -64,10 +68,17 @@ func New(cfg *config.Config, path string, log *slog.Logger) (*Server, error) {
 		}
 	}
 	s.transport = proxy.NewTransport(proxy.DefaultIdleTimeout)
-	events := &healthLog{log: log}
+	s.metrics = metrics.New(func() float64 { return float64(s.handler.InFlight()) })
+	events := &healthEvents{log: log, metrics: s.metrics}
 	s.active = health.NewActive(events)
 	s.events = events
-	s.handler = proxy.NewHandler(proxy.Build(cfg, s.transport, nil, events), log)
+	s.handler = proxy.NewHandler(proxy.Build(cfg, s.transport, nil, events, s.metrics), log)
+	alog, err := accesslog.Open(cfg.AccessLog)
+	if err != nil {
+		s.closeListeners()
+		return nil, fmt.Errorf("access_log: %w", err)
+	}
+	s.handler.AccessLog.Store(alog)
 	s.engine = newEngine(cfg, s.handler, log)
 	s.api = admin.New(admin.Options{
 		Draining: &s.draining,
@@ -75,6 +86,7 @@ func New(cfg *config.Config, path string, log *slog.Logger) (*Server, error) {
 		Backends: s.backends,
 		Config:   func() any { return s.Config().Redacted() },
 		Reload:   s.ReloadFile,
+		Metrics:  promhttp.HandlerFor(s.metrics.Registry, promhttp.HandlerOpts{}),
 	})
 	s.admin = &http.Server{Handler: s.api, ReadHeaderTimeout: 10 * time.Second}
 	return s, nil
@@ -187,11 +199,13 @@ func (s *Server) ReloadFile() []string {
 	}
 	cfg, err := config.Load(s.path)
 	if err != nil {
+		s.metrics.Reload(false)
 		problems := Problems(err)
 		s.log.Error("reload failed; the running configuration stays", "event", "config_reload", "result", "error", "errors", problems)
 		return problems
 	}
 	s.Reload(cfg)
+	s.metrics.Reload(true)
 	s.log.Info("configuration reloaded", "event", "config_reload", "result", "ok", "routes", len(cfg.Routes))
 	return nil
 }
@@ -211,8 +225,18 @@ func (s *Server) Reload(cfg *config.Config) {
 		s.log.Warn("admin.listen changed; it takes effect on restart", "running", s.cfg.Admin.Listen, "configured", cfg.Admin.Listen)
 		cfg.Admin.Listen = s.cfg.Admin.Listen
 	}
-	rt := proxy.Build(cfg, s.transport, s.handler.Runtime(), s.events)
+	old := s.handler.Runtime()
+	rt := proxy.Build(cfg, s.transport, old, s.events, s.metrics)
 	s.handler.Store(rt)
+	s.forgetRemoved(old, rt)
+	if cfg.AccessLog != s.cfg.AccessLog {
+		if alog, err := accesslog.Open(cfg.AccessLog); err != nil {
+			s.log.Error("access_log cannot be opened; the previous one stays", "error", err.Error())
+			cfg.AccessLog = s.cfg.AccessLog
+		} else {
+			s.handler.AccessLog.Swap(alog).Close()
+		}
+	}
 	s.active.Sync(rt.HealthTargets())
 	s.transport.Retain(rt.Addrs())
 	s.cfg = cfg
@@ -240,6 +264,7 @@ func (s *Server) Shutdown() int {
 	}
 	s.active.Stop()
 	s.transport.Close()
+	s.handler.AccessLog.Load().Close()
 	if s.adminLn != nil {
 		s.admin.Close()
 	}
@@ -247,10 +272,43 @@ func (s *Server) Shutdown() int {
 	return cut
 }
 
-// healthLog logs every health transition once, as a structured event.
-type healthLog struct{ log *slog.Logger }
+// forgetRemoved drops the health gauges of backends that old had and rt
+// has not.
+func (s *Server) forgetRemoved(old, rt *proxy.Runtime) {
+	keep := map[[2]string]bool{}
+	for _, r := range rt.Routes {
+		for _, b := range r.Backends {
+			keep[[2]string{r.Name, b.URL}] = true
+		}
+	}
+	for _, r := range old.Routes {
+		for _, b := range r.Backends {
+			if !keep[[2]string{r.Name, b.URL}] {
+				s.metrics.Forget(r.Name, b.URL)
+			}
+		}
+	}
+}
 
-func (h *healthLog) Transition(route string, b *backend.Backend, from, to backend.State, reason string) {
+func (s *Server) closeListeners() {
+	s.ln.Close()
+	if s.adminLn != nil {
+		s.adminLn.Close()
+	}
+}
+
+// healthEvents logs every health transition once, as a structured event,
+// and keeps the health metrics.
+type healthEvents struct {
+	log     *slog.Logger
+	metrics *metrics.Metrics
+}
+
+func (h *healthEvents) Transition(route string, b *backend.Backend, from, to backend.State, reason string) {
+	h.metrics.SetHealthy(route, b.URL, to == backend.Healthy)
+	if to == backend.Ejected {
+		h.metrics.Ejected(route, b.URL)
+	}
 	h.log.Info("backend state changed", "event", "health_transition", "route", route, "backend", b.URL,
 		"from", from.String(), "to", to.String(), "reason", reason)
 }

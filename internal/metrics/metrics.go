@@ -1,0 +1,193 @@
+// Package metrics owns the Prometheus registry of one sluice instance and
+// typed recorders whose label children are resolved when the routes are
+// built, so the request path does no label lookups. balance and route never
+// import it.
+package metrics
+
+import (
+	"strconv"
+	"sync/atomic"
+
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/collectors"
+)
+
+// Buckets are the request duration buckets, from 0.5 ms to 30 s.
+var Buckets = []float64{0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30}
+
+// Outcomes are the values of the outcome label, in the order Route.Upstream
+// takes them.
+var Outcomes = []string{"ok", "http_error", "connect_error", "timeout", "reset"}
+
+// ErrorWords are the values of the error label.
+var ErrorWords = []string{
+	"bad_request", "no_route", "method_not_allowed", "client_timeout", "request_too_large",
+	"headers_too_large", "upstream_error", "response_too_large", "no_healthy_backend",
+	"retry_budget_exhausted", "upstream_timeout", "client_disconnect",
+}
+
+// Metrics is the registry and the metric families of one instance.
+type Metrics struct {
+	Registry *prometheus.Registry
+
+	requests  *prometheus.CounterVec
+	duration  *prometheus.HistogramVec
+	upstream  *prometheus.CounterVec
+	retries   *prometheus.CounterVec
+	healthy   *prometheus.GaugeVec
+	ejections *prometheus.CounterVec
+	errors    *prometheus.CounterVec
+	reloads   *prometheus.CounterVec
+}
+
+// New returns the metrics of an instance, with the Go and process
+// collectors; inFlight is read for sluice_inflight_requests.
+func New(inFlight func() float64) *Metrics {
+	m := &Metrics{
+		Registry: prometheus.NewRegistry(),
+		requests: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "sluice_requests_total", Help: "Client requests, by route, method and the status sent to the client.",
+		}, []string{"route", "method", "code"}),
+		duration: prometheus.NewHistogramVec(prometheus.HistogramOpts{
+			Name: "sluice_request_duration_seconds", Help: "Time from a request's arrival to the last byte of its response.",
+			Buckets: Buckets,
+		}, []string{"route"}),
+		upstream: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "sluice_upstream_requests_total", Help: "Tries sent to backends, by outcome.",
+		}, []string{"route", "backend", "outcome"}),
+		retries: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "sluice_retries_total", Help: "Retries: tries after the first.",
+		}, []string{"route"}),
+		healthy: prometheus.NewGaugeVec(prometheus.GaugeOpts{
+			Name: "sluice_backend_healthy", Help: "1 when the backend takes traffic, 0 when unhealthy or ejected.",
+		}, []string{"route", "backend"}),
+		ejections: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "sluice_backend_ejections_total", Help: "Passive ejections of a backend.",
+		}, []string{"route", "backend"}),
+		errors: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "sluice_errors_total", Help: "Failed requests, by error word.",
+		}, []string{"route", "error"}),
+		reloads: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "sluice_config_reloads_total", Help: "Configuration reloads, by result.",
+		}, []string{"result"}),
+	}
+	m.Registry.MustRegister(m.requests, m.duration, m.upstream, m.retries, m.healthy, m.ejections, m.errors, m.reloads,
+		prometheus.NewGaugeFunc(prometheus.GaugeOpts{
+			Name: "sluice_inflight_requests", Help: "Requests being served, streamed responses included.",
+		}, inFlight),
+		collectors.NewGoCollector(),
+		collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}),
+	)
+	m.reloads.WithLabelValues("ok")
+	m.reloads.WithLabelValues("error")
+	return m
+}
+
+// Reload counts a configuration reload with result "ok" or "error".
+func (m *Metrics) Reload(ok bool) {
+	if ok {
+		m.reloads.WithLabelValues("ok").Inc()
+	} else {
+		m.reloads.WithLabelValues("error").Inc()
+	}
+}
+
+// SetHealthy sets a backend's sluice_backend_healthy.
+func (m *Metrics) SetHealthy(route, backend string, healthy bool) {
+	v := 0.0
+	if healthy {
+		v = 1
+	}
+	m.healthy.WithLabelValues(route, backend).Set(v)
+}
+
+// Ejected counts an ejection.
+func (m *Metrics) Ejected(route, backend string) {
+	m.ejections.WithLabelValues(route, backend).Inc()
+}
+
+// Forget drops the health gauge of a backend no longer configured.
+func (m *Metrics) Forget(route, backend string) {
+	m.healthy.DeleteLabelValues(route, backend)
+}
+
+// methods are the methods that get their own label value; others are
+// counted as "OTHER", so that a client cannot grow the series without bound.
+var methods = []string{"GET", "HEAD", "POST", "PUT", "DELETE", "OPTIONS", "PATCH", "OTHER"}
+
+func methodIndex(m []byte) int {
+	for i, s := range methods[:len(methods)-1] {
+		if string(m) == s {
+			return i
+		}
+	}
+	return len(methods) - 1
+}
+
+// Route holds the resolved children of one route (or of unmatched requests,
+// route ""). Its recorders do no map lookups and no allocation once a
+// (method, code) pair has been seen.
+type Route struct {
+	m        *Metrics
+	name     string
+	duration prometheus.Observer
+	retries  prometheus.Counter
+	errors   [12]prometheus.Counter
+	upstream [][5]prometheus.Counter // by backend index, then outcome
+	requests [8][600]atomic.Pointer[prometheus.Counter]
+}
+
+// Route resolves the children of route, with its backends' URLs in config
+// order.
+func (m *Metrics) Route(route string, backends []string) *Route {
+	r := &Route{m: m, name: route, duration: m.duration.WithLabelValues(route), retries: m.retries.WithLabelValues(route)}
+	for i, w := range ErrorWords {
+		r.errors[i] = m.errors.WithLabelValues(route, w)
+	}
+	r.upstream = make([][5]prometheus.Counter, len(backends))
+	for i, b := range backends {
+		for j, o := range Outcomes {
+			r.upstream[i][j] = m.upstream.WithLabelValues(route, b, o)
+		}
+	}
+	return r
+}
+
+// Request counts a finished request and its duration in seconds.
+func (r *Route) Request(method []byte, code int, seconds float64) {
+	r.duration.Observe(seconds)
+	if code < 0 || code >= 600 {
+		code = 0
+	}
+	mi := methodIndex(method)
+	p := r.requests[mi][code].Load()
+	if p == nil {
+		c := r.m.requests.WithLabelValues(r.name, methods[mi], strconv.Itoa(code))
+		p = &c
+		r.requests[mi][code].Store(p)
+	}
+	(*p).Inc()
+}
+
+// Upstream counts a try against the backend at index with its outcome.
+func (r *Route) Upstream(index int, outcome string) {
+	for j, o := range Outcomes {
+		if o == outcome {
+			r.upstream[index][j].Inc()
+			return
+		}
+	}
+}
+
+// Retry counts a retry.
+func (r *Route) Retry() { r.retries.Inc() }
+
+// Error counts a failed request under its error word.
+func (r *Route) Error(word string) {
+	for i, w := range ErrorWords {
+		if w == word {
+			r.errors[i].Inc()
+			return
+		}
+	}
+}
