@@ -112,3 +112,9 @@ func upstreamOutcome(err error) Outcome {
 		return OutcomeReset
 	}
 }
+
+// isClientErr reports a failure on the client's side.
+func isClientErr(err error) bool {
+	var ce *clientError
+	return errors.As(err, &ce)
+}

@@ -2,15 +2,14 @@ package proxy
 
 import (
 	"bytes"
-	"context"
 	"errors"
-	"io"
 	"strconv"
 	"time"
 	"unsafe"
 
 	"github.com/sluice-proxy/sluice/internal/accesslog"
 	"github.com/sluice-proxy/sluice/internal/backend"
+	"github.com/sluice-proxy/sluice/internal/retry"
 	"github.com/sluice-proxy/sluice/internal/route"
 	"github.com/valyala/fasthttp"
 )
@@ -42,8 +41,13 @@ type exchange struct {
 	conn    *upConn
 	resp    responseHead
 	out     []byte // the upstream request head
-	body    respBody
-	chunked chunkedReader
+	resBody respBody
+
+	body     *[]byte   // the whole request body, buffered for replay; nil when streamed
+	prefix   *[]byte   // the first bytes of a streamed body, read while trying to buffer it
+	bodyRead int64     // bytes of a streamed body read from the client so far
+	deadline time.Time // end of retry.total_timeout
+	chunked  chunkedReader
 
 	streaming bool // the response body is being streamed after Serve returns
 }
@@ -54,6 +58,7 @@ func (x *exchange) begin(h *Handler, ctx *fasthttp.RequestCtx) {
 	x.rec = accesslog.Entry{Time: time.Now(), Client: peerAddr(ctx.RemoteAddr())}
 	x.requestID = x.requestID[:0]
 	x.target, x.query, x.host, x.path = x.target[:0], nil, nil, ""
+	x.body, x.prefix, x.bodyRead = nil, nil, 0
 }
 
 // admit validates the request, gives it its ID and matches its route. It
@@ -185,33 +190,6 @@ func (x *exchange) match() *Route {
 	return x.rt.Routes[r.Index]
 }
 
-// forward sends the request to a backend and relays its answer.
-func (x *exchange) forward() {
-	r := x.route
-	b := r.Balancer.Pick(x.tried[:x.nTried])
-	if b == nil {
-		x.fail(fasthttp.StatusServiceUnavailable, ErrNoHealthyBackend, "route "+r.Name+" has no healthy backend")
-		return
-	}
-	x.backend = b
-	x.trial = b.State() == backend.Ejected
-	x.status = 0
-	x.outcome = ""
-	x.tried[x.nTried] = b
-	x.nTried++
-	x.rec.Backend = b.URL
-	x.rec.Attempts++
-	b.Acquire()
-
-	x.prepare()
-	err := x.send(false)
-	if err != nil {
-		x.sendFailed(err)
-		return
-	}
-	x.respond()
-}
-
 // prepare writes the upstream request head into x.out.
 func (x *exchange) prepare() {
 	out := x.out[:0]
@@ -238,6 +216,10 @@ func (x *exchange) prepare() {
 	out = appendForwarding(out, x.head.fields, x.rec.Client, trusted(x.rt.Trusted, x.rec.Client), x.host)
 	out = appendField(out, "X-Request-Id", x.requestID)
 	switch {
+	case x.body != nil:
+		out = append(out, "Content-Length: "...)
+		out = strconv.AppendInt(out, int64(len(*x.body)), 10)
+		out = append(out, '\r', '\n')
 	case x.head.chunked:
 		out = append(out, "Transfer-Encoding: chunked\r\n"...)
 	case x.head.contentLength >= 0:
@@ -246,141 +228,6 @@ func (x *exchange) prepare() {
 		out = append(out, '\r', '\n')
 	}
 	x.out = append(out, '\r', '\n')
-}
-
-// hasBody reports whether the client sends a request body.
-func (x *exchange) hasBody() bool { return x.head.chunked || x.head.contentLength > 0 }
-
-// send writes the request to a connection of the chosen backend and reads
-// the response head into x.resp. fresh asks for a new connection.
-func (x *exchange) send(fresh bool) error {
-	r := x.route
-	pool := r.Pools[x.backend.Index]
-	var c *upConn
-	var err error
-	if fresh {
-		c, err = pool.dial(context.Background(), r.UpstreamConnect)
-	} else {
-		c, err = pool.get(context.Background(), r.UpstreamConnect)
-	}
-	if err != nil {
-		return err
-	}
-	x.conn = c
-	if _, err = c.bw.Write(x.out); err == nil && x.hasBody() {
-		err = x.copyBody(c)
-	}
-	if err == nil {
-		err = c.bw.Flush()
-	}
-	if err == nil {
-		err = x.readHead(c)
-	}
-	if err != nil && c.reused && !x.hasBody() && !isTimeout(err) && !isClientErr(err) {
-		// The keep-alive race: the backend closed this idle connection as
-		// it was reused. Nothing reached the backend's application, and
-		// there is no body to replay, so send the request again on a fresh
-		// connection.
-		c.nc.Close()
-		x.conn = nil
-		return x.send(true)
-	}
-	return err
-}
-
-func isClientErr(err error) bool {
-	var ce *clientError
-	return errors.As(err, &ce)
-}
-
-// readHead reads the response head, skipping interim 1xx responses.
-func (x *exchange) readHead(c *upConn) error {
-	if err := x.waitReadable(c, x.route.UpstreamHeader); err != nil {
-		return err
-	}
-	// The head has begun to arrive; the rest of it gets the time left.
-	if err := c.setReadDeadline(time.Now(), x.route.UpstreamHeader); err != nil {
-		return err
-	}
-	for {
-		if err := readResponseHead(c.br, &x.resp); err != nil {
-			return err
-		}
-		if x.resp.status >= 200 {
-			return nil
-		}
-		if x.resp.status == 101 {
-			return errBadResponse // the proxy never asks for an upgrade yet
-		}
-	}
-}
-
-// copyBody streams the client's request body to the backend connection.
-func (x *exchange) copyBody(c *upConn) error {
-	ctx := x.ctx
-	src := ctx.RequestBodyStream()
-	if src == nil {
-		return nil
-	}
-	conn := ctx.Conn()
-	limit := x.route.MaxRequestBody
-	buf := c.bw.AvailableBuffer()
-	if cap(buf) < 4096 {
-		buf = make([]byte, 0, 8192)
-	}
-	buf = buf[:cap(buf)]
-	var n64 int64
-	for {
-		if x.route.ClientBody > 0 {
-			conn.SetReadDeadline(time.Now().Add(x.route.ClientBody))
-		}
-		n, rerr := src.Read(buf)
-		if n > 0 {
-			n64 += int64(n)
-			if n64 > limit {
-				return &clientError{ErrRequestTooLarge, errBodyTooLarge}
-			}
-			var werr error
-			if x.head.chunked {
-				werr = writeChunk(c.bw, buf[:n])
-			} else {
-				_, werr = c.bw.Write(buf[:n])
-			}
-			if werr != nil {
-				return werr
-			}
-		}
-		if rerr == io.EOF {
-			if !x.head.chunked && n64 < x.head.contentLength {
-				return &clientError{ErrClientDisconnect, io.ErrUnexpectedEOF}
-			}
-			break
-		}
-		if rerr != nil {
-			return classifyClientRead(rerr)
-		}
-	}
-	x.rec.BytesIn = n64
-	if x.head.chunked {
-		_, err := c.bw.WriteString("0\r\n\r\n")
-		return err
-	}
-	return nil
-}
-
-// writeChunk writes p as one chunk.
-func writeChunk(w io.Writer, p []byte) error {
-	var hdr [20]byte
-	h := strconv.AppendUint(hdr[:0], uint64(len(p)), 16)
-	h = append(h, '\r', '\n')
-	if _, err := w.Write(h); err != nil {
-		return err
-	}
-	if _, err := w.Write(p); err != nil {
-		return err
-	}
-	_, err := w.Write(hdr[len(h)-2 : len(h)])
-	return err
 }
 
 // sendFailed answers a try that got no response head.
@@ -445,6 +292,7 @@ func (x *exchange) observe() {
 		x.route.Metrics.Upstream(b.Index, string(x.outcome))
 	}
 	b.Release()
+	x.backend = nil
 }
 
 func isClientWord(w string) bool {
@@ -458,6 +306,8 @@ func isClientWord(w string) bool {
 // finish records the request, once, and recycles the exchange.
 func (x *exchange) finish() {
 	x.observe()
+	retry.PutBuffer(x.body)
+	retry.PutBuffer(x.prefix)
 	x.rec.Duration = time.Since(x.rec.Time)
 	if x.rec.Status == 0 {
 		x.rec.Status = x.ctx.Response.StatusCode()

@@ -19,6 +19,7 @@ type requestHead struct {
 	chunked       bool  // Transfer-Encoding: chunked
 	connection    [][]byte
 	expect        bool
+	idemKey       bool // an Idempotency-Key header is present
 	requestID     []byte
 }
 
@@ -54,6 +55,7 @@ func parseRequestHead(h *requestHead, raw []byte, http11 bool) *headerError {
 	h.fields = h.fields[:0]
 	h.connection = h.connection[:0]
 	h.host, h.hostCount, h.contentLength, h.chunked, h.expect, h.requestID = nil, 0, -1, false, false, nil
+	h.idemKey = false
 	var te []byte
 	teCount := 0
 	for len(raw) > 0 {
@@ -106,6 +108,8 @@ func parseRequestHead(h *requestHead, raw []byte, http11 bool) *headerError {
 			h.expect = true
 		case equalFold(name, "x-request-id"):
 			h.requestID = value
+		case equalFold(name, "idempotency-key"):
+			h.idemKey = true
 		}
 		h.fields = append(h.fields, field{name: name, value: value})
 	}

@@ -60,25 +60,25 @@ func (x *exchange) respond() {
 		return
 	}
 
-	x.body = respBody{x: x, left: rh.contentLength, max: x.route.MaxResponseBody}
+	x.resBody = respBody{x: x, left: rh.contentLength, max: x.route.MaxResponseBody}
 	size := -1
 	switch {
 	case rh.chunked:
 		x.chunked.reset(c.br)
-		x.body.r = &x.chunked
+		x.resBody.r = &x.chunked
 		if len(rh.trailer) > 0 {
 			resp.Header.SetTrailerBytes(bytes.Join(rh.trailer, []byte(", ")))
 		}
 	case rh.contentLength > 0:
-		x.body.r = c.br
+		x.resBody.r = c.br
 		size = int(rh.contentLength)
 	default:
 		// Delimited by the connection's close.
-		x.body.r = c.br
+		x.resBody.r = c.br
 		rh.closeAfter = true
 	}
 	x.streaming = true
-	resp.SetBodyStream(&x.body, size)
+	resp.SetBodyStream(&x.resBody, size)
 }
 
 // release ends the use of c: back to its pool when reusable is set and the

@@ -1,6 +1,7 @@
 package proxy
 
 import (
+	"fmt"
 	"net"
 	"net/netip"
 	"net/url"
@@ -12,6 +13,7 @@ import (
 	"github.com/sluice-proxy/sluice/internal/config"
 	"github.com/sluice-proxy/sluice/internal/health"
 	"github.com/sluice-proxy/sluice/internal/metrics"
+	"github.com/sluice-proxy/sluice/internal/retry"
 	"github.com/sluice-proxy/sluice/internal/route"
 )
 
@@ -53,10 +55,11 @@ type Route struct {
 	UpstreamBody    time.Duration
 	MaxRequestBody  int64
 	MaxResponseBody int64
-	// RetryMethods are the methods that may be retried once sent.
-	RetryMethods []string
-	// Attempts is retry.attempts.
-	Attempts int
+	// Retry is the route's retry policy.
+	Retry *retry.Policy
+	// Budget is the route's retry budget; it survives reloads that keep the
+	// route and its retry settings.
+	Budget *retry.Budget
 }
 
 // Build makes a runtime of cfg. Backends of prev with the same route name
@@ -85,8 +88,7 @@ func Build(cfg *config.Config, t *Transport, prev *Runtime, events health.Events
 			UpstreamBody:    rc.Timeouts.UpstreamBody.D(),
 			MaxRequestBody:  int64(rc.Limits.MaxRequestBody),
 			MaxResponseBody: int64(rc.Limits.MaxResponseBody),
-			RetryMethods:    rc.Retry.Methods,
-			Attempts:        rc.Retry.Attempts,
+			Retry:           retry.NewPolicy(rc.Retry),
 		}
 		for j, bc := range rc.Backends {
 			u, _ := url.Parse(bc.URL) // validated by config
@@ -103,6 +105,14 @@ func Build(cfg *config.Config, t *Transport, prev *Runtime, events health.Events
 			r.Pools = append(r.Pools, t.Pool(addr))
 		}
 		r.Balancer = balance.NewRoundRobin(r.Backends)
+		r.Budget = retry.NewBudget(rc.Retry.BudgetPercent, rc.Retry.BudgetMinPerSecond)
+		if prev != nil {
+			for j, pr := range prev.Routes {
+				if pr.Name == r.Name && fmt.Sprint(prev.Config.Routes[j].Retry) == fmt.Sprint(rc.Retry) {
+					r.Budget = pr.Budget
+				}
+			}
+		}
 		r.Passive = health.NewPassive(r.Name, rc.Health.Passive, r.Backends, events, nil)
 		urls := make([]string, len(r.Backends))
 		for j, b := range r.Backends {

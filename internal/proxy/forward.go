@@ -1,0 +1,360 @@
+package proxy
+
+import (
+	"context"
+	"errors"
+	"io"
+	"strconv"
+	"time"
+
+	"github.com/sluice-proxy/sluice/internal/backend"
+	"github.com/sluice-proxy/sluice/internal/retry"
+	"github.com/valyala/fasthttp"
+)
+
+// errTotalTimeout is retry.total_timeout spent before a response.
+var errTotalTimeout error = totalTimeout{}
+
+type totalTimeout struct{}
+
+func (totalTimeout) Error() string   { return "retry.total_timeout spent" }
+func (totalTimeout) Timeout() bool   { return true }
+func (totalTimeout) Temporary() bool { return true }
+
+// forward sends the request to a backend, retrying on another backend when
+// the retry policy allows it, and relays the answer.
+func (x *exchange) forward() {
+	r := x.route
+	p := r.Retry
+	r.Budget.Request(x.rec.Time)
+	x.deadline = x.rec.Time.Add(p.TotalTimeout)
+	idempotent := p.Idempotent(x.method, x.head.idemKey)
+	if x.hasBody() && p.Attempts > 1 && idempotent {
+		if err := x.bufferBody(p.MaxBody); err != nil {
+			x.sendFailed(err)
+			return
+		}
+	}
+	b := r.Balancer.Pick(nil)
+	if b == nil {
+		x.fail(fasthttp.StatusServiceUnavailable, ErrNoHealthyBackend, "route "+r.Name+" has no healthy backend")
+		return
+	}
+	for {
+		x.start(b)
+		err := x.try()
+		if err == nil && !p.RetryStatus(x.resp.status) {
+			x.respond()
+			return
+		}
+		if err == nil {
+			x.status = x.resp.status
+			x.outcome = OutcomeOK
+			if r.Passive.Failure(x.status) {
+				x.outcome = OutcomeHTTPError
+			}
+		} else if !isClientErr(err) {
+			x.outcome = upstreamOutcome(err)
+		}
+		left := time.Until(x.deadline)
+		verdict, _ := retry.Decide(retry.Facts{
+			Retryable:  !isClientErr(err),
+			Sent:       !isDialError(err),
+			Idempotent: idempotent,
+			BodyIntact: !x.hasBody() || x.body != nil || isDialError(err),
+			TriesLeft:  p.Attempts - x.nTried,
+			TimeLeft:   left,
+			BudgetOK:   true,
+		})
+		var next *backend.Backend
+		if verdict == retry.Retry {
+			if !r.Budget.Allow(time.Now()) {
+				verdict = retry.StopBudget
+			} else if next = r.Balancer.Pick(x.tried[:x.nTried]); next == nil {
+				verdict = retry.Stop // every backend has been tried
+			}
+		}
+		if verdict != retry.Retry {
+			switch {
+			case err == nil:
+				x.respond() // the last failure is the backend's own response
+			case verdict == retry.StopBudget:
+				x.dropConn()
+				x.fail(fasthttp.StatusServiceUnavailable, ErrRetryBudget, "a retry was needed for route "+r.Name+" but its retry budget is spent")
+			default:
+				x.sendFailed(err)
+			}
+			return
+		}
+		x.discard(err == nil)
+		x.observe()
+		r.Budget.Retry(time.Now())
+		r.Metrics.Retry()
+		if d := retry.Backoff(p.Backoff, x.nTried, time.Until(x.deadline), nil); d > 0 {
+			time.Sleep(d)
+		}
+		b = next
+	}
+}
+
+// start begins a try against b.
+func (x *exchange) start(b *backend.Backend) {
+	x.backend = b
+	x.trial = b.State() == backend.Ejected
+	x.status, x.outcome = 0, ""
+	if x.nTried < len(x.tried) {
+		x.tried[x.nTried] = b
+	}
+	x.nTried++
+	x.rec.Backend = b.URL
+	x.rec.Attempts = x.nTried
+	b.Acquire()
+}
+
+// discard ends a failed try whose answer will not be relayed: a response
+// that is short and already here is read out so its connection can serve
+// again; anything else closes the connection.
+func (x *exchange) discard(hasResponse bool) {
+	c := x.conn
+	if c == nil {
+		return
+	}
+	x.conn = nil
+	if hasResponse && !x.resp.chunked && !x.resp.closeAfter {
+		n := x.resp.contentLength
+		if bodyless(x.method, x.resp.status) {
+			n = 0
+		}
+		if n >= 0 && int64(c.br.Buffered()) >= n {
+			c.br.Discard(int(n))
+			x.conn = c
+			x.release(c, true)
+			return
+		}
+	}
+	c.nc.Close()
+}
+
+// dropConn closes the try's connection, if any.
+func (x *exchange) dropConn() {
+	if x.conn != nil {
+		x.conn.nc.Close()
+		x.conn = nil
+	}
+}
+
+func isDialError(err error) bool {
+	var de *dialError
+	return errors.As(err, &de)
+}
+
+// try sends the request to x.backend and reads the response head into
+// x.resp, within what is left of the total timeout.
+func (x *exchange) try() error {
+	left := time.Until(x.deadline)
+	if left <= 0 {
+		return errTotalTimeout
+	}
+	return x.send(false, left)
+}
+
+// hasBody reports whether the client sends a request body.
+func (x *exchange) hasBody() bool { return x.head.chunked || x.head.contentLength > 0 }
+
+// send writes the request to a connection of the chosen backend and reads
+// the response head into x.resp, in at most left. fresh asks for a new
+// connection.
+func (x *exchange) send(fresh bool, left time.Duration) error {
+	r := x.route
+	x.prepare()
+	pool := r.Pools[x.backend.Index]
+	var c *upConn
+	var err error
+	if fresh {
+		c, err = pool.dial(context.Background(), min(r.UpstreamConnect, left))
+	} else {
+		c, err = pool.get(context.Background(), min(r.UpstreamConnect, left))
+	}
+	if err != nil {
+		if isTimeout(err) && time.Until(x.deadline) <= 0 {
+			return errTotalTimeout
+		}
+		return err
+	}
+	x.conn = c
+	if _, err = c.bw.Write(x.out); err == nil && x.hasBody() {
+		err = x.writeBody(c)
+	}
+	if err == nil {
+		err = c.bw.Flush()
+	}
+	if err == nil {
+		err = x.readHead(c)
+	}
+	if err != nil && c.reused && (!x.hasBody() || x.body != nil) && !isTimeout(err) && !isClientErr(err) {
+		// The keep-alive race: the backend closed this idle connection as
+		// it was reused, before reading anything of the request. The body,
+		// if any, is buffered, so send the request again on a fresh
+		// connection, whatever its method.
+		c.nc.Close()
+		x.conn = nil
+		return x.send(true, time.Until(x.deadline))
+	}
+	return err
+}
+
+// readHead reads the response head, skipping interim 1xx responses, within
+// upstream_header and the total timeout.
+func (x *exchange) readHead(c *upConn) error {
+	limit := min(x.route.UpstreamHeader, time.Until(x.deadline))
+	if err := x.waitReadable(c, limit); err != nil {
+		if isTimeout(err) && time.Until(x.deadline) <= 0 {
+			return errTotalTimeout
+		}
+		return err
+	}
+	// The head has begun to arrive; the rest of it gets the same time.
+	if err := c.setReadDeadline(time.Now(), limit); err != nil {
+		return err
+	}
+	for {
+		if err := readResponseHead(c.br, &x.resp); err != nil {
+			return err
+		}
+		if x.resp.status >= 200 {
+			return nil
+		}
+		if x.resp.status == 101 {
+			return errBadResponse // the proxy never asks for an upgrade yet
+		}
+	}
+}
+
+// readClient reads from the client's body with the client_body pause limit.
+func (x *exchange) readClient(src io.Reader, p []byte) (int, error) {
+	if d := x.route.ClientBody; d > 0 {
+		x.ctx.Conn().SetReadDeadline(time.Now().Add(d))
+	}
+	return src.Read(p)
+}
+
+// bufferBody reads the request body into a pooled buffer, up to max bytes,
+// so that it can be sent again. A longer body keeps what was read as a
+// prefix and is streamed. Nothing is sent upstream before the body is read,
+// so a client that leaves meanwhile costs the backend nothing.
+func (x *exchange) bufferBody(max int64) error {
+	src := x.ctx.RequestBodyStream()
+	if src == nil {
+		return nil
+	}
+	buf := retry.GetBuffer()
+	limit := min(max, x.route.MaxRequestBody)
+	for {
+		if len(*buf) == cap(*buf) {
+			if int64(cap(*buf)) > limit {
+				break
+			}
+			*buf = append(*buf, 0)[:len(*buf)]
+		}
+		n, err := x.readClient(src, (*buf)[len(*buf):cap(*buf)])
+		*buf = (*buf)[:len(*buf)+n]
+		if err == io.EOF {
+			if !x.head.chunked && int64(len(*buf)) < x.head.contentLength {
+				retry.PutBuffer(buf)
+				return &clientError{ErrClientDisconnect, io.ErrUnexpectedEOF}
+			}
+			x.body = buf
+			x.rec.BytesIn = int64(len(*buf))
+			return nil
+		}
+		if err != nil {
+			retry.PutBuffer(buf)
+			return classifyClientRead(err)
+		}
+		if int64(len(*buf)) > limit {
+			break
+		}
+	}
+	if int64(len(*buf)) > x.route.MaxRequestBody {
+		retry.PutBuffer(buf)
+		return &clientError{ErrRequestTooLarge, errBodyTooLarge}
+	}
+	// Too long to buffer: stream it, starting with what was read.
+	x.prefix = buf
+	return nil
+}
+
+// writeBody writes the request body to the backend connection: the buffer,
+// or the prefix and then the rest of the client's stream.
+func (x *exchange) writeBody(c *upConn) error {
+	if x.body != nil {
+		_, err := c.bw.Write(*x.body)
+		return err
+	}
+	n64 := x.bodyRead
+	if x.prefix != nil && n64 == 0 {
+		if err := x.writeBodyPart(c, *x.prefix); err != nil {
+			return err
+		}
+		n64 = int64(len(*x.prefix))
+	}
+	src := x.ctx.RequestBodyStream()
+	limit := x.route.MaxRequestBody
+	buf := c.bw.AvailableBuffer()
+	if cap(buf) < 4096 {
+		buf = make([]byte, 0, 8192)
+	}
+	buf = buf[:cap(buf)]
+	for src != nil {
+		n, rerr := x.readClient(src, buf)
+		if n > 0 {
+			n64 += int64(n)
+			x.bodyRead = n64
+			if n64 > limit {
+				return &clientError{ErrRequestTooLarge, errBodyTooLarge}
+			}
+			if err := x.writeBodyPart(c, buf[:n]); err != nil {
+				return err
+			}
+		}
+		if rerr == io.EOF {
+			if !x.head.chunked && n64 < x.head.contentLength {
+				return &clientError{ErrClientDisconnect, io.ErrUnexpectedEOF}
+			}
+			break
+		}
+		if rerr != nil {
+			return classifyClientRead(rerr)
+		}
+	}
+	x.rec.BytesIn = n64
+	if x.head.chunked {
+		_, err := c.bw.WriteString("0\r\n\r\n")
+		return err
+	}
+	return nil
+}
+
+// writeBodyPart writes p with the request's framing.
+func (x *exchange) writeBodyPart(c *upConn, p []byte) error {
+	if x.head.chunked {
+		return writeChunk(c.bw, p)
+	}
+	_, err := c.bw.Write(p)
+	return err
+}
+
+// writeChunk writes p as one chunk.
+func writeChunk(w io.Writer, p []byte) error {
+	var hdr [20]byte
+	h := strconv.AppendUint(hdr[:0], uint64(len(p)), 16)
+	h = append(h, '\r', '\n')
+	if _, err := w.Write(h); err != nil {
+		return err
+	}
+	if _, err := w.Write(p); err != nil {
+		return err
+	}
+	_, err := w.Write(hdr[len(h)-2 : len(h)])
+	return err
+}

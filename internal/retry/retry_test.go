@@ -1,0 +1,120 @@
+package retry
+
+import (
+	"testing"
+	"time"
+
+	"github.com/sluice-proxy/sluice/internal/config"
+)
+
+func TestDecide(t *testing.T) {
+	ok := Facts{Retryable: true, Sent: true, Idempotent: true, BodyIntact: true, TriesLeft: 1, TimeLeft: time.Second, BudgetOK: true}
+	tests := []struct {
+		name  string
+		edit  func(f *Facts)
+		want  Verdict
+		cause string
+	}{
+		{"idempotent failure retried", func(f *Facts) {}, Retry, ""},
+		{"not retryable", func(f *Facts) { f.Retryable = false }, Stop, "not a retryable failure"},
+		{"response started", func(f *Facts) { f.ResponseStarted = true }, Stop, "the response has started"},
+		{"no tries left", func(f *Facts) { f.TriesLeft = 0 }, Stop, "no attempts left"},
+		{"no time left", func(f *Facts) { f.TimeLeft = 0 }, Stop, "total_timeout spent"},
+		{"sent POST", func(f *Facts) { f.Idempotent = false }, Stop, "the request was sent and is not idempotent"},
+		{"POST not sent (connect failure)", func(f *Facts) { f.Idempotent, f.Sent = false, false }, Retry, ""},
+		{"POST with idempotency key", func(f *Facts) { f.Idempotent = true }, Retry, ""},
+		{"streamed body already read", func(f *Facts) { f.BodyIntact = false }, Stop, "the request body cannot be replayed"},
+		{"streamed body, connect failure before reading", func(f *Facts) { f.Sent = false; f.BodyIntact = true }, Retry, ""},
+		{"budget spent", func(f *Facts) { f.BudgetOK = false }, StopBudget, "retry budget exhausted"},
+		{"budget spent but unsafe anyway", func(f *Facts) { f.BudgetOK = false; f.Idempotent = false }, Stop, "the request was sent and is not idempotent"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			f := ok
+			tt.edit(&f)
+			v, why := Decide(f)
+			if v != tt.want || why != tt.cause {
+				t.Fatalf("Decide(%+v) = %v %q, want %v %q", f, v, why, tt.want, tt.cause)
+			}
+		})
+	}
+}
+
+func TestPolicy(t *testing.T) {
+	p := NewPolicy(config.Retry{Attempts: 2, OnStatus: []int{502, 503}, Methods: []string{"GET", "PUT"}})
+	if !p.RetryStatus(503) || p.RetryStatus(500) || p.RetryStatus(700) {
+		t.Error("RetryStatus is wrong")
+	}
+	if !p.Idempotent([]byte("GET"), false) || p.Idempotent([]byte("POST"), false) || !p.Idempotent([]byte("POST"), true) {
+		t.Error("Idempotent is wrong")
+	}
+}
+
+func TestBackoff(t *testing.T) {
+	max := func(n int64) int64 { return n - 1 }
+	if got := Backoff(50*time.Millisecond, 1, time.Second, max); got != 50*time.Millisecond-1 {
+		t.Errorf("first backoff ceiling %v", got)
+	}
+	if got := Backoff(50*time.Millisecond, 3, time.Second, max); got != 200*time.Millisecond-1 {
+		t.Errorf("third backoff ceiling %v", got)
+	}
+	if got := Backoff(50*time.Millisecond, 3, 10*time.Millisecond, max); got != 10*time.Millisecond {
+		t.Errorf("backoff not cut by the deadline: %v", got)
+	}
+	if got := Backoff(0, 3, time.Second, max); got != 0 {
+		t.Errorf("zero base gives %v", got)
+	}
+}
+
+type fakeClock struct{ t time.Time }
+
+func (c *fakeClock) now() time.Time { return c.t }
+
+func TestBudget(t *testing.T) {
+	c := &fakeClock{t: time.Unix(1000, 0)}
+	b := NewBudget(20, 3)
+	// 100 requests a second for 10 s, each asking for a retry.
+	allowed := 0
+	for s := 0; s < 10; s++ {
+		for i := 0; i < 100; i++ {
+			b.Request(c.t)
+			if b.Allow(c.t) {
+				b.Retry(c.t)
+				allowed++
+			}
+		}
+		c.t = c.t.Add(time.Second)
+	}
+	// 20% of 1000 requests, give or take the floor of 3 a second.
+	if allowed < 190 || allowed > 230 {
+		t.Fatalf("%d retries allowed for 1000 requests at 20%%", allowed)
+	}
+	// The floor: with no requests at all, 3 retries a second.
+	c.t = c.t.Add(time.Minute)
+	n := 0
+	for i := 0; i < 10; i++ {
+		if b.Allow(c.t) {
+			b.Retry(c.t)
+			n++
+		}
+	}
+	if n != 3 {
+		t.Fatalf("%d retries allowed by the floor, want 3", n)
+	}
+	// No floor, no requests: nothing.
+	z := NewBudget(20, 0)
+	if z.Allow(c.t) {
+		t.Fatal("a budget with no floor and no requests allowed a retry")
+	}
+}
+
+func BenchmarkBudgetRequest(b *testing.B) {
+	bg := NewBudget(20, 3)
+	now := time.Now()
+	b.ReportAllocs()
+	b.RunParallel(func(pb *testing.PB) {
+		for pb.Next() {
+			bg.Request(now)
+		}
+	})
+}
