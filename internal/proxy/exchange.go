@@ -46,6 +46,7 @@ type exchange struct {
 	body     *[]byte   // the whole request body, buffered for replay; nil when streamed
 	prefix   *[]byte   // the first bytes of a streamed body, read while trying to buffer it
 	bodyRead int64     // bytes of a streamed body read from the client so far
+	copyBuf  []byte    // buffer for streaming a request body
 	deadline time.Time // end of retry.total_timeout
 	chunked  chunkedReader
 
@@ -73,7 +74,8 @@ func (x *exchange) admit() bool {
 	x.rec.Path = x.target
 
 	proto := hdr.Protocol()
-	http11 := string(proto) == "HTTP/1.1"
+	// HTTP/1.x with x above 1 is processed as HTTP/1.1 (RFC 9112 2.3).
+	http11 := len(proto) == 8 && string(proto[:7]) == "HTTP/1." && proto[7] >= '1' && proto[7] <= '9'
 	if !http11 && string(proto) != "HTTP/1.0" {
 		x.requestID = appendRequestID(x.requestID)
 		ctx.SetConnectionClose()
@@ -321,6 +323,9 @@ func (x *exchange) finish() {
 		m.Error(x.rec.Error)
 	}
 	x.h.AccessLog.Load().Write(&x.rec)
+	if hc, ok := x.ctx.Conn().(interface{ ExpectHead() }); ok {
+		hc.ExpectHead()
+	}
 	h := x.h
 	x.h, x.ctx, x.rt, x.route, x.backend, x.conn = nil, nil, nil, nil, nil, nil
 	exchangePool.Put(x)

@@ -300,11 +300,10 @@ func (x *exchange) writeBody(c *upConn) error {
 	}
 	src := x.ctx.RequestBodyStream()
 	limit := x.route.MaxRequestBody
-	buf := c.bw.AvailableBuffer()
-	if cap(buf) < 4096 {
-		buf = make([]byte, 0, 8192)
+	if x.copyBuf == nil {
+		x.copyBuf = make([]byte, 16<<10)
 	}
-	buf = buf[:cap(buf)]
+	buf := x.copyBuf
 	for src != nil {
 		n, rerr := x.readClient(src, buf)
 		if n > 0 {
@@ -315,6 +314,13 @@ func (x *exchange) writeBody(c *upConn) error {
 			}
 			if err := x.writeBodyPart(c, buf[:n]); err != nil {
 				return err
+			}
+			if rerr == nil {
+				// More is coming: pass on what came, so the backend gets
+				// the upload as the client sends it.
+				if err := c.bw.Flush(); err != nil {
+					return err
+				}
 			}
 		}
 		if rerr == io.EOF {

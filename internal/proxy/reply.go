@@ -73,6 +73,9 @@ var idPrefix = func() string {
 
 var idCounter atomic.Uint64
 
+// NewRequestID returns a fresh request ID.
+func NewRequestID() []byte { return appendRequestID(nil) }
+
 // appendRequestID appends a fresh request ID: the process prefix and a
 // counter, in hex.
 func appendRequestID(dst []byte) []byte {

@@ -192,9 +192,12 @@ func (x *exchange) setTrailers() {
 		if colon <= 0 || !isToken(line[:colon]) {
 			continue
 		}
-		value := trimOWS(line[colon+1:])
-		if validFieldValue(value) {
-			x.ctx.Response.Header.SetBytesKV(line[:colon], value)
+		name, value := line[:colon], trimOWS(line[colon+1:])
+		if validFieldValue(value) && !hopByHop(name) {
+			// The head has gone out; announcing the name now only tells the
+			// engine to write the field after the last chunk.
+			x.ctx.Response.Header.AddTrailerBytes(name)
+			x.ctx.Response.Header.SetBytesKV(name, value)
 		}
 	}
 }

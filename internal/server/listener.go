@@ -1,6 +1,7 @@
 package server
 
 import (
+	"bytes"
 	"errors"
 	"net"
 	"sync"
@@ -27,7 +28,7 @@ func (l *trackingListener) Accept() (net.Conn, error) {
 	if tc, ok := c.(*net.TCPConn); ok {
 		tc.SetNoDelay(true)
 	}
-	t := &trackedConn{Conn: c, l: l}
+	t := &trackedConn{Conn: c, l: l, scanning: true}
 	l.mu.Lock()
 	l.conns[t] = struct{}{}
 	l.mu.Unlock()
@@ -59,6 +60,64 @@ type trackedConn struct {
 	net.Conn
 	l    *trackingListener
 	once sync.Once
+
+	// The head scan: the engine accepts a bare LF as a line end, and waits
+	// for more when a head ends in bare LFs, so the scan refuses such heads
+	// before the engine sees them. It runs from the start of the connection
+	// and, after each response, until the end of the next head; it is cheap
+	// (one IndexByte per line) and never sees body bytes.
+	scanning bool
+	seenLine bool // a non-empty line of the head was seen
+	lineLen  int  // bytes of the current line so far, CR excluded
+	lastCR   bool // the previous byte was CR
+}
+
+// errBareLF is a request head with a bare LF line ending.
+var errBareLF = errors.New("request head with a bare LF line ending")
+
+func (c *trackedConn) Read(p []byte) (int, error) {
+	n, err := c.Conn.Read(p)
+	if c.scanning && n > 0 && !c.scanHead(p[:n]) {
+		c.scanning = false
+		c.Conn.Write([]byte("HTTP/1.1 400 Bad Request\r\nContent-Type: text/plain\r\nContent-Length: 36\r\nConnection: close\r\n\r\nrequest lines must end in CR LF: 400"))
+		return 0, errBareLF
+	}
+	return n, err
+}
+
+// ExpectHead restarts the head scan: the next bytes read begin a request.
+func (c *trackedConn) ExpectHead() {
+	c.scanning, c.seenLine, c.lineLen, c.lastCR = true, false, 0, false
+}
+
+// scanHead checks b, the next bytes of a request head, and reports false
+// when a line of it ends in a bare LF.
+func (c *trackedConn) scanHead(b []byte) bool {
+	for len(b) > 0 {
+		i := bytes.IndexByte(b, '\n')
+		if i < 0 {
+			c.lineLen += len(b)
+			c.lastCR = b[len(b)-1] == '\r'
+			if c.lastCR {
+				c.lineLen--
+			}
+			return true
+		}
+		cr := i > 0 && b[i-1] == '\r' || i == 0 && c.lastCR
+		if !cr {
+			return false
+		}
+		line := c.lineLen + i - 1
+		c.lineLen, c.lastCR = 0, false
+		b = b[i+1:]
+		if line > 0 {
+			c.seenLine = true
+		} else if c.seenLine {
+			c.scanning = false // the empty line: the head is complete
+			return true
+		}
+	}
+	return true
 }
 
 func (c *trackedConn) Close() error {

@@ -115,11 +115,17 @@ func newEngine(cfg *config.Config, h *proxy.Handler, log *slog.Logger) *fasthttp
 		NoDefaultContentType:          true,
 		CloseOnShutdown:               true,
 		Logger:                        engineLogger{log},
+		// A body limit of one byte makes the engine stream every body after
+		// at most one byte, instead of waiting for the first 8 KiB before
+		// the handler runs; the proxy enforces the real limits per route.
+		HeaderReceived: func(*fasthttp.RequestHeader) fasthttp.RequestConfig {
+			return fasthttp.RequestConfig{MaxRequestBodySize: 1}
+		},
 	}
 }
 
-// engineError answers requests the engine could not parse. Their headers
-// were not read, so the answer carries no request ID.
+// engineError answers requests the engine could not parse, with the SPEC's
+// JSON body and a fresh request ID.
 func engineError(ctx *fasthttp.RequestCtx, err error) {
 	status, word, msg := fasthttp.StatusBadRequest, proxy.ErrBadRequest, "malformed request"
 	var small *fasthttp.ErrSmallBuffer
@@ -132,10 +138,12 @@ func engineError(ctx *fasthttp.RequestCtx, err error) {
 	case errors.Is(err, fasthttp.ErrBodyTooLarge):
 		status, word, msg = fasthttp.StatusRequestEntityTooLarge, proxy.ErrRequestTooLarge, "request body is over the limit"
 	}
+	id := proxy.NewRequestID()
 	ctx.Response.Reset()
 	ctx.SetStatusCode(status)
 	ctx.SetContentType("application/json")
-	ctx.SetBodyString(`{"error":"` + word + `","message":"` + msg + `","request_id":""}` + "\n")
+	ctx.Response.Header.SetBytesV("X-Request-Id", id)
+	ctx.SetBodyString(`{"error":"` + word + `","message":"` + msg + `","request_id":"` + string(id) + `"}` + "\n")
 }
 
 // engineLogger sends the engine's own messages to the debug log.
