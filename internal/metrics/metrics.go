@@ -94,6 +94,9 @@ func (m *Metrics) Reload(ok bool) {
 
 // SetHealthy sets a backend's sluice_backend_healthy.
 func (m *Metrics) SetHealthy(route, backend string, healthy bool) {
+	if m == nil {
+		return
+	}
 	v := 0.0
 	if healthy {
 		v = 1
@@ -138,8 +141,11 @@ type Route struct {
 }
 
 // Route resolves the children of route, with its backends' URLs in config
-// order.
+// order. On a nil Metrics it returns nil, whose recorders do nothing.
 func (m *Metrics) Route(route string, backends []string) *Route {
+	if m == nil {
+		return nil
+	}
 	r := &Route{m: m, name: route, duration: m.duration.WithLabelValues(route), retries: m.retries.WithLabelValues(route)}
 	for i, w := range ErrorWords {
 		r.errors[i] = m.errors.WithLabelValues(route, w)
@@ -155,6 +161,9 @@ func (m *Metrics) Route(route string, backends []string) *Route {
 
 // Request counts a finished request and its duration in seconds.
 func (r *Route) Request(method []byte, code int, seconds float64) {
+	if r == nil {
+		return
+	}
 	r.duration.Observe(seconds)
 	if code < 0 || code >= 600 {
 		code = 0
@@ -171,6 +180,9 @@ func (r *Route) Request(method []byte, code int, seconds float64) {
 
 // Upstream counts a try against the backend at index with its outcome.
 func (r *Route) Upstream(index int, outcome string) {
+	if r == nil {
+		return
+	}
 	for j, o := range Outcomes {
 		if o == outcome {
 			r.upstream[index][j].Inc()
@@ -180,10 +192,17 @@ func (r *Route) Upstream(index int, outcome string) {
 }
 
 // Retry counts a retry.
-func (r *Route) Retry() { r.retries.Inc() }
+func (r *Route) Retry() {
+	if r != nil {
+		r.retries.Inc()
+	}
+}
 
 // Error counts a failed request under its error word.
 func (r *Route) Error(word string) {
+	if r == nil {
+		return
+	}
 	for i, w := range ErrorWords {
 		if w == word {
 			r.errors[i].Inc()

@@ -3,10 +3,12 @@ package proxy
 import (
 	"bufio"
 	"bytes"
+	"io"
 	"net"
 	"strings"
 	"testing"
 
+	"github.com/sluice-proxy/sluice/internal/accesslog"
 	"github.com/sluice-proxy/sluice/internal/backend"
 	"github.com/sluice-proxy/sluice/internal/config"
 	"github.com/sluice-proxy/sluice/internal/metrics"
@@ -55,20 +57,43 @@ func cannedBackend(tb testing.TB) string {
 }
 
 func benchRuntime(tb testing.TB, addr string) (*Handler, *Transport) {
+	return benchRuntimeWith(tb, addr, metrics.New(func() float64 { return 0 }))
+}
+
+func benchRuntimeWith(tb testing.TB, addr string, m *metrics.Metrics) (*Handler, *Transport) {
 	cfg, err := config.Parse([]byte("access_log: \"off\"\nhealth: {active: {path: \"\"}}\nroutes:\n  - path_prefix: /api\n    backends: [http://" + addr + "]\n"))
 	if err != nil {
 		tb.Fatal(err)
 	}
 	t := NewTransport(0)
 	tb.Cleanup(t.Close)
-	return NewHandler(Build(cfg, t, nil, nopEvents{}, metrics.New(func() float64 { return 0 })), nil), t
+	return NewHandler(Build(cfg, t, nil, nopEvents{}, m), nil), t
 }
 
 // BenchmarkServe is one proxied GET through the handler: admission, routing,
 // the upstream request over a pooled loopback connection, and the response
-// relayed into the engine's response.
+// relayed into the engine's response; without metrics and access log, with
+// metrics, and with both.
 func BenchmarkServe(b *testing.B) {
-	h, _ := benchRuntime(b, cannedBackend(b))
+	addr := cannedBackend(b)
+	b.Run("bare", func(b *testing.B) {
+		h, _ := benchRuntimeWith(b, addr, nil)
+		benchServe(b, h)
+	})
+	b.Run("metrics", func(b *testing.B) {
+		h, _ := benchRuntime(b, addr)
+		benchServe(b, h)
+	})
+	b.Run("metrics+accesslog", func(b *testing.B) {
+		h, _ := benchRuntime(b, addr)
+		l := accesslog.New(io.Discard, nil)
+		defer l.Close()
+		h.AccessLog.Store(l)
+		benchServe(b, h)
+	})
+}
+
+func benchServe(b *testing.B, h *Handler) {
 	var req fasthttp.Request
 	req.Header.DisableNormalizing()
 	raw := "GET /api/users?id=1 HTTP/1.1\r\nHost: example.com\r\nUser-Agent: wrk\r\nAccept: */*\r\n\r\n"
