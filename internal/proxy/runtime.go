@@ -102,7 +102,7 @@ func Build(cfg *config.Config, t *Transport, prev *Runtime, events health.Events
 				b = nb
 			}
 			r.Backends = append(r.Backends, b)
-			r.Pools = append(r.Pools, t.Pool(addr))
+			r.Pools = append(r.Pools, t.Pool(u.Scheme, addr))
 		}
 		r.Balancer = balance.NewRoundRobin(r.Backends)
 		r.Budget = retry.NewBudget(rc.Retry.BudgetPercent, rc.Retry.BudgetMinPerSecond)
@@ -138,12 +138,12 @@ func (rt *Runtime) HealthTargets() []health.Target {
 	return ts
 }
 
-// Addrs returns the backend addresses rt dials.
+// Addrs returns the pool keys (scheme://host:port) of the backends rt dials.
 func (rt *Runtime) Addrs() map[string]bool {
 	m := map[string]bool{}
 	for _, r := range rt.Routes {
 		for _, b := range r.Backends {
-			m[b.Addr] = true
+			m[b.Origin] = true
 		}
 	}
 	return m

@@ -3,6 +3,7 @@ package proxy
 import (
 	"bufio"
 	"context"
+	"crypto/tls"
 	"errors"
 	"net"
 	"sync"
@@ -26,6 +27,7 @@ const upstreamBufSize = 16 << 10
 // so a reload keeps the pooled connections of backends that remain.
 type Pool struct {
 	addr        string
+	tls         *tls.Config // nil for http backends
 	idleTimeout time.Duration
 
 	mu     sync.Mutex
@@ -87,6 +89,17 @@ func (p *Pool) dial(ctx context.Context, connectTimeout time.Duration) (*upConn,
 	}
 	if tc, ok := nc.(*net.TCPConn); ok {
 		tc.SetNoDelay(true)
+	}
+	if p.tls != nil {
+		tc := tls.Client(nc, p.tls)
+		hctx, cancel := context.WithTimeout(ctx, connectTimeout)
+		err := tc.HandshakeContext(hctx)
+		cancel()
+		if err != nil {
+			nc.Close()
+			return nil, &dialError{err}
+		}
+		nc = tc
 	}
 	c := &upConn{
 		nc:   nc,
@@ -229,14 +242,21 @@ func NewTransport(idleTimeout time.Duration) *Transport {
 	return t
 }
 
-// Pool returns the pool of addr, creating it on first use.
-func (t *Transport) Pool(addr string) *Pool {
+// Pool returns the pool of scheme://addr, creating it on first use. An
+// https pool speaks TLS, verifying the backend's certificate for its host
+// name with the system's roots.
+func (t *Transport) Pool(scheme, addr string) *Pool {
+	key := scheme + "://" + addr
 	t.mu.Lock()
 	defer t.mu.Unlock()
-	p := t.pools[addr]
+	p := t.pools[key]
 	if p == nil {
 		p = &Pool{addr: addr, idleTimeout: t.idleTimeout}
-		t.pools[addr] = p
+		if scheme == "https" {
+			host, _, _ := net.SplitHostPort(addr)
+			p.tls = &tls.Config{ServerName: host, NextProtos: []string{"http/1.1"}, MinVersion: tls.VersionTLS12}
+		}
+		t.pools[key] = p
 	}
 	return p
 }
