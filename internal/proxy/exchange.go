@@ -51,6 +51,7 @@ type exchange struct {
 	chunked  chunkedReader
 
 	streaming bool // the response body is being streamed after Serve returns
+	upgrade   bool // the client asks for a protocol upgrade the proxy carries
 }
 
 func (x *exchange) begin(h *Handler, ctx *fasthttp.RequestCtx) {
@@ -59,7 +60,7 @@ func (x *exchange) begin(h *Handler, ctx *fasthttp.RequestCtx) {
 	x.rec = accesslog.Entry{Time: time.Now(), Client: peerAddr(ctx.RemoteAddr())}
 	x.requestID = x.requestID[:0]
 	x.target, x.query, x.host, x.path = x.target[:0], nil, nil, ""
-	x.body, x.prefix, x.bodyRead = nil, nil, 0
+	x.body, x.prefix, x.bodyRead, x.upgrade = nil, nil, 0, false
 }
 
 // admit validates the request, gives it its ID and matches its route. It
@@ -113,6 +114,7 @@ func (x *exchange) admit() bool {
 		return false
 	}
 	x.rec.Route = x.route.Name
+	x.upgrade = x.head.wantsUpgrade()
 	if x.head.contentLength > x.route.MaxRequestBody {
 		ctx.SetConnectionClose()
 		x.fail(fasthttp.StatusRequestEntityTooLarge, ErrRequestTooLarge,
@@ -214,6 +216,10 @@ func (x *exchange) prepare() {
 		out = append(out, ':', ' ')
 		out = append(out, f.value...)
 		out = append(out, '\r', '\n')
+	}
+	if x.upgrade {
+		out = appendField(out, "Connection", []byte("Upgrade"))
+		out = appendField(out, "Upgrade", x.head.upgrade)
 	}
 	out = appendForwarding(out, x.head.fields, x.rec.Client, trusted(x.rt.Trusted, x.rec.Client), x.host)
 	out = appendField(out, "X-Request-Id", x.requestID)
@@ -323,8 +329,10 @@ func (x *exchange) finish() {
 		m.Error(x.rec.Error)
 	}
 	x.h.AccessLog.Load().Write(&x.rec)
-	if hc, ok := x.ctx.Conn().(interface{ ExpectHead() }); ok {
-		hc.ExpectHead()
+	if x.rec.Status != fasthttp.StatusSwitchingProtocols {
+		if hc, ok := x.ctx.Conn().(interface{ ExpectHead() }); ok {
+			hc.ExpectHead()
+		}
 	}
 	h := x.h
 	x.h, x.ctx, x.rt, x.route, x.backend, x.conn = nil, nil, nil, nil, nil, nil

@@ -28,7 +28,7 @@ func (x *exchange) forward() {
 	p := r.Retry
 	r.Budget.Request(x.rec.Time)
 	x.deadline = x.rec.Time.Add(p.TotalTimeout)
-	idempotent := p.Idempotent(x.method, x.head.idemKey)
+	idempotent := p.Idempotent(x.method, x.head.idemKey) && !x.upgrade
 	if x.hasBody() && p.Attempts > 1 && idempotent {
 		if err := x.bufferBody(p.MaxBody); err != nil {
 			x.sendFailed(err)
@@ -225,7 +225,10 @@ func (x *exchange) readHead(c *upConn) error {
 			return nil
 		}
 		if x.resp.status == 101 {
-			return errBadResponse // the proxy never asks for an upgrade yet
+			if x.upgrade {
+				return nil
+			}
+			return errBadResponse // a switch the client did not ask for
 		}
 	}
 }

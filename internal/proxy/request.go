@@ -19,7 +19,8 @@ type requestHead struct {
 	chunked       bool  // Transfer-Encoding: chunked
 	connection    [][]byte
 	expect        bool
-	idemKey       bool // an Idempotency-Key header is present
+	idemKey       bool   // an Idempotency-Key header is present
+	upgrade       []byte // the Upgrade header's value
 	requestID     []byte
 }
 
@@ -55,7 +56,7 @@ func parseRequestHead(h *requestHead, raw []byte, http11 bool) *headerError {
 	h.fields = h.fields[:0]
 	h.connection = h.connection[:0]
 	h.host, h.hostCount, h.contentLength, h.chunked, h.expect, h.requestID = nil, 0, -1, false, false, nil
-	h.idemKey = false
+	h.idemKey, h.upgrade = false, nil
 	var te []byte
 	teCount := 0
 	for len(raw) > 0 {
@@ -110,6 +111,8 @@ func parseRequestHead(h *requestHead, raw []byte, http11 bool) *headerError {
 			h.requestID = value
 		case equalFold(name, "idempotency-key"):
 			h.idemKey = true
+		case equalFold(name, "upgrade"):
+			h.upgrade = value
 		}
 		h.fields = append(h.fields, field{name: name, value: value})
 	}
@@ -302,6 +305,22 @@ func hasToken(v []byte, t string) bool {
 			part, v = v, nil
 		}
 		if equalFold(trimOWS(part), t) {
+			return true
+		}
+	}
+	return false
+}
+
+// wantsUpgrade reports a request for a protocol upgrade that the proxy
+// carries through (WebSocket, say): an Upgrade header named in Connection.
+// h2c is never carried: HTTP/2 cleartext through an HTTP/1.1 hop is request
+// smuggling waiting to happen.
+func (h *requestHead) wantsUpgrade() bool {
+	if len(h.upgrade) == 0 || hasToken(h.upgrade, "h2c") {
+		return false
+	}
+	for _, c := range h.connection {
+		if hasToken(c, "upgrade") {
 			return true
 		}
 	}

@@ -3,6 +3,7 @@ package proxy
 import (
 	"bytes"
 	"io"
+	"net"
 	"strconv"
 	"time"
 
@@ -38,6 +39,10 @@ func (x *exchange) respond() {
 		}
 	}
 	resp.Header.SetBytesKV(hdrRequestID, x.requestID)
+	if rh.status == fasthttp.StatusSwitchingProtocols {
+		x.tunnel()
+		return
+	}
 
 	switch {
 	case bodyless(x.method, rh.status):
@@ -200,4 +205,47 @@ func (x *exchange) setTrailers() {
 			x.ctx.Response.Header.SetBytesKV(name, value)
 		}
 	}
+}
+
+// tunnel carries an upgraded connection: the 101 goes to the client with
+// the backend's Upgrade, then bytes flow both ways until either side closes.
+// The request is finished when the tunnel closes.
+func (x *exchange) tunnel() {
+	resp := &x.ctx.Response
+	for _, f := range x.resp.fields {
+		if equalFold(f.name, "upgrade") {
+			resp.Header.SetBytesKV(f.name, f.value)
+		}
+	}
+	resp.Header.Set("Connection", "Upgrade")
+	x.rec.Status = fasthttp.StatusSwitchingProtocols
+	x.streaming = true
+	up := x.conn
+	x.conn = nil
+	x.ctx.Hijack(func(client net.Conn) {
+		up.nc.SetReadDeadline(time.Time{})
+		done := make(chan int64, 1)
+		go func() {
+			// Bytes the backend sent after its 101 are in up.br.
+			n, _ := io.Copy(client, up.br)
+			closeWrite(client)
+			done <- n
+		}()
+		in, _ := io.Copy(up.nc, client)
+		closeWrite(up.nc)
+		out := <-done
+		up.nc.Close()
+		x.rec.BytesIn, x.rec.BytesOut = in, out
+		x.finish()
+	})
+}
+
+// closeWrite half-closes c when it can, so the peer sees the end of the
+// stream while the other direction drains.
+func closeWrite(c net.Conn) {
+	if cw, ok := c.(interface{ CloseWrite() error }); ok {
+		cw.CloseWrite()
+		return
+	}
+	c.Close()
 }
