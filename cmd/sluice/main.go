@@ -31,6 +31,7 @@ func run(args []string, stdout, stderr io.Writer) int {
 	showVersion := fs.Bool("version", false, "print the version and exit")
 	logFormat := fs.String("log-format", "json", "log format: json or text")
 	logLevel := fs.String("log-level", "info", "log level: debug, info, warn or error")
+	pprof := fs.Bool("pprof", false, "serve runtime profiles on the admin listener under /debug/pprof/")
 	if err := fs.Parse(args); err != nil {
 		return 2
 	}
@@ -69,7 +70,11 @@ func run(args []string, stdout, stderr io.Writer) int {
 		return 0
 	}
 
-	srv, err := server.New(cfg, *configPath, log)
+	var opts []server.Option
+	if *pprof {
+		opts = append(opts, server.WithPprof())
+	}
+	srv, err := server.New(cfg, *configPath, log, opts...)
 	if err != nil {
 		fmt.Fprintln(stderr, "sluice:", err)
 		return 1

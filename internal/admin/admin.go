@@ -8,6 +8,7 @@ import (
 	"crypto/subtle"
 	"encoding/json"
 	"net/http"
+	"net/http/pprof"
 	"strings"
 	"sync/atomic"
 )
@@ -27,6 +28,9 @@ type Options struct {
 	Reload func() []string
 	// Metrics serves /metrics; nil leaves it out.
 	Metrics http.Handler
+	// Pprof mounts the runtime profiles under /debug/pprof/ (behind the
+	// token), for profiling the live proxy.
+	Pprof bool
 }
 
 // API is the admin HTTP handler.
@@ -45,6 +49,12 @@ func New(opts Options) *API {
 	a.mux.Handle("POST /reload", a.auth(http.HandlerFunc(a.reload)))
 	if opts.Metrics != nil {
 		a.mux.Handle("GET /metrics", a.auth(opts.Metrics))
+	}
+	if opts.Pprof {
+		a.mux.Handle("GET /debug/pprof/", a.auth(http.HandlerFunc(pprof.Index)))
+		a.mux.Handle("GET /debug/pprof/profile", a.auth(http.HandlerFunc(pprof.Profile)))
+		a.mux.Handle("GET /debug/pprof/trace", a.auth(http.HandlerFunc(pprof.Trace)))
+		a.mux.Handle("GET /debug/pprof/symbol", a.auth(http.HandlerFunc(pprof.Symbol)))
 	}
 	return a
 }

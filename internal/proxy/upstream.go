@@ -16,6 +16,10 @@ import (
 // close after 5 s), so the proxy, not the backend, retires idle connections.
 const DefaultIdleTimeout = 4 * time.Second
 
+// checkAfter is how long a connection may sit idle before the pool checks
+// that the backend has not closed it.
+const checkAfter = 5 * time.Millisecond
+
 // maxIdlePerBackend bounds the idle connections kept per backend address.
 const maxIdlePerBackend = 1024
 
@@ -37,13 +41,14 @@ type Pool struct {
 
 // upConn is one upstream connection.
 type upConn struct {
-	nc       net.Conn
-	br       *bufio.Reader
-	bw       *bufio.Writer
-	pool     *Pool
-	reused   bool      // it served a request before this one
-	expires  time.Time // when it must no longer be reused
-	deadline time.Time // read deadline currently set
+	nc        net.Conn
+	br        *bufio.Reader
+	bw        *bufio.Writer
+	pool      *Pool
+	reused    bool      // it served a request before this one
+	expires   time.Time // when it must no longer be reused
+	idleSince time.Time // when it was put back in the pool
+	deadline  time.Time // read deadline currently set
 
 	raw      syscall.RawConn
 	peek     func(fd uintptr) bool
@@ -71,7 +76,11 @@ func (p *Pool) get(ctx context.Context, connectTimeout time.Duration) (*upConn, 
 		p.idle[n-1] = nil
 		p.idle = p.idle[:n-1]
 		p.mu.Unlock()
-		if now.Before(c.expires) && c.peerOpen() {
+		// A connection idle for a moment only is taken as it is: a
+		// backend closing it that soon is rare, and a request it fails
+		// before any response byte is sent again when it can be (see
+		// exchange.send). Longer idle ones are checked first.
+		if now.Before(c.expires) && (now.Sub(c.idleSince) < checkAfter || c.peerOpen()) {
 			c.reused = true
 			return c, nil
 		}
@@ -123,7 +132,8 @@ func (p *Pool) put(c *upConn, keepAlive time.Duration) {
 		c.nc.Close()
 		return
 	}
-	c.expires = time.Now().Add(idle)
+	c.idleSince = time.Now()
+	c.expires = c.idleSince.Add(idle)
 	p.mu.Lock()
 	if p.closed || len(p.idle) >= maxIdlePerBackend {
 		p.mu.Unlock()

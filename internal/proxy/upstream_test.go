@@ -41,8 +41,10 @@ func TestPeerOpen(t *testing.T) {
 		}
 		time.Sleep(time.Millisecond)
 	}
-	// A closed connection is never handed out again.
+	// A connection idle for longer than checkAfter is checked, and one the
+	// peer closed is never handed out again.
 	p.put(c, 0)
+	c.idleSince = time.Now().Add(-time.Second)
 	c2, err := p.get(context.Background(), time.Second)
 	if err != nil {
 		t.Fatal(err)

@@ -44,7 +44,8 @@ type Server struct {
 
 	events health.Events
 
-	path string
+	path  string
+	pprof bool
 
 	mu  sync.Mutex // serialises reloads
 	cfg *config.Config
@@ -54,8 +55,11 @@ type Server struct {
 
 // New binds the listeners of cfg and builds its runtime. path is the config
 // file reloads read ("" when there is none). Nothing is served until Serve.
-func New(cfg *config.Config, path string, log *slog.Logger) (*Server, error) {
+func New(cfg *config.Config, path string, log *slog.Logger, opts ...Option) (*Server, error) {
 	s := &Server{log: log, cfg: cfg, path: path, serveErr: make(chan error, 2)}
+	for _, o := range opts {
+		o(s)
+	}
 	ln, err := net.Listen("tcp", cfg.Listen)
 	if err != nil {
 		return nil, fmt.Errorf("listen: %w", err)
@@ -87,10 +91,18 @@ func New(cfg *config.Config, path string, log *slog.Logger) (*Server, error) {
 		Config:   func() any { return s.Config().Redacted() },
 		Reload:   s.ReloadFile,
 		Metrics:  promhttp.HandlerFor(s.metrics.Registry, promhttp.HandlerOpts{}),
+		Pprof:    s.pprof,
 	})
 	s.admin = &http.Server{Handler: s.api, ReadHeaderTimeout: 10 * time.Second}
 	return s, nil
 }
+
+// Option changes how New builds a server.
+type Option func(*Server)
+
+// WithPprof serves the runtime profiles on the admin listener under
+// /debug/pprof/.
+func WithPprof() Option { return func(s *Server) { s.pprof = true } }
 
 // newEngine configures the fasthttp server of the proxy listener.
 func newEngine(cfg *config.Config, h *proxy.Handler, log *slog.Logger) *fasthttp.Server {

@@ -1,0 +1,313 @@
+package main
+
+// The benchmark backends. They run in a child process (this same executable,
+// re-executed with backendsEnv set) so that taskset can pin them to the load
+// generator's CPU, away from the proxy under test. They are fasthttp servers
+// with precomputed bodies so that they are never the bottleneck.
+
+import (
+	"bufio"
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"net"
+	"net/http"
+	"os"
+	"os/exec"
+	"os/signal"
+	"strconv"
+	"strings"
+	"sync/atomic"
+	"syscall"
+	"time"
+
+	"github.com/valyala/fasthttp"
+)
+
+// backendsEnv, when set in the environment, turns this executable into the
+// backend process. Its value is a comma-separated list of modes, one listener
+// each: "ok" serves the normal endpoints, "fail" answers 503 on every path.
+const backendsEnv = "SLUICE_BENCH_BACKENDS"
+
+// largeSize is the body size of /large.
+const largeSize = 256 << 10
+
+// usersJSON is the ~100-byte body of /api/users.
+var usersJSON = []byte(`[{"id":1,"name":"Ada Lovelace","email":"ada@example.com"},{"id":2,"name":"Alan Turing","email":"alan@example.com"}]`)
+
+// largeBody is the body of /large, filled once.
+var largeBody = func() []byte {
+	b := make([]byte, largeSize)
+	for i := range b {
+		b[i] = 'a' + byte(i%26)
+	}
+	return b
+}()
+
+// countPath answers with the number of requests the backend has served
+// (not counting these), so that the harness can see how many upstream
+// requests a proxy made: in retry_get, whether it really retried.
+const countPath = "/__count"
+
+// backendHandler answers the benchmark endpoints. With fail set it answers
+// 503 on every path, so that a proxy in front of it has to retry elsewhere.
+func backendHandler(fail bool) fasthttp.RequestHandler {
+	var served atomic.Int64
+	return func(ctx *fasthttp.RequestCtx) {
+		if string(ctx.Path()) == countPath {
+			ctx.SetBodyString(strconv.FormatInt(served.Load(), 10))
+			return
+		}
+		served.Add(1)
+		if fail {
+			ctx.SetStatusCode(fasthttp.StatusServiceUnavailable)
+			ctx.SetContentType("application/json")
+			ctx.SetBodyString(`{"error":"fail mode"}`)
+			return
+		}
+		switch string(ctx.Path()) { // the conversion does not allocate in a switch
+		case "/api/users":
+			ctx.SetContentType("application/json")
+			ctx.Response.SetBodyRaw(usersJSON)
+		case "/large":
+			ctx.SetContentType("application/octet-stream")
+			ctx.Response.SetBodyRaw(largeBody)
+		case "/upload":
+			if !ctx.IsPost() {
+				ctx.SetStatusCode(fasthttp.StatusMethodNotAllowed)
+				return
+			}
+			ctx.SetContentType("application/json")
+			fmt.Fprintf(ctx, `{"received":%d}`, len(ctx.PostBody()))
+		case "/fail":
+			ctx.SetStatusCode(fasthttp.StatusServiceUnavailable)
+		case "/health":
+			ctx.SetBodyString("ok")
+		default:
+			ctx.SetStatusCode(fasthttp.StatusNotFound)
+		}
+	}
+}
+
+// backendsHello is the one JSON line the backend process writes to stdout
+// once its listeners are open.
+type backendsHello struct {
+	Addrs []string `json:"addrs"`
+}
+
+// maybeServeBackends runs the backend process and returns true when
+// backendsEnv is set; it returns false at once otherwise. main and TestMain
+// call it first.
+func maybeServeBackends() bool {
+	modes := os.Getenv(backendsEnv)
+	if modes == "" {
+		return false
+	}
+	if err := serveBackends(strings.Split(modes, ",")); err != nil {
+		fmt.Fprintln(os.Stderr, "backends:", err)
+		os.Exit(1)
+	}
+	return true
+}
+
+// serveBackends opens one listener per mode on a free loopback port, prints
+// their addresses as a backendsHello line, and serves until stdin reaches EOF
+// (the parent closed it or died) or a SIGTERM/SIGINT arrives.
+func serveBackends(modes []string) error {
+	var hello backendsHello
+	var servers []*fasthttp.Server
+	for _, mode := range modes {
+		if mode != "ok" && mode != "fail" {
+			return fmt.Errorf("unknown backend mode %q", mode)
+		}
+		ln, err := net.Listen("tcp4", "127.0.0.1:0")
+		if err != nil {
+			return err
+		}
+		s := &fasthttp.Server{
+			Handler:               backendHandler(mode == "fail"),
+			Name:                  "bench-backend",
+			NoDefaultDate:         true,
+			MaxRequestBodySize:    4 << 20,
+			ReadBufferSize:        16 << 10,
+			IdleTimeout:           2 * time.Minute,
+			NoDefaultServerHeader: true,
+		}
+		servers = append(servers, s)
+		hello.Addrs = append(hello.Addrs, ln.Addr().String())
+		go func() { _ = s.Serve(ln) }()
+	}
+	if err := json.NewEncoder(os.Stdout).Encode(hello); err != nil {
+		return err
+	}
+
+	stop := make(chan struct{})
+	go func() {
+		_, _ = io.Copy(io.Discard, os.Stdin)
+		close(stop)
+	}()
+	sig := make(chan os.Signal, 1)
+	signal.Notify(sig, syscall.SIGTERM, syscall.SIGINT)
+	select {
+	case <-stop:
+	case <-sig:
+	}
+	for _, s := range servers {
+		_ = s.Shutdown()
+	}
+	return nil
+}
+
+// backends is the running backend process seen from the harness.
+type backends struct {
+	cmd   *exec.Cmd
+	stdin io.WriteCloser
+	// ok1 and ok2 are the healthy backends; fail answers 503 everywhere.
+	ok1, ok2, fail string
+}
+
+// startBackends re-executes self as the backend process, pinned with pin (a
+// taskset prefix, or nil), and waits until it has reported its addresses and
+// each answers /health.
+func startBackends(ctx context.Context, self string, pin []string, logFile string) (*backends, error) {
+	argv := append(append([]string{}, pin...), self)
+	cmd := exec.CommandContext(ctx, argv[0], argv[1:]...)
+	cmd.Env = append(os.Environ(), backendsEnv+"=ok,ok,fail")
+	stdin, err := cmd.StdinPipe()
+	if err != nil {
+		return nil, err
+	}
+	stdout, err := cmd.StdoutPipe()
+	if err != nil {
+		return nil, err
+	}
+	logf, err := os.Create(logFile)
+	if err != nil {
+		return nil, err
+	}
+	defer logf.Close() // the child keeps its own descriptor
+	cmd.Stderr = logf
+	if err := cmd.Start(); err != nil {
+		return nil, fmt.Errorf("starting backends: %w", err)
+	}
+	b := &backends{cmd: cmd, stdin: stdin}
+
+	// Read the hello line, with a deadline in case the child hangs.
+	type line struct {
+		text string
+		err  error
+	}
+	got := make(chan line, 1)
+	go func() {
+		s, err := bufio.NewReader(stdout).ReadString('\n')
+		got <- line{s, err}
+	}()
+	var hello backendsHello
+	select {
+	case l := <-got:
+		if l.err != nil {
+			b.stop()
+			return nil, fmt.Errorf("backends exited before listening (see %s): %w", logFile, l.err)
+		}
+		if err := json.Unmarshal([]byte(l.text), &hello); err != nil || len(hello.Addrs) != 3 {
+			b.stop()
+			return nil, fmt.Errorf("backends: bad hello line %q", l.text)
+		}
+	case <-time.After(15 * time.Second):
+		b.stop()
+		return nil, errors.New("backends did not start within 15s")
+	}
+	b.ok1, b.ok2, b.fail = hello.Addrs[0], hello.Addrs[1], hello.Addrs[2]
+
+	for addr, want := range map[string]int{b.ok1: 200, b.ok2: 200, b.fail: 503} {
+		if err := waitStatus(ctx, "http://"+addr+"/health", want, 10*time.Second, nil); err != nil {
+			b.stop()
+			return nil, fmt.Errorf("backend %s: %w", addr, err)
+		}
+	}
+	return b, nil
+}
+
+// served returns the number of requests each backend has served so far,
+// keyed by address.
+func (b *backends) served(ctx context.Context) (map[string]int64, error) {
+	client := &http.Client{Timeout: 5 * time.Second}
+	out := map[string]int64{}
+	for _, addr := range []string{b.ok1, b.ok2, b.fail} {
+		req, err := http.NewRequestWithContext(ctx, http.MethodGet, "http://"+addr+countPath, nil)
+		if err != nil {
+			return nil, err
+		}
+		resp, err := client.Do(req)
+		if err != nil {
+			return nil, err
+		}
+		body, err := io.ReadAll(resp.Body)
+		resp.Body.Close()
+		if err != nil {
+			return nil, err
+		}
+		n, err := strconv.ParseInt(strings.TrimSpace(string(body)), 10, 64)
+		if err != nil {
+			return nil, fmt.Errorf("backend %s: bad count %q", addr, body)
+		}
+		out[addr] = n
+	}
+	return out, nil
+}
+
+// stop ends the backend process: closing stdin asks it to shut down; it is
+// killed if it has not exited within five seconds.
+func (b *backends) stop() {
+	_ = b.stdin.Close()
+	done := make(chan struct{})
+	go func() { _ = b.cmd.Wait(); close(done) }()
+	select {
+	case <-done:
+	case <-time.After(5 * time.Second):
+		_ = b.cmd.Process.Kill()
+		<-done
+	}
+}
+
+// waitStatus polls url with GET until it answers want, the deadline passes,
+// or exited (when not nil) is closed because the server process died.
+// It polls, rather than sleeping a fixed time, so that start-up costs only
+// as long as it takes.
+func waitStatus(ctx context.Context, url string, want int, timeout time.Duration, exited <-chan struct{}) error {
+	client := &http.Client{
+		Timeout:   time.Second,
+		Transport: &http.Transport{DisableKeepAlives: true},
+	}
+	deadline := time.Now().Add(timeout)
+	last := "no answer"
+	for {
+		req, err := http.NewRequestWithContext(ctx, http.MethodGet, url, nil)
+		if err != nil {
+			return err
+		}
+		resp, err := client.Do(req)
+		if err == nil {
+			_, _ = io.Copy(io.Discard, resp.Body)
+			resp.Body.Close()
+			if resp.StatusCode == want {
+				return nil
+			}
+			last = "status " + strconv.Itoa(resp.StatusCode)
+		} else {
+			last = err.Error()
+		}
+		if time.Now().After(deadline) {
+			return fmt.Errorf("GET %s did not answer %d within %s (last: %s)", url, want, timeout, last)
+		}
+		select {
+		case <-ctx.Done():
+			return ctx.Err()
+		case <-exited:
+			return fmt.Errorf("process exited while waiting for GET %s to answer %d (last: %s)", url, want, last)
+		case <-time.After(20 * time.Millisecond):
+		}
+	}
+}

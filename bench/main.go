@@ -1,0 +1,101 @@
+// Command bench compares sluice with nginx and HAProxy under wrk.
+//
+// It builds sluice, starts its own fasthttp backends, runs every scenario
+// against every installed proxy with equivalent configurations, the proxy
+// pinned to CPU 0 and wrk and the backends to CPU 1, and writes the raw wrk
+// outputs, a JSON file, a markdown table and an SVG chart to a results
+// folder. See README.md in this directory for what each figure means.
+//
+// Usage:
+//
+//	go run ./bench [-scenarios healthy_get,...] [-proxies sluice,nginx,haproxy]
+//	               [-duration 10s] [-warmup 2s] [-reps 3] [-connections 64]
+//	               [-threads 2] [-out dir] [-sluice path]
+package main
+
+import (
+	"context"
+	"flag"
+	"fmt"
+	"io"
+	"os"
+	"os/signal"
+	"strings"
+	"syscall"
+	"time"
+)
+
+func main() {
+	// The same executable serves as the backend process (see backends.go).
+	if maybeServeBackends() {
+		return
+	}
+
+	o := defaultOptions()
+	flag.StringVar(&o.scenarios, "scenarios", o.scenarios, "comma-separated scenarios to run: "+strings.Join(scenarioNames(), ", "))
+	flag.StringVar(&o.proxies, "proxies", o.proxies, "comma-separated proxies to compare: sluice, nginx, haproxy")
+	flag.DurationVar(&o.duration, "duration", o.duration, "length of each measured run (wrk rounds up to whole seconds)")
+	flag.DurationVar(&o.warmup, "warmup", o.warmup, "length of the unmeasured warm-up before each run; 0 skips it")
+	flag.IntVar(&o.reps, "reps", o.reps, "repetitions of each scenario per proxy; the median is reported")
+	flag.IntVar(&o.connections, "connections", o.connections, "wrk connections (many_conns always uses 1000)")
+	flag.IntVar(&o.threads, "threads", o.threads, "wrk threads")
+	flag.StringVar(&o.out, "out", "", "results folder (default bench/results/<UTC timestamp>)")
+	flag.StringVar(&o.sluiceBin, "sluice", "", "a prebuilt sluice binary to use instead of building ./cmd/sluice")
+	flag.Parse()
+	if flag.NArg() > 0 {
+		fmt.Fprintf(os.Stderr, "bench: unexpected arguments %q\n", flag.Args())
+		os.Exit(2)
+	}
+	o.log = os.Stdout
+
+	ctx, cancel := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	defer cancel()
+	rep, err := run(ctx, o)
+	if err != nil {
+		fmt.Fprintln(os.Stderr, "bench:", err)
+		os.Exit(1)
+	}
+	if len(rep.Failures) > 0 {
+		fmt.Fprintf(os.Stderr, "bench: %d run(s) failed; see %s\n", len(rep.Failures), rep.Dir)
+		os.Exit(1)
+	}
+}
+
+// options are the harness's settings; main fills them from flags and the
+// smoke test directly.
+type options struct {
+	scenarios   string        // comma list of scenario names; "" or "all" for all
+	proxies     string        // comma list of proxy names
+	duration    time.Duration // measured run length
+	warmup      time.Duration // warm-up length before each measured run; 0 skips it
+	reps        int           // repetitions per scenario and proxy
+	connections int           // wrk connections, except where a scenario fixes them
+	threads     int           // wrk threads
+	out         string        // results folder; "" for bench/results/<timestamp>
+	sluiceBin   string        // prebuilt sluice; "" builds ./cmd/sluice
+	log         io.Writer     // progress and the final table go here
+}
+
+// defaultOptions returns the flag defaults.
+func defaultOptions() options {
+	return options{
+		scenarios:   "all",
+		proxies:     "sluice,nginx,haproxy",
+		duration:    10 * time.Second,
+		warmup:      2 * time.Second,
+		reps:        3,
+		connections: 64,
+		threads:     2,
+	}
+}
+
+// splitList splits a comma-separated flag value, dropping empty items.
+func splitList(s string) []string {
+	var out []string
+	for _, f := range strings.Split(s, ",") {
+		if f = strings.TrimSpace(f); f != "" {
+			out = append(out, f)
+		}
+	}
+	return out
+}

@@ -1,0 +1,340 @@
+package main
+
+// The report: samples, their medians, ratios to nginx, and the JSON and
+// markdown files.
+
+import (
+	"encoding/json"
+	"fmt"
+	"os"
+	"path/filepath"
+	"runtime"
+	"sort"
+	"strings"
+	"time"
+)
+
+// sample is one measured run of one proxy in one scenario.
+type sample struct {
+	Scenario string `json:"scenario"`
+	Proxy    string `json:"proxy"`
+	Rep      int    `json:"rep"`
+	wrkResult
+	Connections     int     `json:"connections"`        // wrk connections
+	WallSeconds     float64 `json:"wall_seconds"`       // wall time between the CPU readings
+	CPUSeconds      float64 `json:"cpu_seconds"`        // the proxy's utime+stime over the run
+	CPUPerRequestUS float64 `json:"cpu_per_request_us"` // CPUSeconds per request, in microseconds
+	Busy            float64 `json:"cpu_busy"`           // CPUSeconds / WallSeconds; near 1 when the proxy was the bottleneck
+	PeakRSSKiB      int64   `json:"peak_rss_kib"`       // VmHWM of the largest proxy process
+	Processes       int     `json:"processes"`          // proxy processes measured (nginx: master and worker)
+	// UpstreamPerRequest is the backends' requests per client request over
+	// the run: 1 without retries, about 1.5 in retry_get (every other
+	// request first meets the failing backend).
+	UpstreamPerRequest float64 `json:"upstream_per_request"`
+	// FailedTryShare is the failing backend's requests per client request
+	// (retry_get only; 0 elsewhere).
+	FailedTryShare float64 `json:"failed_try_share"`
+	// LoadSeconds is the CPU time wrk and the backends used over the run.
+	LoadSeconds float64 `json:"load_cpu_seconds"`
+	// ProxyCPUBusy and LoadCPUBusy are how busy the proxy's CPU and the
+	// load generator's CPU were in all (any process, kernel included), from
+	// /proc/stat. ProxyCPUOther and LoadCPUOther are the shares of them that
+	// processes other than the proxy, wrk and the backends took, plus
+	// hypervisor steal: noise. All four are -1 when the CPUs are not pinned.
+	ProxyCPUBusy  float64 `json:"proxy_cpu_total_busy"`
+	LoadCPUBusy   float64 `json:"load_cpu_total_busy"`
+	ProxyCPUOther float64 `json:"proxy_cpu_other"`
+	LoadCPUOther  float64 `json:"load_cpu_other"`
+	Raw           string  `json:"raw"` // wrk's output, relative to the results folder
+}
+
+// result is the summary of one proxy in one scenario: the median of each
+// figure over the repetitions, and the figures as ratios to nginx's.
+type result struct {
+	Scenario        string  `json:"scenario"`
+	Proxy           string  `json:"proxy"`
+	Reps            int     `json:"reps"`
+	RPS             float64 `json:"rps"`
+	P50ms           float64 `json:"p50_ms"`
+	P90ms           float64 `json:"p90_ms"`
+	P99ms           float64 `json:"p99_ms"`
+	CPUPerRequestUS float64 `json:"cpu_per_request_us"`
+	PeakRSSMiB      float64 `json:"peak_rss_mib"`
+	Busy            float64 `json:"cpu_busy"`
+	// UpstreamPerRequest is the median of the samples' (see sample).
+	UpstreamPerRequest float64 `json:"upstream_per_request"`
+	// Errors and Requests are totals over the repetitions, not medians:
+	// an error in any run matters.
+	Errors   int64 `json:"errors"`
+	Requests int64 `json:"requests"`
+	// VsNginx holds each figure divided by nginx's in the same scenario
+	// (keys rps, p50, p90, p99, cpu_per_request, peak_rss); absent for
+	// nginx itself or when nginx did not run.
+	VsNginx map[string]float64 `json:"vs_nginx,omitempty"`
+}
+
+// scenarioInfo describes a scenario in the report.
+type scenarioInfo struct {
+	Name        string `json:"name"`
+	Description string `json:"description"`
+	Path        string `json:"path"`
+}
+
+// report is everything a benchmark run produced. It is written as
+// results.json; results.md and chart.svg are views of it.
+type report struct {
+	Started     time.Time         `json:"started"`
+	Command     string            `json:"command"`
+	Duration    string            `json:"duration"`
+	Warmup      string            `json:"warmup"`
+	Reps        int               `json:"reps"`
+	Connections int               `json:"connections"`
+	Threads     int               `json:"threads"`
+	Host        hostInfo          `json:"host"`
+	Pinned      bool              `json:"pinned"`
+	Versions    map[string]string `json:"versions"`
+	Proxies     []string          `json:"proxies"`
+	Scenarios   []scenarioInfo    `json:"scenarios"`
+	Results     []result          `json:"results"`
+	Samples     []sample          `json:"samples"`
+	Warnings    []string          `json:"warnings"`
+	Failures    []string          `json:"failures"`
+	Dir         string            `json:"-"` // the results folder
+}
+
+// hostInfo describes the machine.
+type hostInfo struct {
+	CPUModel string `json:"cpu_model"`
+	CPUs     int    `json:"cpus"`
+	Kernel   string `json:"kernel"`
+	Go       string `json:"go"`
+}
+
+// newReport starts a report for a run with options o.
+func newReport(o options, started time.Time, dir string) *report {
+	return &report{
+		Started:     started,
+		Command:     strings.Join(os.Args, " "),
+		Duration:    o.duration.String(),
+		Warmup:      o.warmup.String(),
+		Reps:        o.reps,
+		Connections: o.connections,
+		Threads:     o.threads,
+		Host:        readHostInfo(),
+		Versions:    map[string]string{},
+		Warnings:    []string{},
+		Failures:    []string{},
+		Dir:         dir,
+	}
+}
+
+// readHostInfo reads the CPU model and kernel release from /proc.
+func readHostInfo() hostInfo {
+	h := hostInfo{CPUs: runtime.NumCPU(), Go: runtime.Version()}
+	if b, err := os.ReadFile("/proc/cpuinfo"); err == nil {
+		for _, line := range strings.Split(string(b), "\n") {
+			if k, v, ok := strings.Cut(line, ":"); ok && strings.TrimSpace(k) == "model name" {
+				h.CPUModel = strings.TrimSpace(v)
+				break
+			}
+		}
+	}
+	if b, err := os.ReadFile("/proc/sys/kernel/osrelease"); err == nil {
+		h.Kernel = strings.TrimSpace(string(b))
+	}
+	return h
+}
+
+// summarize fills Results from Samples: medians per scenario and proxy, in
+// scenario and proxy order, then the ratios to nginx.
+func (r *report) summarize() {
+	r.Results = nil
+	for _, sc := range r.Scenarios {
+		var nginx *result
+		start := len(r.Results)
+		for _, p := range r.Proxies {
+			var ss []sample
+			for _, s := range r.Samples {
+				if s.Scenario == sc.Name && s.Proxy == p {
+					ss = append(ss, s)
+				}
+			}
+			if len(ss) == 0 {
+				continue
+			}
+			res := result{Scenario: sc.Name, Proxy: p, Reps: len(ss)}
+			res.RPS = median(ss, func(s sample) float64 { return s.RPS })
+			res.P50ms = median(ss, func(s sample) float64 { return s.P50ms })
+			res.P90ms = median(ss, func(s sample) float64 { return s.P90ms })
+			res.P99ms = median(ss, func(s sample) float64 { return s.P99ms })
+			res.CPUPerRequestUS = median(ss, func(s sample) float64 { return s.CPUPerRequestUS })
+			res.PeakRSSMiB = median(ss, func(s sample) float64 { return float64(s.PeakRSSKiB) / 1024 })
+			res.Busy = median(ss, func(s sample) float64 { return s.Busy })
+			res.UpstreamPerRequest = median(ss, func(s sample) float64 { return s.UpstreamPerRequest })
+			for _, s := range ss {
+				res.Errors += s.Errors()
+				res.Requests += s.Requests
+			}
+			r.Results = append(r.Results, res)
+		}
+		for i := start; i < len(r.Results); i++ {
+			if r.Results[i].Proxy == "nginx" {
+				nginx = &r.Results[i]
+			}
+		}
+		if nginx == nil {
+			continue
+		}
+		for i := start; i < len(r.Results); i++ {
+			res := &r.Results[i]
+			if res.Proxy == "nginx" {
+				continue
+			}
+			res.VsNginx = map[string]float64{}
+			for k, pair := range map[string][2]float64{
+				"rps":             {res.RPS, nginx.RPS},
+				"p50":             {res.P50ms, nginx.P50ms},
+				"p90":             {res.P90ms, nginx.P90ms},
+				"p99":             {res.P99ms, nginx.P99ms},
+				"cpu_per_request": {res.CPUPerRequestUS, nginx.CPUPerRequestUS},
+				"peak_rss":        {res.PeakRSSMiB, nginx.PeakRSSMiB},
+			} {
+				if pair[1] > 0 {
+					res.VsNginx[k] = pair[0] / pair[1]
+				}
+			}
+		}
+	}
+}
+
+// median returns the median of f over ss (the mean of the middle two for an
+// even count).
+func median(ss []sample, f func(sample) float64) float64 {
+	v := make([]float64, len(ss))
+	for i, s := range ss {
+		v[i] = f(s)
+	}
+	sort.Float64s(v)
+	n := len(v)
+	if n == 0 {
+		return 0
+	}
+	if n%2 == 1 {
+		return v[n/2]
+	}
+	return (v[n/2-1] + v[n/2]) / 2
+}
+
+// write writes results.json, results.md and chart.svg into the results
+// folder.
+func (r *report) write() error {
+	js, err := json.MarshalIndent(r, "", "  ")
+	if err != nil {
+		return err
+	}
+	files := map[string][]byte{
+		"results.json": append(js, '\n'),
+		"results.md":   []byte(r.markdown()),
+		"chart.svg":    []byte(chart(r)),
+	}
+	for name, b := range files {
+		if err := os.WriteFile(filepath.Join(r.Dir, name), b, 0o644); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// markdown renders the results as a markdown document with one table.
+func (r *report) markdown() string {
+	var b strings.Builder
+	fmt.Fprintf(&b, "# sluice benchmark, %s\n\n", r.Started.Format("2006-01-02 15:04 UTC"))
+	fmt.Fprintf(&b, "`%s`\n\n", r.Command)
+	pin := "proxy on CPU 0, wrk and backends on CPU 1"
+	if !r.Pinned {
+		pin = "not pinned"
+	}
+	fmt.Fprintf(&b, "%s, %d CPUs, Linux %s, %s; %s. Each figure is the median of %d run(s) of %s after a %s warm-up; wrk with %d threads and %d connections (many_conns: 1000).\n\n",
+		orDefault(r.Host.CPUModel, "unknown CPU"), r.Host.CPUs, r.Host.Kernel, r.Host.Go, pin, r.Reps, r.Duration, r.Warmup, r.Threads, r.Connections)
+	for _, p := range r.Proxies {
+		fmt.Fprintf(&b, "- %s: %s\n", p, orDefault(r.Versions[p], "version unknown"))
+	}
+	b.WriteString("\n| scenario | proxy | req/s | p50 | p90 | p99 | CPU/request | peak RSS | errors | CPU busy | upstream/req |\n")
+	b.WriteString("|---|---|--:|--:|--:|--:|--:|--:|--:|--:|--:|\n")
+	for _, res := range r.Results {
+		fmt.Fprintf(&b, "| %s | %s | %s | %s | %s | %s | %s | %s | %d | %.0f%% | %.2f |\n",
+			res.Scenario, res.Proxy,
+			withRatio(fmtInt(res.RPS), res.VsNginx, "rps"),
+			withRatio(fmtMs(res.P50ms), res.VsNginx, "p50"),
+			withRatio(fmtMs(res.P90ms), res.VsNginx, "p90"),
+			withRatio(fmtMs(res.P99ms), res.VsNginx, "p99"),
+			withRatio(fmt.Sprintf("%.1f µs", res.CPUPerRequestUS), res.VsNginx, "cpu_per_request"),
+			withRatio(fmt.Sprintf("%.1f MiB", res.PeakRSSMiB), res.VsNginx, "peak_rss"),
+			res.Errors, 100*res.Busy, res.UpstreamPerRequest)
+	}
+	b.WriteString("\nRatios in parentheses are to nginx in the same scenario. Errors are non-2xx/3xx responses plus socket errors, summed over the runs. " +
+		"CPU busy is the proxy's CPU seconds over wall seconds; well under 100% means wrk or the backends, not the proxy, were the bottleneck. " +
+		"Upstream/req is the backends' requests per client request: about 1.5 in retry_get when every 503 is retried.\n")
+	if len(r.Warnings) > 0 {
+		b.WriteString("\nWarnings:\n\n")
+		for _, w := range r.Warnings {
+			fmt.Fprintf(&b, "- %s\n", w)
+		}
+	}
+	if len(r.Failures) > 0 {
+		b.WriteString("\nFailed runs:\n\n")
+		for _, f := range r.Failures {
+			fmt.Fprintf(&b, "- %s\n", strings.ReplaceAll(f, "\n", " "))
+		}
+	}
+	return b.String()
+}
+
+// withRatio appends " (1.23×)" when ratios has key.
+func withRatio(s string, ratios map[string]float64, key string) string {
+	if v, ok := ratios[key]; ok {
+		return fmt.Sprintf("%s (%.2f×)", s, v)
+	}
+	return s
+}
+
+// fmtInt formats v rounded, with thousands separators: 41,234.
+func fmtInt(v float64) string {
+	s := fmt.Sprintf("%.0f", v)
+	neg := strings.HasPrefix(s, "-")
+	s = strings.TrimPrefix(s, "-")
+	var out []byte
+	for i := range len(s) {
+		if i > 0 && (len(s)-i)%3 == 0 {
+			out = append(out, ',')
+		}
+		out = append(out, s[i])
+	}
+	if neg {
+		return "-" + string(out)
+	}
+	return string(out)
+}
+
+// fmtMs formats a latency given in milliseconds: "812 µs", "1.23 ms",
+// "45.6 ms", "1.20 s".
+func fmtMs(ms float64) string {
+	switch {
+	case ms < 1:
+		return fmt.Sprintf("%.0f µs", ms*1000)
+	case ms < 10:
+		return fmt.Sprintf("%.2f ms", ms)
+	case ms < 1000:
+		return fmt.Sprintf("%.1f ms", ms)
+	default:
+		return fmt.Sprintf("%.2f s", ms/1000)
+	}
+}
+
+// orDefault returns s, or def when s is empty.
+func orDefault(s, def string) string {
+	if s == "" {
+		return def
+	}
+	return s
+}

@@ -1,0 +1,100 @@
+package main
+
+import (
+	"encoding/xml"
+	"io"
+	"math"
+	"strings"
+	"testing"
+	"time"
+)
+
+// fakeReport returns a report with three repetitions of two proxies in two
+// scenarios.
+func fakeReport() *report {
+	r := newReport(defaultOptions(), time.Date(2026, 11, 28, 20, 0, 0, 0, time.UTC), "")
+	r.Proxies = []string{"sluice", "nginx"}
+	r.Scenarios = []scenarioInfo{{Name: "healthy_get"}, {Name: "retry_get"}}
+	for _, sc := range r.Scenarios {
+		for rep := 1; rep <= 3; rep++ {
+			for _, p := range r.Proxies {
+				s := sample{Scenario: sc.Name, Proxy: p, Rep: rep}
+				s.RPS = float64(1000 * rep) // medians: 2000
+				s.P99ms = float64(rep)      // 2
+				s.CPUPerRequestUS = 10 * float64(rep)
+				s.PeakRSSKiB = 1024 * int64(rep)
+				s.Requests = 100
+				if p == "sluice" {
+					s.RPS *= 2
+					s.CPUPerRequestUS /= 2
+					if sc.Name == "retry_get" {
+						s.Non2xx3xx = 5
+					}
+				}
+				r.Samples = append(r.Samples, s)
+			}
+		}
+	}
+	return r
+}
+
+func TestSummarize(t *testing.T) {
+	r := fakeReport()
+	r.summarize()
+	if len(r.Results) != 4 {
+		t.Fatalf("got %d results, want 4", len(r.Results))
+	}
+	s := r.Results[0]
+	if s.Proxy != "sluice" || s.Scenario != "healthy_get" {
+		t.Fatalf("first result is %s %s", s.Proxy, s.Scenario)
+	}
+	if s.RPS != 4000 || s.P99ms != 2 || s.PeakRSSMiB != 2 || s.Requests != 300 || s.Reps != 3 {
+		t.Errorf("medians: %+v", s)
+	}
+	for k, want := range map[string]float64{"rps": 2, "p99": 1, "cpu_per_request": 0.5, "peak_rss": 1} {
+		if got := s.VsNginx[k]; math.Abs(got-want) > 1e-9 {
+			t.Errorf("VsNginx[%s] = %v, want %v", k, got, want)
+		}
+	}
+	if r.Results[1].VsNginx != nil {
+		t.Errorf("nginx has ratios to itself: %v", r.Results[1].VsNginx)
+	}
+	if r.Results[2].Errors != 15 {
+		t.Errorf("retry_get sluice errors = %d, want 15 (summed)", r.Results[2].Errors)
+	}
+}
+
+func TestViews(t *testing.T) {
+	r := fakeReport()
+	r.summarize()
+
+	md := r.markdown()
+	for _, want := range []string{"| healthy_get | sluice | 4,000 (2.00×) |", "| retry_get | nginx | 2,000 |"} {
+		if !strings.Contains(md, want) {
+			t.Errorf("markdown lacks %q:\n%s", want, md)
+		}
+	}
+
+	svg := chart(r)
+	dec := xml.NewDecoder(strings.NewReader(svg))
+	rects := 0
+	for {
+		tok, err := dec.Token()
+		if err == io.EOF {
+			break
+		}
+		if err != nil {
+			t.Fatalf("chart is not well-formed XML: %v\n%s", err, svg)
+		}
+		if se, ok := tok.(xml.StartElement); ok && se.Name.Local == "rect" {
+			rects++
+		}
+	}
+	// background + 2 legend swatches + 2 panels × 2 scenarios × 2 proxies
+	if rects != 1+2+8 {
+		t.Errorf("chart has %d rects, want 11", rects)
+	}
+	if !strings.Contains(svg, "4k*") {
+		t.Errorf("chart does not mark the run with errors")
+	}
+}

@@ -1,0 +1,193 @@
+package main
+
+// A hand-written SVG chart: two panels of grouped bars (requests per second
+// and proxy CPU per request), one group per scenario, one colour per proxy.
+// No external tools, so that any machine that runs the harness can draw it.
+
+import (
+	"fmt"
+	"html"
+	"math"
+	"strings"
+)
+
+// Chart geometry, in SVG user units (pixels).
+const (
+	chartWidth   = 960
+	marginLeft   = 80
+	marginRight  = 20
+	headerHeight = 70  // title and legend
+	panelHeight  = 200 // bar area of one panel
+	panelGap     = 90  // panel title above, scenario labels below
+	footerHeight = 10  // below the last panel's labels
+)
+
+// proxyColours gives each known proxy a fixed colour, so charts of
+// different runs compare at a glance; others take fallbackColours in turn.
+var (
+	proxyColours    = map[string]string{"sluice": "#d95f02", "nginx": "#1b9e77", "haproxy": "#7570b3"}
+	fallbackColours = []string{"#e7298a", "#66a61e", "#e6ab02", "#a6761d", "#666666"}
+)
+
+// panel is one bar chart of the figure.
+type panel struct {
+	title  string
+	value  func(result) float64
+	format func(float64) string // bar labels
+}
+
+// chart renders r's results as an SVG document.
+func chart(r *report) string {
+	panels := []panel{
+		{title: "Requests per second (higher is better)", value: func(x result) float64 { return x.RPS }, format: func(v float64) string {
+			if v < 1000 {
+				return fmt.Sprintf("%.0f", v)
+			}
+			return fmtCompact(v)
+		}},
+		{title: "Proxy CPU time per request, µs (lower is better)", value: func(x result) float64 { return x.CPUPerRequestUS }, format: func(v float64) string { return fmt.Sprintf("%.1f", v) }},
+	}
+	height := headerHeight + len(panels)*(panelHeight+panelGap) + footerHeight
+
+	var b strings.Builder
+	fmt.Fprintf(&b, `<svg xmlns="http://www.w3.org/2000/svg" width="%d" height="%d" viewBox="0 0 %d %d" font-family="Helvetica, Arial, sans-serif">`+"\n",
+		chartWidth, height, chartWidth, height)
+	fmt.Fprintf(&b, `<rect width="%d" height="%d" fill="#ffffff"/>`+"\n", chartWidth, height)
+	fmt.Fprintf(&b, `<text x="%d" y="24" font-size="16" font-weight="bold">%s</text>`+"\n",
+		marginLeft, esc(fmt.Sprintf("%s, %s (median of %d × %s)", strings.Join(r.Proxies, " vs "), r.Started.Format("2006-01-02"), r.Reps, r.Duration)))
+
+	// Legend: one swatch per proxy.
+	x := marginLeft
+	for i, p := range r.Proxies {
+		fmt.Fprintf(&b, `<rect x="%d" y="38" width="14" height="14" fill="%s"/>`, x, colour(p, i))
+		fmt.Fprintf(&b, `<text x="%d" y="50" font-size="13">%s</text>`+"\n", x+20, esc(p))
+		x += 40 + 8*len(p)
+	}
+
+	for i, pn := range panels {
+		top := headerHeight + i*(panelHeight+panelGap) + 30
+		drawPanel(&b, r, pn, top)
+	}
+	for _, res := range r.Results {
+		if res.Errors > 0 {
+			fmt.Fprintf(&b, `<text x="%d" y="%d" font-size="11" fill="#b00000">%s</text>`+"\n", marginLeft, height-8,
+				esc("* the run had errors (non-2xx/3xx responses or socket errors): see results.md"))
+			break
+		}
+	}
+	b.WriteString("</svg>\n")
+	return b.String()
+}
+
+// drawPanel draws one panel whose bar area starts at y = top.
+func drawPanel(b *strings.Builder, r *report, pn panel, top int) {
+	plotW := float64(chartWidth - marginLeft - marginRight)
+	bottom := float64(top + panelHeight)
+	fmt.Fprintf(b, `<text x="%d" y="%d" font-size="14" font-weight="bold">%s</text>`+"\n", marginLeft, top-12, esc(pn.title))
+
+	maxV := 0.0
+	for _, res := range r.Results {
+		maxV = math.Max(maxV, pn.value(res))
+	}
+	step, top2 := niceScale(maxV)
+	yOf := func(v float64) float64 { return bottom - v/top2*panelHeight }
+
+	// Grid lines and y-axis labels.
+	for v := 0.0; v <= top2*1.0001; v += step {
+		y := yOf(v)
+		fmt.Fprintf(b, `<line x1="%d" y1="%.1f" x2="%d" y2="%.1f" stroke="#dddddd"/>`, marginLeft, y, chartWidth-marginRight, y)
+		fmt.Fprintf(b, `<text x="%d" y="%.1f" font-size="11" text-anchor="end" fill="#555555">%s</text>`+"\n", marginLeft-6, y+4, esc(fmtCompact(v)))
+	}
+	fmt.Fprintf(b, `<line x1="%d" y1="%.1f" x2="%d" y2="%.1f" stroke="#333333"/>`+"\n", marginLeft, bottom, chartWidth-marginRight, bottom)
+
+	// One group per scenario, one bar per proxy.
+	n := max(1, len(r.Scenarios))
+	groupW := plotW / float64(n)
+	barW := groupW * 0.8 / float64(max(1, len(r.Proxies)))
+	for si, sc := range r.Scenarios {
+		gx := float64(marginLeft) + float64(si)*groupW
+		fmt.Fprintf(b, `<text x="%.1f" y="%.1f" font-size="12" text-anchor="middle">%s</text>`+"\n", gx+groupW/2, bottom+18, esc(sc.Name))
+		for pi, p := range r.Proxies {
+			res, ok := findResult(r, sc.Name, p)
+			if !ok {
+				continue
+			}
+			v := pn.value(res)
+			x := gx + groupW*0.1 + float64(pi)*barW
+			y := yOf(v)
+			label, fill := pn.format(v), "#333333"
+			if res.Errors > 0 {
+				label, fill = label+"*", "#b00000"
+			}
+			fmt.Fprintf(b, `<rect x="%.1f" y="%.1f" width="%.1f" height="%.1f" fill="%s"><title>%s</title></rect>`,
+				x+1, y, barW-2, bottom-y, colour(p, pi), esc(fmt.Sprintf("%s %s: %s", sc.Name, p, label)))
+			fmt.Fprintf(b, `<text x="%.1f" y="%.1f" font-size="10" text-anchor="middle" fill="%s">%s</text>`+"\n", x+barW/2, y-4, fill, esc(label))
+		}
+	}
+}
+
+// findResult returns the result of proxy p in scenario sc.
+func findResult(r *report, sc, p string) (result, bool) {
+	for _, res := range r.Results {
+		if res.Scenario == sc && res.Proxy == p {
+			return res, true
+		}
+	}
+	return result{}, false
+}
+
+// niceScale returns a round tick step (1, 2 or 5 times a power of ten) and
+// the axis maximum, a multiple of it at or above maxV, for about five ticks.
+func niceScale(maxV float64) (step, top float64) {
+	if maxV <= 0 {
+		return 1, 5
+	}
+	raw := maxV / 5
+	mag := math.Pow(10, math.Floor(math.Log10(raw)))
+	switch f := raw / mag; {
+	case f <= 1:
+		step = mag
+	case f <= 2:
+		step = 2 * mag
+	case f <= 5:
+		step = 5 * mag
+	default:
+		step = 10 * mag
+	}
+	return step, math.Ceil(maxV/step) * step
+}
+
+// colour returns the colour of proxy p, the i-th in the legend.
+func colour(p string, i int) string {
+	if c, ok := proxyColours[p]; ok {
+		return c
+	}
+	return fallbackColours[i%len(fallbackColours)]
+}
+
+// fmtCompact formats a number briefly: 950, 41.2k, 1.23M, 0.5.
+func fmtCompact(v float64) string {
+	switch a := math.Abs(v); {
+	case a >= 1e6:
+		return trimZeros(fmt.Sprintf("%.2f", v/1e6)) + "M"
+	case a >= 1e4:
+		return trimZeros(fmt.Sprintf("%.1f", v/1e3)) + "k"
+	case a >= 1e3:
+		return trimZeros(fmt.Sprintf("%.2f", v/1e3)) + "k"
+	case a == math.Trunc(a):
+		return fmt.Sprintf("%.0f", v)
+	default:
+		return trimZeros(fmt.Sprintf("%.2f", v))
+	}
+}
+
+// trimZeros drops trailing zeros after a decimal point: "1.50" -> "1.5".
+func trimZeros(s string) string {
+	if strings.Contains(s, ".") {
+		s = strings.TrimRight(strings.TrimRight(s, "0"), ".")
+	}
+	return s
+}
+
+// esc escapes text for SVG (XML) content and attribute values.
+func esc(s string) string { return html.EscapeString(s) }
