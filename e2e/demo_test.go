@@ -22,7 +22,9 @@ func TestDemo(t *testing.T) {
 	}
 	p := launch(t, "-demo")
 	p.Addr, p.Admin = "127.0.0.1:8080", "127.0.0.1:9901"
-	p.waitReady()
+	if err := p.waitReady(); err != nil {
+		t.Fatal(err)
+	}
 
 	resp, body := get(t, "http://127.0.0.1:8080/api/")
 	if resp.StatusCode != http.StatusOK {

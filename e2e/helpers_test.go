@@ -255,11 +255,21 @@ func start(t testing.TB, cfg string) *proc {
 // startArgs is start with the command-line arguments built by args.
 func startArgs(t testing.TB, cfg string, args func(cfgPath string) []string) *proc {
 	t.Helper()
-	path, listen, admin := writeConfig(t, cfg)
-	p := launch(t, args(path)...)
-	p.Addr, p.Admin, p.CfgPath = listen, admin, path
-	p.waitReady()
-	return p
+	for attempt := 1; ; attempt++ {
+		path, listen, admin := writeConfig(t, cfg)
+		p := launch(t, args(path)...)
+		p.Addr, p.Admin, p.CfgPath = listen, admin, path
+		err := p.waitReady()
+		if err == nil {
+			return p
+		}
+		// A port picked by freeAddr can be taken by a parallel test
+		// before sluice binds it: try again with fresh ports.
+		if attempt < 3 && p.Exited() && strings.Contains(p.Stderr(), "address already in use") {
+			continue
+		}
+		t.Fatal(err)
+	}
 }
 
 // launch starts the binary with args, without waiting for readiness. The
@@ -298,13 +308,12 @@ func launch(t testing.TB, args ...string) *proc {
 
 // waitReady polls admin /readyz until it answers 200 and the proxy port
 // accepts connections.
-func (p *proc) waitReady() {
-	p.t.Helper()
+func (p *proc) waitReady() error {
 	c := &http.Client{Timeout: time.Second, Transport: &http.Transport{DisableKeepAlives: true}}
 	deadline := time.Now().Add(15 * time.Second)
 	for {
 		if p.Exited() {
-			p.t.Fatalf("sluice exited with code %d before becoming ready\nstderr:\n%s", p.code, p.Stderr())
+			return fmt.Errorf("sluice exited with code %d before becoming ready\nstderr:\n%s", p.code, p.Stderr())
 		}
 		if resp, err := c.Get(p.AdminURL("/readyz")); err == nil {
 			io.Copy(io.Discard, resp.Body)
@@ -312,12 +321,12 @@ func (p *proc) waitReady() {
 			if resp.StatusCode == 200 {
 				if conn, err := net.DialTimeout("tcp", p.Addr, time.Second); err == nil {
 					conn.Close()
-					return
+					return nil
 				}
 			}
 		}
 		if time.Now().After(deadline) {
-			p.t.Fatalf("sluice not ready within 15s\nstderr:\n%s", p.Stderr())
+			return fmt.Errorf("sluice not ready within 15s\nstderr:\n%s", p.Stderr())
 		}
 		time.Sleep(20 * time.Millisecond)
 	}
@@ -351,17 +360,30 @@ type backend struct {
 	raw  bytes.Buffer
 }
 
-// newBackend starts a recording backend. When h is nil it answers 200 with
-// the body name and the header X-Backend: name.
+// newBackend starts a recording backend that reads and records each request
+// body before calling h. When h is nil it answers 200 with the body name and
+// the header X-Backend: name.
 func newBackend(t testing.TB, name string, h http.HandlerFunc) *backend {
 	t.Helper()
-	b := &backend{Name: name}
 	if h == nil {
 		h = func(w http.ResponseWriter, r *http.Request) {
 			w.Header().Set("X-Backend", name)
 			io.WriteString(w, name)
 		}
 	}
+	return startBackend(t, name, true, h)
+}
+
+// newStreamBackend starts a recording backend whose handler reads the request
+// body itself, as it arrives (the recorder does not read it first).
+func newStreamBackend(t testing.TB, name string, h http.HandlerFunc) *backend {
+	t.Helper()
+	return startBackend(t, name, false, h)
+}
+
+func startBackend(t testing.TB, name string, readBody bool, h http.HandlerFunc) *backend {
+	t.Helper()
+	b := &backend{Name: name}
 	b.Server = httptest.NewUnstartedServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		s := seen{
 			Method:     r.Method,
@@ -373,32 +395,14 @@ func newBackend(t testing.TB, name string, h http.HandlerFunc) *backend {
 			Header:     r.Header.Clone(),
 			RemoteAddr: r.RemoteAddr,
 		}
-		body, _ := io.ReadAll(r.Body)
-		s.Body = body
-		s.Trailer = r.Trailer.Clone()
-		r.Body = io.NopCloser(bytes.NewReader(body))
+		if readBody {
+			body, _ := io.ReadAll(r.Body)
+			s.Body = body
+			s.Trailer = r.Trailer.Clone()
+			r.Body = io.NopCloser(bytes.NewReader(body))
+		}
 		b.mu.Lock()
 		b.reqs = append(b.reqs, s)
-		b.mu.Unlock()
-		h(w, r)
-	}))
-	b.Server.Listener = &tapListener{Listener: b.Server.Listener, b: b}
-	b.Server.Start()
-	t.Cleanup(b.Server.Close)
-	return b
-}
-
-// newStreamBackend starts a recording backend whose handler reads the request
-// body itself (the recorder does not read it first).
-func newStreamBackend(t testing.TB, name string, h http.HandlerFunc) *backend {
-	t.Helper()
-	b := &backend{Name: name}
-	b.Server = httptest.NewUnstartedServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		b.mu.Lock()
-		b.reqs = append(b.reqs, seen{
-			Method: r.Method, RequestURI: r.RequestURI, Path: r.URL.Path, RawQuery: r.URL.RawQuery,
-			Host: r.Host, Proto: r.Proto, Header: r.Header.Clone(), RemoteAddr: r.RemoteAddr,
-		})
 		b.mu.Unlock()
 		h(w, r)
 	}))

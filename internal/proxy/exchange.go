@@ -46,7 +46,6 @@ type exchange struct {
 	body     *[]byte   // the whole request body, buffered for replay; nil when streamed
 	prefix   *[]byte   // the first bytes of a streamed body, read while trying to buffer it
 	bodyRead int64     // bytes of a streamed body read from the client so far
-	copyBuf  []byte    // buffer for streaming a request body
 	deadline time.Time // end of retry.total_timeout
 	chunked  chunkedReader
 

@@ -303,10 +303,10 @@ func (x *exchange) writeBody(c *upConn) error {
 	}
 	src := x.ctx.RequestBodyStream()
 	limit := x.route.MaxRequestBody
-	if x.copyBuf == nil {
-		x.copyBuf = make([]byte, 16<<10)
-	}
-	buf := x.copyBuf
+	bp := copyBufs.Get().(*[]byte)
+	defer copyBufs.Put(bp)
+	buf := *bp
+	first := true
 	for src != nil {
 		n, rerr := x.readClient(src, buf)
 		if n > 0 {
@@ -318,13 +318,15 @@ func (x *exchange) writeBody(c *upConn) error {
 			if err := x.writeBodyPart(c, buf[:n]); err != nil {
 				return err
 			}
-			if rerr == nil {
-				// More is coming: pass on what came, so the backend gets
-				// the upload as the client sends it.
+			// More is coming: pass on what came, so the backend gets the
+			// upload as the client sends it; but not the single byte the
+			// engine reads ahead before the handler runs.
+			if rerr == nil && !(first && n == 1) {
 				if err := c.bw.Flush(); err != nil {
 					return err
 				}
 			}
+			first = false
 		}
 		if rerr == io.EOF {
 			if !x.head.chunked && n64 < x.head.contentLength {

@@ -5,6 +5,7 @@ import (
 	"io"
 	"net"
 	"strconv"
+	"sync"
 	"time"
 
 	"github.com/valyala/fasthttp"
@@ -125,18 +126,7 @@ func (b *respBody) Read(p []byte) (int, error) {
 		p = p[:b.left]
 	}
 	x := b.x
-	c := x.conn
-	if c.br.Buffered() == 0 {
-		if err := x.waitReadable(c, x.route.UpstreamBody); err != nil {
-			b.err = err
-			return 0, err
-		}
-		if err := c.setReadDeadline(time.Now(), x.route.UpstreamBody); err != nil {
-			b.err = err
-			return 0, err
-		}
-	}
-	n, err := b.r.Read(p)
+	n, err := b.read(p)
 	b.n += int64(n)
 	if b.left > 0 {
 		b.left -= int64(n)
@@ -160,6 +150,78 @@ func (b *respBody) Read(p []byte) (int, error) {
 	}
 	return n, err
 }
+
+// read reads from the backend's body, waiting at most upstream_body for
+// bytes and checking every pollInterval meanwhile that the client is still
+// there. A body not chunked is read straight into p when the buffer is
+// empty, so large bodies move in large reads.
+func (b *respBody) read(p []byte) (int, error) {
+	x := b.x
+	c := x.conn
+	if c.br.Buffered() > 0 {
+		return b.r.Read(p)
+	}
+	if x.resp.chunked {
+		// The chunked parser must not be interrupted mid-line: wait for
+		// bytes without consuming any, then read.
+		if err := x.waitReadable(c, x.route.UpstreamBody); err != nil {
+			return 0, err
+		}
+		if err := c.setReadDeadline(time.Now(), x.route.UpstreamBody); err != nil {
+			return 0, err
+		}
+		return b.r.Read(p)
+	}
+	now := time.Now()
+	end := now.Add(x.route.UpstreamBody)
+	for {
+		wait := min(end.Sub(now), pollInterval)
+		if err := c.nc.SetReadDeadline(now.Add(wait)); err != nil {
+			return 0, err
+		}
+		c.deadline = now.Add(wait)
+		n, err := b.r.Read(p)
+		if n > 0 || err == nil || !isTimeout(err) {
+			return n, err
+		}
+		if now = time.Now(); !now.Before(end) {
+			return 0, err
+		}
+		if peerGone(x.ctx.Conn()) {
+			return 0, errClientGone
+		}
+	}
+}
+
+// SupportsBodyWriteTo tells the engine to use WriteTo for chunked bodies too.
+func (b *respBody) SupportsBodyWriteTo() bool { return true }
+
+// WriteTo copies the body to the engine's writer in reads of up to 64 KiB,
+// so a large body costs few system calls.
+func (b *respBody) WriteTo(w io.Writer) (int64, error) {
+	buf := copyBufs.Get().(*[]byte)
+	defer copyBufs.Put(buf)
+	var total int64
+	for {
+		n, err := b.Read(*buf)
+		if n > 0 {
+			m, werr := w.Write((*buf)[:n])
+			total += int64(m)
+			if werr != nil {
+				return total, werr
+			}
+		}
+		if err == io.EOF {
+			return total, nil
+		}
+		if err != nil {
+			return total, err
+		}
+	}
+}
+
+// copyBufs are the buffers of body copies.
+var copyBufs = sync.Pool{New: func() any { b := make([]byte, 64<<10); return &b }}
 
 // CloseWithError is called by the engine once the body has been written, or
 // writing it failed with werr.
