@@ -5,10 +5,13 @@ import (
 	"context"
 	"crypto/tls"
 	"errors"
+	"io"
 	"net"
 	"sync"
 	"syscall"
 	"time"
+
+	"github.com/sluice-proxy/sluice/internal/netx"
 )
 
 // DefaultIdleTimeout is how long an idle upstream connection is kept. It is
@@ -50,6 +53,7 @@ type upConn struct {
 	idleSince time.Time // when it was put back in the pool
 	deadline  time.Time // read deadline currently set
 
+	wf       *netx.WaitFirst // reads; nil for TLS
 	raw      syscall.RawConn
 	peek     func(fd uintptr) bool
 	peekOpen bool
@@ -110,12 +114,12 @@ func (p *Pool) dial(ctx context.Context, connectTimeout time.Duration) (*upConn,
 		}
 		nc = tc
 	}
-	c := &upConn{
-		nc:   nc,
-		br:   bufio.NewReaderSize(nc, upstreamBufSize),
-		bw:   bufio.NewWriterSize(nc, upstreamBufSize),
-		pool: p,
+	c := &upConn{nc: nc, bw: bufio.NewWriterSize(nc, upstreamBufSize), pool: p}
+	var r io.Reader = nc
+	if c.wf = netx.NewWaitFirst(nc); c.wf != nil {
+		r = c.wf
 	}
+	c.br = bufio.NewReaderSize(r, upstreamBufSize)
 	c.initPeek()
 	return c, nil
 }
