@@ -31,13 +31,18 @@ type responseHead struct {
 // readResponseHead reads one response head from br into h.
 func readResponseHead(br *bufio.Reader, h *responseHead) error {
 	h.buf = h.buf[:0]
+	lineStart := 0
 	for {
 		line, err := br.ReadSlice('\n')
+		h.buf = append(h.buf, line...)
+		if len(h.buf) > maxResponseHead {
+			return errBadResponse
+		}
+		if err == bufio.ErrBufferFull {
+			continue // a line longer than the buffer: read on
+		}
 		if err != nil {
-			if err == bufio.ErrBufferFull {
-				return errBadResponse
-			}
-			if len(h.buf) == 0 && len(line) == 0 {
+			if len(h.buf) == 0 {
 				return err
 			}
 			if err == io.EOF {
@@ -45,13 +50,10 @@ func readResponseHead(br *bufio.Reader, h *responseHead) error {
 			}
 			return err
 		}
-		h.buf = append(h.buf, line...)
-		if len(h.buf) > maxResponseHead {
-			return errBadResponse
-		}
-		if len(line) <= 2 && (len(line) == 1 || line[0] == '\r') {
+		if n := len(h.buf) - lineStart; n == 1 || n == 2 && h.buf[lineStart] == '\r' {
 			break
 		}
+		lineStart = len(h.buf)
 	}
 	return h.parse()
 }

@@ -26,8 +26,14 @@ const checkAfter = 5 * time.Millisecond
 // maxIdlePerBackend bounds the idle connections kept per backend address.
 const maxIdlePerBackend = 1024
 
-// upstreamBufSize is the read and write buffer size of upstream connections.
-const upstreamBufSize = 16 << 10
+// The buffers of an upstream connection: the reader holds a response head
+// line at least (bodies of any size are read past it into 64 KiB copy
+// buffers), the writer a request head (bodies are written past it). They
+// are kept small because a busy proxy holds one pair per concurrent request.
+const (
+	upstreamReadBuf  = 8 << 10
+	upstreamWriteBuf = 4 << 10
+)
 
 // Pool keeps the idle keep-alive connections to one backend address. It is
 // shared by every route and every config generation that names the address,
@@ -114,12 +120,12 @@ func (p *Pool) dial(ctx context.Context, connectTimeout time.Duration) (*upConn,
 		}
 		nc = tc
 	}
-	c := &upConn{nc: nc, bw: bufio.NewWriterSize(nc, upstreamBufSize), pool: p}
+	c := &upConn{nc: nc, bw: bufio.NewWriterSize(nc, upstreamWriteBuf), pool: p}
 	var r io.Reader = nc
 	if c.wf = netx.NewWaitFirst(nc); c.wf != nil {
 		r = c.wf
 	}
-	c.br = bufio.NewReaderSize(r, upstreamBufSize)
+	c.br = bufio.NewReaderSize(r, upstreamReadBuf)
 	c.initPeek()
 	return c, nil
 }

@@ -113,7 +113,8 @@ func newEngine(cfg *config.Config, h *proxy.Handler, log *slog.Logger) *fasthttp
 		// The header block must fit the read buffer: this is the
 		// max_header_bytes limit.
 		ReadBufferSize:  int(cfg.Limits.MaxHeaderBytes),
-		WriteBufferSize: 16 << 10,
+		// Response heads and small bodies; large bodies are written past it.
+		WriteBufferSize: 4 << 10,
 		// ReadTimeout bounds the time to read a request's headers; the body
 		// has its own per-read limit (client_body), set by the proxy.
 		ReadTimeout: cfg.Timeouts.ClientHeader.D(),
