@@ -112,7 +112,7 @@ func newEngine(cfg *config.Config, h *proxy.Handler, log *slog.Logger) *fasthttp
 		Name:         "",
 		// The header block must fit the read buffer: this is the
 		// max_header_bytes limit.
-		ReadBufferSize:  int(cfg.Limits.MaxHeaderBytes),
+		ReadBufferSize: int(cfg.Limits.MaxHeaderBytes),
 		// Response heads and small bodies; large bodies are written past it.
 		WriteBufferSize: 4 << 10,
 		// ReadTimeout bounds the time to read a request's headers; the body
