@@ -279,7 +279,7 @@ func (x *exchange) sendFailed(err error) {
 func (x *exchange) fail(status int, word, message string) {
 	x.rec.Status = status
 	x.rec.Error = word
-	writeError(x.ctx, status, word, message, x.requestID)
+	x.rec.BytesOut = int64(writeError(x.ctx, status, word, message, x.requestID))
 }
 
 // observe reports the try's outcome to passive health, once. Tries that

@@ -189,9 +189,6 @@ func (x *exchange) send(fresh bool, left time.Duration) error {
 		err = c.bw.Flush()
 	}
 	if err == nil {
-		if c.wf != nil {
-			c.wf.ExpectQuiet() // the backend cannot have answered yet
-		}
 		err = x.readHead(c)
 	}
 	if err != nil && c.reused && (!x.hasBody() || x.body != nil) && !isTimeout(err) && !isClientErr(err) {

@@ -40,8 +40,9 @@ func appendJSONString(dst []byte, s string) []byte {
 	return append(dst, '"')
 }
 
-// writeError answers the client with the SPEC's JSON error body.
-func writeError(ctx *fasthttp.RequestCtx, status int, word, message string, requestID []byte) {
+// writeError answers the client with the SPEC's JSON error body, and
+// returns the body's length.
+func writeError(ctx *fasthttp.RequestCtx, status int, word, message string, requestID []byte) int {
 	resp := &ctx.Response
 	resp.Reset()
 	resp.SetStatusCode(status)
@@ -58,6 +59,7 @@ func writeError(ctx *fasthttp.RequestCtx, status int, word, message string, requ
 	b = appendJSONString(b, string(requestID))
 	b = append(b, "}\n"...)
 	resp.SetBodyRaw(b)
+	return len(b)
 }
 
 var hdrRequestID = []byte("X-Request-Id")

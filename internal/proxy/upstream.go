@@ -5,13 +5,10 @@ import (
 	"context"
 	"crypto/tls"
 	"errors"
-	"io"
 	"net"
 	"sync"
 	"syscall"
 	"time"
-
-	"github.com/sluice-proxy/sluice/internal/netx"
 )
 
 // DefaultIdleTimeout is how long an idle upstream connection is kept. It is
@@ -59,7 +56,6 @@ type upConn struct {
 	idleSince time.Time // when it was put back in the pool
 	deadline  time.Time // read deadline currently set
 
-	wf       *netx.WaitFirst // reads; nil for TLS
 	raw      syscall.RawConn
 	peek     func(fd uintptr) bool
 	peekOpen bool
@@ -120,12 +116,7 @@ func (p *Pool) dial(ctx context.Context, connectTimeout time.Duration) (*upConn,
 		}
 		nc = tc
 	}
-	c := &upConn{nc: nc, bw: bufio.NewWriterSize(nc, upstreamWriteBuf), pool: p}
-	var r io.Reader = nc
-	if c.wf = netx.NewWaitFirst(nc); c.wf != nil {
-		r = c.wf
-	}
-	c.br = bufio.NewReaderSize(r, upstreamReadBuf)
+	c := &upConn{nc: nc, bw: bufio.NewWriterSize(nc, upstreamWriteBuf), br: bufio.NewReaderSize(nc, upstreamReadBuf), pool: p}
 	c.initPeek()
 	return c, nil
 }

@@ -6,8 +6,6 @@ import (
 	"net"
 	"sync"
 	"syscall"
-
-	"github.com/sluice-proxy/sluice/internal/netx"
 )
 
 // trackingListener remembers the connections it accepted until they close,
@@ -30,7 +28,7 @@ func (l *trackingListener) Accept() (net.Conn, error) {
 	if tc, ok := c.(*net.TCPConn); ok {
 		tc.SetNoDelay(true)
 	}
-	t := &trackedConn{Conn: c, l: l, scanning: true, wf: netx.NewWaitFirst(c)}
+	t := &trackedConn{Conn: c, l: l, scanning: true}
 	l.mu.Lock()
 	l.conns[t] = struct{}{}
 	l.mu.Unlock()
@@ -62,7 +60,6 @@ type trackedConn struct {
 	net.Conn
 	l    *trackingListener
 	once sync.Once
-	wf   *netx.WaitFirst // reads
 
 	// The head scan: the engine accepts a bare LF as a line end, and waits
 	// for more when a head ends in bare LFs, so the scan refuses such heads
@@ -79,13 +76,7 @@ type trackedConn struct {
 var errBareLF = errors.New("request head with a bare LF line ending")
 
 func (c *trackedConn) Read(p []byte) (int, error) {
-	var n int
-	var err error
-	if c.wf != nil {
-		n, err = c.wf.Read(p)
-	} else {
-		n, err = c.Conn.Read(p)
-	}
+	n, err := c.Conn.Read(p)
 	if c.scanning && n > 0 && !c.scanHead(p[:n]) {
 		c.scanning = false
 		c.Conn.Write([]byte("HTTP/1.1 400 Bad Request\r\nContent-Type: text/plain\r\nContent-Length: 36\r\nConnection: close\r\n\r\nrequest lines must end in CR LF: 400"))
@@ -94,12 +85,8 @@ func (c *trackedConn) Read(p []byte) (int, error) {
 	return n, err
 }
 
-// ExpectHead restarts the head scan: the next bytes read begin a request,
-// which the client cannot have sent before it has the response.
+// ExpectHead restarts the head scan: the next bytes read begin a request.
 func (c *trackedConn) ExpectHead() {
-	if c.wf != nil {
-		c.wf.ExpectQuiet()
-	}
 	c.scanning, c.seenLine, c.lineLen, c.lastCR = true, false, 0, false
 }
 
