@@ -1,6 +1,8 @@
 package proxy
 
 import (
+	"bufio"
+	"bytes"
 	"context"
 	"errors"
 	"io"
@@ -206,16 +208,20 @@ func (x *exchange) send(fresh bool, left time.Duration) error {
 // readHead reads the response head, skipping interim 1xx responses, within
 // upstream_header and the total timeout.
 func (x *exchange) readHead(c *upConn) error {
-	limit := min(x.route.UpstreamHeader, time.Until(x.deadline))
-	if err := x.waitReadable(c, limit); err != nil {
+	now := time.Now()
+	limit := min(x.route.UpstreamHeader, x.deadline.Sub(now))
+	if err := x.waitReadable(c, now, limit); err != nil {
 		if isTimeout(err) && time.Until(x.deadline) <= 0 {
 			return errTotalTimeout
 		}
 		return err
 	}
-	// The head has begun to arrive; the rest of it gets the same time.
-	if err := c.setReadDeadline(time.Now(), limit); err != nil {
-		return err
+	// The head has begun to arrive. Unless all of it is here, the rest of
+	// it gets the same time.
+	if !headBuffered(c.br) {
+		if err := c.setReadDeadline(time.Now(), limit); err != nil {
+			return err
+		}
 	}
 	for {
 		if err := readResponseHead(c.br, &x.resp); err != nil {
@@ -231,6 +237,12 @@ func (x *exchange) readHead(c *upConn) error {
 			return errBadResponse // a switch the client did not ask for
 		}
 	}
+}
+
+// headBuffered reports whether a whole response head is in br's buffer.
+func headBuffered(br *bufio.Reader) bool {
+	b, _ := br.Peek(br.Buffered())
+	return bytes.Contains(b, []byte("\r\n\r\n"))
 }
 
 // readClient reads from the client's body with the client_body pause limit.

@@ -164,7 +164,7 @@ func (b *respBody) read(p []byte) (int, error) {
 	if x.resp.chunked {
 		// The chunked parser must not be interrupted mid-line: wait for
 		// bytes without consuming any, then read.
-		if err := x.waitReadable(c, x.route.UpstreamBody); err != nil {
+		if err := x.waitReadable(c, time.Now(), x.route.UpstreamBody); err != nil {
 			return 0, err
 		}
 		if err := c.setReadDeadline(time.Now(), x.route.UpstreamBody); err != nil {

@@ -19,11 +19,10 @@ var errClientGone = &clientError{ErrClientDisconnect, errors.New("client closed 
 // limit has passed (a timeout error), checking every pollInterval that
 // the client is still connected (errClientGone otherwise). It consumes
 // nothing, so it is safe in the middle of parsing.
-func (x *exchange) waitReadable(c *upConn, limit time.Duration) error {
+func (x *exchange) waitReadable(c *upConn, now time.Time, limit time.Duration) error {
 	if c.br.Buffered() > 0 {
 		return nil
 	}
-	now := time.Now()
 	end := now.Add(limit)
 	for {
 		slice := end.Sub(now)
