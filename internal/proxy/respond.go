@@ -83,6 +83,9 @@ func (x *exchange) respond() {
 		x.resBody.r = c.br
 		rh.closeAfter = true
 	}
+	// Reads of the body may block in the middle of its framing: give them
+	// the body's pause limit from the start.
+	c.setReadDeadline(time.Now(), x.route.UpstreamBody)
 	x.streaming = true
 	resp.SetBodyStream(&x.resBody, size)
 }
