@@ -315,6 +315,9 @@ func (x *exchange) finish() {
 	x.observe()
 	retry.PutBuffer(x.body)
 	retry.PutBuffer(x.prefix)
+	if cap(x.out) > 128<<10 {
+		x.out = nil // a big upload's staging: don't keep it pooled
+	}
 	x.rec.Duration = time.Since(x.rec.Time)
 	if x.rec.Status == 0 {
 		x.rec.Status = x.ctx.Response.StatusCode()

@@ -184,11 +184,11 @@ func (x *exchange) send(fresh bool, left time.Duration) error {
 		return err
 	}
 	x.conn = c
-	if _, err = c.bw.Write(x.out); err == nil && x.hasBody() {
+	if x.hasBody() {
 		err = x.writeBody(c)
 	}
 	if err == nil {
-		err = c.bw.Flush()
+		err = x.flush(c)
 	}
 	if err == nil {
 		err = x.readHead(c)
@@ -303,8 +303,7 @@ func (x *exchange) bufferBody(max int64) error {
 // or the prefix and then the rest of the client's stream.
 func (x *exchange) writeBody(c *upConn) error {
 	if x.body != nil {
-		_, err := c.bw.Write(*x.body)
-		return err
+		return x.write(c, *x.body)
 	}
 	n64 := x.bodyRead
 	if x.prefix != nil && n64 == 0 {
@@ -334,7 +333,7 @@ func (x *exchange) writeBody(c *upConn) error {
 			// upload as the client sends it; but not the single byte the
 			// engine reads ahead before the handler runs.
 			if rerr == nil && !(first && n == 1) {
-				if err := c.bw.Flush(); err != nil {
+				if err := x.flush(c); err != nil {
 					return err
 				}
 			}
@@ -352,8 +351,7 @@ func (x *exchange) writeBody(c *upConn) error {
 	}
 	x.rec.BytesIn = n64
 	if x.head.chunked {
-		_, err := c.bw.WriteString("0\r\n\r\n")
-		return err
+		x.out = append(x.out, "0\r\n\r\n"...)
 	}
 	return nil
 }
@@ -361,23 +359,42 @@ func (x *exchange) writeBody(c *upConn) error {
 // writeBodyPart writes p with the request's framing.
 func (x *exchange) writeBodyPart(c *upConn, p []byte) error {
 	if x.head.chunked {
-		return writeChunk(c.bw, p)
+		x.out = strconv.AppendUint(x.out, uint64(len(p)), 16)
+		x.out = append(x.out, '\r', '\n')
+		if err := x.write(c, p); err != nil {
+			return err
+		}
+		x.out = append(x.out, '\r', '\n')
+		return nil
 	}
-	_, err := c.bw.Write(p)
+	return x.write(c, p)
+}
+
+// bigWrite is the size past which a body part is written from where it is
+// rather than copied behind the pending bytes.
+const bigWrite = 32 << 10
+
+// write queues p to be sent on c after the pending bytes of x.out: small
+// parts are appended, so that a request head and a small body go out in one
+// system call; a big one is written at once, after what is pending.
+func (x *exchange) write(c *upConn, p []byte) error {
+	if len(p) < bigWrite {
+		x.out = append(x.out, p...)
+		return nil
+	}
+	if err := x.flush(c); err != nil {
+		return err
+	}
+	_, err := c.nc.Write(p)
 	return err
 }
 
-// writeChunk writes p as one chunk.
-func writeChunk(w io.Writer, p []byte) error {
-	var hdr [20]byte
-	h := strconv.AppendUint(hdr[:0], uint64(len(p)), 16)
-	h = append(h, '\r', '\n')
-	if _, err := w.Write(h); err != nil {
-		return err
+// flush sends the pending bytes of x.out on c.
+func (x *exchange) flush(c *upConn) error {
+	if len(x.out) == 0 {
+		return nil
 	}
-	if _, err := w.Write(p); err != nil {
-		return err
-	}
-	_, err := w.Write(hdr[len(h)-2 : len(h)])
+	_, err := c.nc.Write(x.out)
+	x.out = x.out[:0]
 	return err
 }

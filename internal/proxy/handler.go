@@ -85,3 +85,28 @@ func trusted(prefixes []netip.Prefix, ip netip.Addr) bool {
 	}
 	return false
 }
+
+// HeaderReceived is the engine's hook between reading a request's headers
+// and its body. The engine reads a first byte of a body of declared length
+// before the handler runs, so for such a request it sets that read's time
+// limit to the route's client_body. And when the declared length is over the
+// route's limit, the answer (413) is due before any of the body: the engine
+// is told there is no body (and no 100 Continue to send), the handler
+// answers from the raw headers and closes the connection.
+func (h *Handler) HeaderReceived(hdr *fasthttp.RequestHeader) fasthttp.RequestConfig {
+	cfg := fasthttp.RequestConfig{MaxRequestBodySize: 1}
+	cl := int64(hdr.ContentLength())
+	if cl <= 0 {
+		return cfg
+	}
+	r := h.rt.Load().bodyRoute(hdr)
+	if r == nil {
+		return cfg
+	}
+	cfg.ReadTimeout = r.ClientBody
+	if cl > r.MaxRequestBody {
+		hdr.SetContentLength(0)
+		hdr.Del("Expect")
+	}
+	return cfg
+}

@@ -87,6 +87,9 @@ func (x *exchange) respond() {
 	// the body's pause limit from the start.
 	c.setReadDeadline(time.Now(), x.route.UpstreamBody)
 	x.streaming = true
+	// The head goes out at once: a client waiting on a slow body knows where
+	// it stands, and a body cut later is seen as a cut, not as no answer.
+	resp.ImmediateHeaderFlush = true
 	resp.SetBodyStream(&x.resBody, size)
 }
 
@@ -199,11 +202,18 @@ func (b *respBody) read(p []byte) (int, error) {
 // SupportsBodyWriteTo tells the engine to use WriteTo for chunked bodies too.
 func (b *respBody) SupportsBodyWriteTo() bool { return true }
 
-// WriteTo copies the body to the engine's writer in reads of up to 64 KiB,
-// so a large body costs few system calls.
+// WriteTo copies the body in reads of up to 64 KiB, so a large body costs
+// few system calls. A body of known length goes straight to the client's
+// connection (the engine has already flushed the head, see respond), so
+// every byte is passed on as soon as it arrives, whatever the engine's
+// buffer holds; a chunked one goes through the engine's chunk writer, which
+// flushes each chunk.
 func (b *respBody) WriteTo(w io.Writer) (int64, error) {
 	buf := copyBufs.Get().(*[]byte)
 	defer copyBufs.Put(buf)
+	if b.left >= 0 {
+		w = b.x.ctx.Conn()
+	}
 	var total int64
 	for {
 		n, err := b.Read(*buf)

@@ -1,6 +1,7 @@
 package proxy
 
 import (
+	"bytes"
 	"fmt"
 	"net"
 	"net/netip"
@@ -15,6 +16,7 @@ import (
 	"github.com/sluice-proxy/sluice/internal/metrics"
 	"github.com/sluice-proxy/sluice/internal/retry"
 	"github.com/sluice-proxy/sluice/internal/route"
+	"github.com/valyala/fasthttp"
 )
 
 // Runtime is one config generation of the data path: the route table and,
@@ -32,6 +34,33 @@ type Runtime struct {
 	Trusted []netip.Prefix
 	// NoRoute counts the requests that match no route (route="").
 	NoRoute *metrics.Route
+}
+
+// bodyRoute returns the route a request's head matches, for the limits of
+// its body, or nil when it matches none or its target is not one that is
+// routed (admission answers those).
+func (rt *Runtime) bodyRoute(hdr *fasthttp.RequestHeader) *Route {
+	t := hdr.RequestURI()
+	host := hdr.Host()
+	if hasSchemePrefix(t) {
+		rest := t[bytes.IndexByte(t, ':')+3:]
+		end := bytes.IndexAny(rest, "/?")
+		if end < 0 {
+			end = len(rest)
+		}
+		host, t = rest[:end], rest[end:]
+	}
+	if len(t) == 0 || t[0] != '/' {
+		return nil
+	}
+	if q := bytes.IndexByte(t, '?'); q >= 0 {
+		t = t[:q]
+	}
+	r := rt.Table.Match(string(host), route.CleanPath(string(t)))
+	if r == nil {
+		return nil
+	}
+	return rt.Routes[r.Index]
 }
 
 // Route is one route of a Runtime with everything a request needs,

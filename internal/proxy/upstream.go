@@ -23,14 +23,12 @@ const checkAfter = 5 * time.Millisecond
 // maxIdlePerBackend bounds the idle connections kept per backend address.
 const maxIdlePerBackend = 1024
 
-// The buffers of an upstream connection: the reader holds a response head
-// line at least (bodies of any size are read past it into 64 KiB copy
-// buffers), the writer a request head (bodies are written past it). They
-// are kept small because a busy proxy holds one pair per concurrent request.
-const (
-	upstreamReadBuf  = 8 << 10
-	upstreamWriteBuf = 4 << 10
-)
+// upstreamReadBuf is the read buffer of an upstream connection. Response
+// heads longer than it are read on in pieces, and bodies of any size are
+// read past it into 64 KiB copy buffers; it is small because a busy proxy
+// holds one per concurrent request. Writes need no buffer of their own:
+// each request is written from the exchange's buffer.
+const upstreamReadBuf = 4 << 10
 
 // Pool keeps the idle keep-alive connections to one backend address. It is
 // shared by every route and every config generation that names the address,
@@ -116,7 +114,7 @@ func (p *Pool) dial(ctx context.Context, connectTimeout time.Duration) (*upConn,
 		}
 		nc = tc
 	}
-	c := &upConn{nc: nc, bw: bufio.NewWriterSize(nc, upstreamWriteBuf), br: bufio.NewReaderSize(nc, upstreamReadBuf), pool: p}
+	c := &upConn{nc: nc, br: bufio.NewReaderSize(nc, upstreamReadBuf), pool: p}
 	c.initPeek()
 	return c, nil
 }

@@ -131,9 +131,7 @@ func newEngine(cfg *config.Config, h *proxy.Handler, log *slog.Logger) *fasthttp
 		// A body limit of one byte makes the engine stream every body after
 		// at most one byte, instead of waiting for the first 8 KiB before
 		// the handler runs; the proxy enforces the real limits per route.
-		HeaderReceived: func(*fasthttp.RequestHeader) fasthttp.RequestConfig {
-			return fasthttp.RequestConfig{MaxRequestBodySize: 1}
-		},
+		HeaderReceived: h.HeaderReceived,
 	}
 }
 
