@@ -5,7 +5,9 @@ import (
 	"errors"
 	"net"
 	"sync"
+	"sync/atomic"
 	"syscall"
+	"time"
 )
 
 // trackingListener remembers the connections it accepted until they close,
@@ -14,6 +16,11 @@ type trackingListener struct {
 	net.Listener
 	mu    sync.Mutex
 	conns map[*trackedConn]struct{}
+
+	// writeStall bounds how long one write to a client may block: a client
+	// that stops reading its response is cut after it, instead of holding
+	// the request's resources forever. 0 for no bound.
+	writeStall atomic.Int64
 }
 
 func newTrackingListener(ln net.Listener) *trackingListener {
@@ -74,6 +81,14 @@ type trackedConn struct {
 
 // errBareLF is a request head with a bare LF line ending.
 var errBareLF = errors.New("request head with a bare LF line ending")
+
+// Write writes p within the listener's write-stall bound.
+func (c *trackedConn) Write(p []byte) (int, error) {
+	if d := c.l.writeStall.Load(); d > 0 {
+		c.Conn.SetWriteDeadline(time.Now().Add(time.Duration(d)))
+	}
+	return c.Conn.Write(p)
+}
 
 func (c *trackedConn) Read(p []byte) (int, error) {
 	n, err := c.Conn.Read(p)

@@ -65,6 +65,7 @@ func New(cfg *config.Config, path string, log *slog.Logger, opts ...Option) (*Se
 		return nil, fmt.Errorf("listen: %w", err)
 	}
 	s.ln = newTrackingListener(ln)
+	s.ln.writeStall.Store(int64(cfg.Timeouts.ClientIdle.D()))
 	if cfg.Admin.Listen != "" {
 		if s.adminLn, err = net.Listen("tcp", cfg.Admin.Listen); err != nil {
 			ln.Close()
@@ -244,6 +245,21 @@ func (s *Server) Reload(cfg *config.Config) {
 		s.log.Warn("admin.listen changed; it takes effect on restart", "running", s.cfg.Admin.Listen, "configured", cfg.Admin.Listen)
 		cfg.Admin.Listen = s.cfg.Admin.Listen
 	}
+	// The engine's own settings are fixed while it runs.
+	for _, c := range []struct {
+		field      string
+		was, isNow string
+	}{
+		{"timeouts.client_header", s.cfg.Timeouts.ClientHeader.String(), cfg.Timeouts.ClientHeader.String()},
+		{"timeouts.client_idle", s.cfg.Timeouts.ClientIdle.String(), cfg.Timeouts.ClientIdle.String()},
+		{"limits.max_header_bytes", s.cfg.Limits.MaxHeaderBytes.String(), cfg.Limits.MaxHeaderBytes.String()},
+	} {
+		if c.was != c.isNow {
+			s.log.Warn(c.field+" changed; it takes effect on restart", "running", c.was, "configured", c.isNow)
+		}
+	}
+	cfg.Timeouts.ClientHeader, cfg.Timeouts.ClientIdle = s.cfg.Timeouts.ClientHeader, s.cfg.Timeouts.ClientIdle
+	cfg.Limits.MaxHeaderBytes = s.cfg.Limits.MaxHeaderBytes
 	old := s.handler.Runtime()
 	rt := proxy.Build(cfg, s.transport, old, s.events, s.metrics)
 	s.handler.Store(rt)
