@@ -42,6 +42,7 @@ type exchange struct {
 	resp    responseHead
 	out     []byte // the upstream request head
 	resBody respBody
+	splice  splicer
 
 	body     *[]byte   // the whole request body, buffered for replay; nil when streamed
 	prefix   *[]byte   // the first bytes of a streamed body, read while trying to buffer it

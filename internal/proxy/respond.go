@@ -209,12 +209,31 @@ func (b *respBody) SupportsBodyWriteTo() bool { return true }
 // buffer holds; a chunked one goes through the engine's chunk writer, which
 // flushes each chunk.
 func (b *respBody) WriteTo(w io.Writer) (int64, error) {
-	buf := copyBufs.Get().(*[]byte)
-	defer copyBufs.Put(buf)
 	if b.left >= 0 {
 		w = b.x.ctx.Conn()
 	}
 	var total int64
+	if b.left >= spliceMin {
+		// Pass on what is already buffered, then splice the rest.
+		if n := b.x.conn.br.Buffered(); n > 0 {
+			p, _ := b.x.conn.br.Peek(n)
+			m, err := w.Write(p)
+			b.x.conn.br.Discard(m)
+			b.n += int64(m)
+			b.left -= int64(m)
+			total += int64(m)
+			if err != nil {
+				return total, err // the client's failure, reported by the engine
+			}
+		}
+		n, err := b.spliceBody(w.(net.Conn))
+		total += n
+		if err != errSpliceUnsupported {
+			return total, err
+		}
+	}
+	buf := copyBufs.Get().(*[]byte)
+	defer copyBufs.Put(buf)
 	for {
 		n, err := b.Read(*buf)
 		if n > 0 {

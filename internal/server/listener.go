@@ -82,6 +82,9 @@ type trackedConn struct {
 // errBareLF is a request head with a bare LF line ending.
 var errBareLF = errors.New("request head with a bare LF line ending")
 
+// NetConn returns the connection under the tracking, for splicing.
+func (c *trackedConn) NetConn() net.Conn { return c.Conn }
+
 // Write writes p within the listener's write-stall bound.
 func (c *trackedConn) Write(p []byte) (int, error) {
 	if d := c.l.writeStall.Load(); d > 0 {
