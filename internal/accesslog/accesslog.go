@@ -159,19 +159,19 @@ func appendEntry(b []byte, e *Entry) []byte {
 	b = append(b, `{"time":"`...)
 	b = e.Time.UTC().AppendFormat(b, time.RFC3339Nano)
 	b = append(b, `","request_id":`...)
-	b = appendString(b, e.RequestID)
+	b = AppendString(b, e.RequestID)
 	b = append(b, `,"client":"`...)
 	if e.Client.IsValid() {
 		b = e.Client.AppendTo(b)
 	}
 	b = append(b, `","method":`...)
-	b = appendString(b, e.Method)
+	b = AppendString(b, e.Method)
 	b = append(b, `,"path":`...)
-	b = appendString(b, e.Path)
+	b = AppendString(b, e.Path)
 	b = append(b, `,"route":`...)
-	b = appendString(b, e.Route)
+	b = AppendString(b, e.Route)
 	b = append(b, `,"backend":`...)
-	b = appendString(b, e.Backend)
+	b = AppendString(b, e.Backend)
 	b = append(b, `,"status":`...)
 	b = strconv.AppendInt(b, int64(e.Status), 10)
 	b = append(b, `,"bytes_in":`...)
@@ -183,12 +183,13 @@ func appendEntry(b []byte, e *Entry) []byte {
 	b = append(b, `,"attempts":`...)
 	b = strconv.AppendInt(b, int64(e.Attempts), 10)
 	b = append(b, `,"error":`...)
-	b = appendString(b, e.Error)
+	b = AppendString(b, e.Error)
 	return append(b, "}\n"...)
 }
 
-// appendString appends s as a JSON string; invalid UTF-8 becomes U+FFFD.
-func appendString[S ~string | ~[]byte](b []byte, s S) []byte {
+// AppendString appends s as a JSON string; control characters are escaped
+// and invalid UTF-8 becomes U+FFFD.
+func AppendString[S ~string | ~[]byte](b []byte, s S) []byte {
 	const hex = "0123456789abcdef"
 	b = append(b, '"')
 	for i := 0; i < len(s); {

@@ -6,39 +6,10 @@ import (
 	"strconv"
 	"sync/atomic"
 	"time"
-	"unicode/utf8"
 
+	"github.com/sluice-proxy/sluice/internal/accesslog"
 	"github.com/valyala/fasthttp"
 )
-
-// appendJSONString appends s as a JSON string.
-func appendJSONString(dst []byte, s string) []byte {
-	const digits = "0123456789abcdef"
-	dst = append(dst, '"')
-	for i := 0; i < len(s); {
-		c := s[i]
-		if c < utf8.RuneSelf {
-			switch {
-			case c == '"' || c == '\\':
-				dst = append(dst, '\\', c)
-			case c < 0x20 || c == '<' || c == '>' || c == '&':
-				dst = append(dst, '\\', 'u', '0', '0', digits[c>>4], digits[c&0xf])
-			default:
-				dst = append(dst, c)
-			}
-			i++
-			continue
-		}
-		r, size := utf8.DecodeRuneInString(s[i:])
-		if r == utf8.RuneError && size == 1 {
-			dst = append(dst, `\ufffd`...)
-		} else {
-			dst = append(dst, s[i:i+size]...)
-		}
-		i += size
-	}
-	return append(dst, '"')
-}
 
 // writeError answers the client with the SPEC's JSON error body, and
 // returns the body's length.
@@ -52,11 +23,11 @@ func writeError(ctx *fasthttp.RequestCtx, status int, word, message string, requ
 	}
 	b := resp.Body()[:0]
 	b = append(b, `{"error":`...)
-	b = appendJSONString(b, word)
+	b = accesslog.AppendString(b, word)
 	b = append(b, `,"message":`...)
-	b = appendJSONString(b, message)
+	b = accesslog.AppendString(b, message)
 	b = append(b, `,"request_id":`...)
-	b = appendJSONString(b, string(requestID))
+	b = accesslog.AppendString(b, string(requestID))
 	b = append(b, "}\n"...)
 	resp.SetBodyRaw(b)
 	return len(b)
