@@ -68,6 +68,8 @@ type trackedConn struct {
 	l    *trackingListener
 	once sync.Once
 
+	writeDeadline time.Time // the write deadline set last
+
 	// The head scan: the engine accepts a bare LF as a line end, and waits
 	// for more when a head ends in bare LFs, so the scan refuses such heads
 	// before the engine sees them. It runs from the start of the connection
@@ -85,10 +87,16 @@ var errBareLF = errors.New("request head with a bare LF line ending")
 // NetConn returns the connection under the tracking, for splicing.
 func (c *trackedConn) NetConn() net.Conn { return c.Conn }
 
-// Write writes p within the listener's write-stall bound.
+// Write writes p within the listener's write-stall bound. The deadline is
+// moved only when it would move by more than an eighth of the bound, which
+// spares a timer update on most writes of a busy connection.
 func (c *trackedConn) Write(p []byte) (int, error) {
-	if d := c.l.writeStall.Load(); d > 0 {
-		c.Conn.SetWriteDeadline(time.Now().Add(time.Duration(d)))
+	if d := time.Duration(c.l.writeStall.Load()); d > 0 {
+		now := time.Now()
+		if want := now.Add(d); want.Sub(c.writeDeadline) > d/8 {
+			c.writeDeadline = want
+			c.Conn.SetWriteDeadline(want)
+		}
 	}
 	return c.Conn.Write(p)
 }
