@@ -70,8 +70,8 @@ func TestUpstreamIdleCloseRacePOST(t *testing.T) {
 		step := "at once"
 		switch i % 3 {
 		case 1:
-			step = "20ms later"
-			time.Sleep(20 * time.Millisecond) // the behaviour under test: a pause under the backend's idle limit
+			step = "10ms later"
+			time.Sleep(10 * time.Millisecond) // the behaviour under test: a pause under the backend's idle limit
 		case 2:
 			step = "after the backend closed the idle connection"
 			conn := be.lastServedConn()

@@ -81,7 +81,7 @@ func TestClientFaultsNotCountedAgainstBackend(t *testing.T) {
 	const clientBody = time.Second
 	ok := newBackend(t, "ok", func(w http.ResponseWriter, r *http.Request) { io.WriteString(w, "ok") })
 	ctlOK := newBackend(t, "ctl", nil)
-	refused := refusedURL(t)
+	refused := boundRefusedURL(t)
 	pairs := map[string]bodyPair{}
 	// Routes named str* stream request bodies over 1 KiB to the backend
 	// as they arrive (retry.max_body: 1KiB); the others may buffer them.
@@ -339,10 +339,13 @@ health:
 	for i := 0; i < 4; i++ {
 		get(t, p.URL("/ctl/x"))
 	}
-	eventually(t, 5*time.Second, func() bool {
-		bs := routeBackends(t, p, "ctl")
+	var bs []backendStatus
+	if !poll(5*time.Second, func() bool {
+		bs = routeBackends(t, p, "ctl")
 		return len(bs) == 2 && bs[0].State == "ejected"
-	}, "the refused backend of route ctl to be ejected (consecutive_failures: 1)")
+	}) {
+		t.Errorf("control: the refused backend of route ctl was not ejected within 5s (consecutive_failures: 1): %+v", bs)
+	}
 }
 
 // TestClientSideTimeouts: client_idle closes an idle keep-alive connection and

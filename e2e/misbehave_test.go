@@ -109,6 +109,7 @@ func TestMisbehavingBackends(t *testing.T) {
 	bigStream := newEndlessPeer(t, 0)
 	gone := newEndlessPeer(t, 50*time.Millisecond)
 	goneWait := newSilentPeer(t)
+	idleCloser := newKeepAlivePeer(t, 200*time.Millisecond, "")
 
 	p := start(t, fmt.Sprintf(`
 timeouts:
@@ -136,6 +137,7 @@ health:
 		peerRoute{name: "bigstream", backends: []string{bigStream.URL}, extra: "    limits:\n      max_response_body: 64KiB"},
 		peerRoute{name: "gone", backends: []string{gone.URL}},
 		peerRoute{name: "gonewait", backends: []string{goneWait.URL}, extra: "    timeouts:\n      upstream_header: 10s"},
+		peerRoute{name: "idleclose", backends: []string{idleCloser.URL}},
 	)))
 
 	for i := 0; i < 5; i++ {
@@ -291,6 +293,28 @@ health:
 				resp, body := get(t, p.URL("/gone/after"))
 				if resp.StatusCode != 200 || string(body) != "fine" {
 					t.Errorf("GET after the disconnect #%d = %d %q, want 200 fine", i, resp.StatusCode, truncate(string(body), 100))
+				}
+			}
+		})
+		t.Run("backend closing idle connections after 200ms", func(t *testing.T) {
+			t.Parallel()
+			c, _ := newClient(t)
+			// GETs straddle the instant; POSTs keep clear of it (50 ms
+			// before: the connection is open; 50 ms after: the backend
+			// has closed it while idle), since a POST sent on a
+			// connection at the very moment it closes may not be replayed.
+			steps := []struct {
+				method string
+				pause  time.Duration
+			}{
+				{"GET", 150}, {"GET", 190}, {"GET", 200}, {"GET", 210}, {"GET", 250},
+				{"POST", 150}, {"POST", 250}, {"GET", 200}, {"POST", 150}, {"POST", 250},
+			}
+			for i, st := range steps {
+				time.Sleep(st.pause * time.Millisecond) // the behaviour under test: the pause
+				code, body, err := kaSend(c, st.method, p.URL("/idleclose/x"), "small body")
+				if err != nil || code != 200 || body != "ok" {
+					t.Errorf("#%d %s after %v idle: %d %q %v, want 200 ok", i, st.method, st.pause*time.Millisecond, code, truncate(body, 100), err)
 				}
 			}
 		})

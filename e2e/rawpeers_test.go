@@ -483,6 +483,26 @@ func blackholeURL(t testing.TB) string {
 	return ""
 }
 
+// boundRefusedURL returns an http URL where a connect is refused: a socket
+// bound for the whole test but never listening, so that no parallel test
+// can take the port.
+func boundRefusedURL(t testing.TB) string {
+	t.Helper()
+	fd, err := syscall.Socket(syscall.AF_INET, syscall.SOCK_STREAM, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { syscall.Close(fd) })
+	if err := syscall.Bind(fd, &syscall.SockaddrInet4{Addr: [4]byte{127, 0, 0, 1}}); err != nil {
+		t.Fatal(err)
+	}
+	sa, err := syscall.Getsockname(fd)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return "http://127.0.0.1:" + strconv.Itoa(sa.(*syscall.SockaddrInet4).Port)
+}
+
 // ---------------------------------------------------------------------------
 // Time windows.
 

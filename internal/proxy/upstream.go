@@ -191,6 +191,10 @@ func (c *upConn) peerOpen() bool {
 	if c.raw == nil {
 		return true
 	}
+	// A read deadline left from the connection's last use has likely
+	// passed, and would fail the peek before it is made.
+	c.nc.SetReadDeadline(time.Time{})
+	c.deadline = time.Time{}
 	c.peekOpen = false
 	if err := c.raw.Read(c.peek); err != nil {
 		return false
