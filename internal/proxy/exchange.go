@@ -48,6 +48,7 @@ type exchange struct {
 	prefix   *[]byte   // the first bytes of a streamed body, read while trying to buffer it
 	bodyRead int64     // bytes of a streamed body read from the client so far
 	deadline time.Time // end of retry.total_timeout
+	now      time.Time // when the last response head was awaited
 	chunked  chunkedReader
 
 	streaming bool // the response body is being streamed after Serve returns
@@ -57,7 +58,7 @@ type exchange struct {
 func (x *exchange) begin(h *Handler, ctx *fasthttp.RequestCtx) {
 	x.h, x.ctx, x.rt = h, ctx, h.rt.Load()
 	x.route, x.backend, x.conn, x.nTried, x.streaming = nil, nil, nil, 0, false
-	x.rec = accesslog.Entry{Time: time.Now(), Client: peerAddr(ctx.RemoteAddr())}
+	x.rec = accesslog.Entry{Time: ctx.Time(), Client: peerAddr(ctx.RemoteAddr())}
 	x.requestID = x.requestID[:0]
 	x.target, x.query, x.host, x.path = x.target[:0], nil, nil, ""
 	x.body, x.prefix, x.bodyRead, x.upgrade = nil, nil, 0, false

@@ -175,7 +175,7 @@ func (x *exchange) send(fresh bool, left time.Duration) error {
 	if fresh {
 		c, err = pool.dial(context.Background(), min(r.UpstreamConnect, left))
 	} else {
-		c, err = pool.get(context.Background(), min(r.UpstreamConnect, left))
+		c, err = pool.get(context.Background(), x.rec.Time, min(r.UpstreamConnect, left))
 	}
 	if err != nil {
 		if isTimeout(err) && time.Until(x.deadline) <= 0 {
@@ -209,6 +209,7 @@ func (x *exchange) send(fresh bool, left time.Duration) error {
 // upstream_header and the total timeout.
 func (x *exchange) readHead(c *upConn) error {
 	now := time.Now()
+	x.now = now
 	limit := min(x.route.UpstreamHeader, x.deadline.Sub(now))
 	if err := x.waitReadable(c, now, limit); err != nil {
 		if isTimeout(err) && time.Until(x.deadline) <= 0 {

@@ -106,7 +106,7 @@ func (x *exchange) release(c *upConn, reusable bool) {
 		// Retire it well before the backend's own Keep-Alive timeout.
 		keep = time.Duration(n) * time.Second * 3 / 4
 	}
-	c.pool.put(c, keep)
+	c.pool.put(c, x.now, keep)
 }
 
 // respBody is the streamed response body handed to the engine: it reads the

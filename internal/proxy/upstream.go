@@ -66,9 +66,9 @@ func (e *dialError) Error() string { return "connect: " + e.err.Error() }
 func (e *dialError) Unwrap() error { return e.err }
 
 // get returns an idle connection that is still open, or dials a new one
-// within connectTimeout.
-func (p *Pool) get(ctx context.Context, connectTimeout time.Duration) (*upConn, error) {
-	now := time.Now()
+// within connectTimeout. now is the time of the request, which is close
+// enough for judging idle connections.
+func (p *Pool) get(ctx context.Context, now time.Time, connectTimeout time.Duration) (*upConn, error) {
 	for {
 		p.mu.Lock()
 		n := len(p.idle)
@@ -119,10 +119,10 @@ func (p *Pool) dial(ctx context.Context, connectTimeout time.Duration) (*upConn,
 	return c, nil
 }
 
-// put returns c to the pool for reuse until keepAlive has passed (the
+// put returns c to the pool, as of now, for reuse until keepAlive has passed (the
 // backend's own Keep-Alive timeout less a margin, or the pool's idle timeout
 // when shorter or unknown).
-func (p *Pool) put(c *upConn, keepAlive time.Duration) {
+func (p *Pool) put(c *upConn, now time.Time, keepAlive time.Duration) {
 	idle := p.idleTimeout
 	if keepAlive > 0 && keepAlive < idle {
 		idle = keepAlive
@@ -131,7 +131,7 @@ func (p *Pool) put(c *upConn, keepAlive time.Duration) {
 		c.nc.Close()
 		return
 	}
-	c.idleSince = time.Now()
+	c.idleSince = now
 	c.expires = c.idleSince.Add(idle)
 	p.mu.Lock()
 	if p.closed || len(p.idle) >= maxIdlePerBackend {

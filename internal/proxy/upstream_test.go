@@ -43,9 +43,9 @@ func TestPeerOpen(t *testing.T) {
 	}
 	// A connection idle for longer than checkAfter is checked, and one the
 	// peer closed is never handed out again.
-	p.put(c, 0)
+	p.put(c, time.Now(), 0)
 	c.idleSince = time.Now().Add(-time.Second)
-	c2, err := p.get(context.Background(), time.Second)
+	c2, err := p.get(context.Background(), time.Now(), time.Second)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -79,10 +79,10 @@ func TestPooledConnectionReusedAfterDeadline(t *testing.T) {
 	}
 	defer c.nc.Close()
 	c.nc.SetReadDeadline(time.Now().Add(time.Millisecond))
-	p.put(c, 0)
+	p.put(c, time.Now(), 0)
 	c.idleSince = time.Now().Add(-time.Second)
 	time.Sleep(5 * time.Millisecond) // the behaviour under test: the deadline passes
-	c2, err := p.get(context.Background(), time.Second)
+	c2, err := p.get(context.Background(), time.Now(), time.Second)
 	if err != nil {
 		t.Fatal(err)
 	}
