@@ -6,6 +6,7 @@ import (
 	"context"
 	"errors"
 	"io"
+	"slices"
 	"strconv"
 	"time"
 
@@ -315,20 +316,43 @@ func (x *exchange) writeBody(c *upConn) error {
 	}
 	src := x.ctx.RequestBodyStream()
 	limit := x.route.MaxRequestBody
-	bp := copyBufs.Get().(*[]byte)
-	defer copyBufs.Put(bp)
-	buf := *bp
+	var buf []byte
+	if x.head.chunked {
+		bp := copyBufs.Get().(*[]byte)
+		defer copyBufs.Put(bp)
+		buf = *bp
+	}
 	first := true
 	for src != nil {
-		n, rerr := x.readClient(src, buf)
+		var n int
+		var rerr error
+		if x.head.chunked {
+			n, rerr = x.readClient(src, buf)
+		} else {
+			// A body of declared length is read straight behind what is
+			// queued for the backend: no copy between the two.
+			if cap(x.out)-len(x.out) < 16<<10 {
+				if len(x.out) >= maxPending/2 {
+					if err := x.flush(c); err != nil {
+						return err
+					}
+				}
+				x.out = slices.Grow(x.out, 64<<10)
+			}
+			n, rerr = x.readClient(src, x.out[len(x.out):cap(x.out)])
+		}
 		if n > 0 {
 			n64 += int64(n)
 			x.bodyRead = n64
 			if n64 > limit {
 				return &clientError{ErrRequestTooLarge, errBodyTooLarge}
 			}
-			if err := x.writeBodyPart(c, buf[:n]); err != nil {
-				return err
+			if x.head.chunked {
+				if err := x.writeBodyPart(c, buf[:n]); err != nil {
+					return err
+				}
+			} else {
+				x.out = x.out[:len(x.out)+n]
 			}
 			// More is coming: pass on what came, so the backend gets the
 			// upload as the client sends it; but not the single byte the
@@ -371,15 +395,16 @@ func (x *exchange) writeBodyPart(c *upConn, p []byte) error {
 	return x.write(c, p)
 }
 
-// bigWrite is the size past which a body part is written from where it is
-// rather than copied behind the pending bytes.
-const bigWrite = 32 << 10
+// maxPending bounds the bytes of a request queued in x.out before they
+// are written.
+const maxPending = 128 << 10
 
-// write queues p to be sent on c after the pending bytes of x.out: small
-// parts are appended, so that a request head and a small body go out in one
-// system call; a big one is written at once, after what is pending.
+// write queues p to be sent on c after the pending bytes of x.out, so that
+// a request head and its body go out in as few system calls as they can;
+// past maxPending, what is queued is written and p is written from where it
+// is.
 func (x *exchange) write(c *upConn, p []byte) error {
-	if len(p) < bigWrite {
+	if len(x.out)+len(p) <= maxPending {
 		x.out = append(x.out, p...)
 		return nil
 	}
