@@ -101,7 +101,17 @@ func (c *trackedConn) Write(p []byte) (int, error) {
 	return c.Conn.Write(p)
 }
 
+// headRead caps each read while a request head is being read. The engine's
+// read buffer is as large as max_header_bytes, and filling it whole would
+// pull up to that much of a body into it, from where it is copied again;
+// with the cap, a body is mostly read straight into the proxy's own buffer.
+// Heads longer than the cap take more reads, up to the limit as before.
+const headRead = 4 << 10
+
 func (c *trackedConn) Read(p []byte) (int, error) {
+	if c.scanning && len(p) > headRead {
+		p = p[:headRead]
+	}
 	n, err := c.Conn.Read(p)
 	if c.scanning && n > 0 && !c.scanHead(p[:n]) {
 		c.scanning = false
