@@ -141,3 +141,21 @@ func TestServeOverCannedBackend(t *testing.T) {
 type nopEvents struct{}
 
 func (nopEvents) Transition(string, *backend.Backend, backend.State, backend.State, string) {}
+
+// BenchmarkHeaderReceived is the engine hook run for every request with a
+// body: it must not allocate.
+func BenchmarkHeaderReceived(b *testing.B) {
+	h, _ := benchRuntime(b, cannedBackend(b))
+	var hdr fasthttp.RequestHeader
+	hdr.DisableNormalizing()
+	raw := "POST /api/upload HTTP/1.1\r\nHost: example.com\r\nContent-Length: 65536\r\n\r\n"
+	if err := hdr.Read(bufio.NewReader(strings.NewReader(raw))); err != nil {
+		b.Fatal(err)
+	}
+	b.ReportAllocs()
+	for i := 0; i < b.N; i++ {
+		if cfg := h.HeaderReceived(&hdr); cfg.ReadTimeout == 0 {
+			b.Fatal("no route found for the body")
+		}
+	}
+}

@@ -8,6 +8,7 @@ import (
 	"net/url"
 	"strings"
 	"time"
+	"unsafe"
 
 	"github.com/sluice-proxy/sluice/internal/backend"
 	"github.com/sluice-proxy/sluice/internal/balance"
@@ -56,7 +57,9 @@ func (rt *Runtime) bodyRoute(hdr *fasthttp.RequestHeader) *Route {
 	if q := bytes.IndexByte(t, '?'); q >= 0 {
 		t = t[:q]
 	}
-	r := rt.Table.Match(string(host), route.CleanPath(string(t)))
+	// The strings only live for the match: no copy of the bytes is needed.
+	r := rt.Table.Match(unsafe.String(unsafe.SliceData(host), len(host)),
+		route.CleanPath(unsafe.String(unsafe.SliceData(t), len(t))))
 	if r == nil {
 		return nil
 	}
