@@ -32,7 +32,6 @@ type Target struct {
 type Active struct {
 	events Events
 	client *http.Client
-	log    func(msg string, args ...any)
 
 	mu      sync.Mutex
 	probers map[proberKey]*prober

@@ -27,19 +27,18 @@ const (
 // Error words of the SPEC, as sent in error bodies, counted in
 // sluice_errors_total and written to the access log.
 const (
-	ErrBadRequest         = "bad_request"
-	ErrNoRoute            = "no_route"
-	ErrMethodNotAllowed   = "method_not_allowed"
-	ErrClientTimeout      = "client_timeout"
-	ErrRequestTooLarge    = "request_too_large"
-	ErrHeadersTooLarge    = "headers_too_large"
-	ErrUpstream           = "upstream_error"
-	ErrResponseTooLarge   = "response_too_large"
-	ErrNoHealthyBackend   = "no_healthy_backend"
-	ErrRetryBudget        = "retry_budget_exhausted"
-	ErrUpstreamTimeout    = "upstream_timeout"
-	ErrClientDisconnect   = "client_disconnect"
-	ErrVersionUnsupported = "bad_request"
+	ErrBadRequest       = "bad_request"
+	ErrNoRoute          = "no_route"
+	ErrMethodNotAllowed = "method_not_allowed"
+	ErrClientTimeout    = "client_timeout"
+	ErrRequestTooLarge  = "request_too_large"
+	ErrHeadersTooLarge  = "headers_too_large"
+	ErrUpstream         = "upstream_error"
+	ErrResponseTooLarge = "response_too_large"
+	ErrNoHealthyBackend = "no_healthy_backend"
+	ErrRetryBudget      = "retry_budget_exhausted"
+	ErrUpstreamTimeout  = "upstream_timeout"
+	ErrClientDisconnect = "client_disconnect"
 )
 
 // clientError is a failure on the client's side of the exchange: a body that

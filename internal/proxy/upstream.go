@@ -47,7 +47,6 @@ type Pool struct {
 type upConn struct {
 	nc        net.Conn
 	br        *bufio.Reader
-	bw        *bufio.Writer
 	pool      *Pool
 	reused    bool      // it served a request before this one
 	expires   time.Time // when it must no longer be reused

@@ -68,8 +68,6 @@ func TestBackoff(t *testing.T) {
 
 type fakeClock struct{ t time.Time }
 
-func (c *fakeClock) now() time.Time { return c.t }
-
 func TestBudget(t *testing.T) {
 	c := &fakeClock{t: time.Unix(1000, 0)}
 	b := NewBudget(20, 3)

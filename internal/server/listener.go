@@ -56,13 +56,6 @@ func (l *trackingListener) closeAll() int {
 	return len(conns)
 }
 
-// open returns the number of open connections.
-func (l *trackingListener) open() int {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return len(l.conns)
-}
-
 type trackedConn struct {
 	net.Conn
 	l    *trackingListener
