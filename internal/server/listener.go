@@ -35,7 +35,7 @@ func (l *trackingListener) Accept() (net.Conn, error) {
 	if tc, ok := c.(*net.TCPConn); ok {
 		tc.SetNoDelay(true)
 	}
-	t := &trackedConn{Conn: c, l: l, scanning: true}
+	t := &trackedConn{Conn: c, l: l, scanning: true, inSync: true}
 	l.mu.Lock()
 	l.conns[t] = struct{}{}
 	l.mu.Unlock()
@@ -67,8 +67,12 @@ type trackedConn struct {
 	// for more when a head ends in bare LFs, so the scan refuses such heads
 	// before the engine sees them. It runs from the start of the connection
 	// and, after each response, until the end of the next head; it is cheap
-	// (one IndexByte per line) and never sees body bytes.
+	// (one IndexByte per line). It must never see body bytes, so it stays
+	// off for good once the connection's reads are no longer known to start
+	// at a head: when a read went on past the end of a head (a body or a
+	// pipelined request in the same packet), or a body was read.
 	scanning bool
+	inSync   bool // every read so far ended where a head ended
 	seenLine bool // a non-empty line of the head was seen
 	lineLen  int  // bytes of the current line so far, CR excluded
 	lastCR   bool // the previous byte was CR
@@ -106,7 +110,11 @@ func (c *trackedConn) Read(p []byte) (int, error) {
 		p = p[:headRead]
 	}
 	n, err := c.Conn.Read(p)
-	if c.scanning && n > 0 && !c.scanHead(p[:n]) {
+	if !c.scanning {
+		c.inSync = c.inSync && n == 0
+		return n, err
+	}
+	if n > 0 && !c.scanHead(p[:n]) {
 		c.scanning = false
 		c.Conn.Write([]byte("HTTP/1.1 400 Bad Request\r\nContent-Type: text/plain\r\nContent-Length: 36\r\nConnection: close\r\n\r\nrequest lines must end in CR LF: 400"))
 		return 0, errBareLF
@@ -116,7 +124,7 @@ func (c *trackedConn) Read(p []byte) (int, error) {
 
 // ExpectHead restarts the head scan: the next bytes read begin a request.
 func (c *trackedConn) ExpectHead() {
-	c.scanning, c.seenLine, c.lineLen, c.lastCR = true, false, 0, false
+	c.scanning, c.seenLine, c.lineLen, c.lastCR = c.inSync, false, 0, false
 }
 
 // scanHead checks b, the next bytes of a request head, and reports false
@@ -142,7 +150,10 @@ func (c *trackedConn) scanHead(b []byte) bool {
 		if line > 0 {
 			c.seenLine = true
 		} else if c.seenLine {
-			c.scanning = false // the empty line: the head is complete
+			// The empty line: the head is complete. Bytes after it are a
+			// body or another request, which the scan cannot follow.
+			c.scanning = false
+			c.inSync = len(b) == 0
 			return true
 		}
 	}
