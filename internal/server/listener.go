@@ -73,6 +73,7 @@ type trackedConn struct {
 	// pipelined request in the same packet), or a body was read.
 	scanning bool
 	inSync   bool // every read so far ended where a head ended
+	capNext  bool // the next read likely starts a head: cap it at headRead
 	seenLine bool // a non-empty line of the head was seen
 	lineLen  int  // bytes of the current line so far, CR excluded
 	lastCR   bool // the previous byte was CR
@@ -106,9 +107,10 @@ func (c *trackedConn) Write(p []byte) (int, error) {
 const headRead = 4 << 10
 
 func (c *trackedConn) Read(p []byte) (int, error) {
-	if c.scanning && len(p) > headRead {
+	if (c.scanning || c.capNext) && len(p) > headRead {
 		p = p[:headRead]
 	}
+	c.capNext = false
 	n, err := c.Conn.Read(p)
 	if !c.scanning {
 		c.inSync = c.inSync && n == 0
@@ -125,6 +127,7 @@ func (c *trackedConn) Read(p []byte) (int, error) {
 // ExpectHead restarts the head scan: the next bytes read begin a request.
 func (c *trackedConn) ExpectHead() {
 	c.scanning, c.seenLine, c.lineLen, c.lastCR = c.inSync, false, 0, false
+	c.capNext = true
 }
 
 // scanHead checks b, the next bytes of a request head, and reports false
