@@ -166,6 +166,7 @@ func (x *exchange) parseTarget() bool {
 		}
 		x.host = auth
 		t = rest[end:]
+		x.rec.Path = t // the access log has the target's path and query
 	default:
 		x.fail(fasthttp.StatusBadRequest, ErrBadRequest, "unsupported request target form")
 		return false
