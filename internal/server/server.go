@@ -264,7 +264,9 @@ func (s *Server) Reload(cfg *config.Config) {
 	rt := proxy.Build(cfg, s.transport, old, s.events, s.metrics)
 	s.handler.Store(rt)
 	s.forgetRemoved(old, rt)
-	if cfg.AccessLog != s.cfg.AccessLog {
+	// A file is opened again on every reload, so that a log rotated by
+	// renaming it is followed (logrotate, then SIGHUP).
+	if cfg.AccessLog != s.cfg.AccessLog || isFilePath(cfg.AccessLog) {
 		if alog, err := accesslog.Open(cfg.AccessLog); err != nil {
 			s.log.Error("access_log cannot be opened; the previous one stays", "error", err.Error())
 			cfg.AccessLog = s.cfg.AccessLog
@@ -355,4 +357,9 @@ func Problems(err error) []string {
 		return ce.Lines()
 	}
 	return strings.Split(err.Error(), "\n")
+}
+
+// isFilePath reports whether an access_log value names a file.
+func isFilePath(dest string) bool {
+	return dest != "stderr" && dest != "stdout" && dest != "off" && dest != ""
 }
