@@ -62,6 +62,7 @@ type trackedConn struct {
 	once sync.Once
 
 	writeDeadline time.Time // the write deadline set last
+	writeSet      time.Time // when it was set
 
 	// The head scan: the engine accepts a bare LF as a line end, and waits
 	// for more when a head ends in bare LFs, so the scan refuses such heads
@@ -90,10 +91,11 @@ func (c *trackedConn) NetConn() net.Conn { return c.Conn }
 // spares a timer update on most writes of a busy connection.
 func (c *trackedConn) Write(p []byte) (int, error) {
 	if d := time.Duration(c.l.writeStall.Load()); d > 0 {
-		now := time.Now()
-		if want := now.Add(d); want.Sub(c.writeDeadline) > d/8 {
-			c.writeDeadline = want
-			c.Conn.SetWriteDeadline(want)
+		// time.Since reads only the monotonic clock: cheaper than Now.
+		if c.writeDeadline.IsZero() || time.Since(c.writeSet) > d/8 {
+			now := time.Now()
+			c.writeSet, c.writeDeadline = now, now.Add(d)
+			c.Conn.SetWriteDeadline(c.writeDeadline)
 		}
 	}
 	return c.Conn.Write(p)
