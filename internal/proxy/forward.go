@@ -356,8 +356,11 @@ func (x *exchange) writeBody(c *upConn) error {
 			}
 			// More is coming: pass on what came, so the backend gets the
 			// upload as the client sends it; but not the single byte the
-			// engine reads ahead before the handler runs.
-			if rerr == nil && !(first && n == 1) {
+			// engine reads ahead before the handler runs, and, for a body of
+			// declared length, not while its next bytes are already waiting
+			// (a burst goes out in one write; a chunked body, which may
+			// grow past its limit, goes out as it comes).
+			if rerr == nil && !(first && n == 1) && !(!x.head.chunked && x.clientPending()) {
 				if err := x.flush(c); err != nil {
 					return err
 				}
@@ -398,6 +401,13 @@ func (x *exchange) writeBodyPart(c *upConn, p []byte) error {
 // maxPending bounds the bytes of a request queued in x.out before they
 // are written.
 const maxPending = 128 << 10
+
+// clientPending reports whether more of the client's body is already
+// waiting in its socket, while little enough is queued for the backend.
+func (x *exchange) clientPending() bool {
+	pc, ok := x.ctx.Conn().(interface{ Pending() bool })
+	return ok && len(x.out) < maxPending/2 && pc.Pending()
+}
 
 // write queues p to be sent on c after the pending bytes of x.out, so that
 // a request head and its body go out in as few system calls as they can;

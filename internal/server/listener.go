@@ -64,6 +64,10 @@ type trackedConn struct {
 	writeDeadline time.Time // the write deadline set last
 	writeSet      time.Time // when it was set
 
+	raw     syscall.RawConn // for Pending, made on first use
+	peek    func(fd uintptr) bool
+	pending bool
+
 	// The head scan: the engine accepts a bare LF as a line end, and waits
 	// for more when a head ends in bare LFs, so the scan refuses such heads
 	// before the engine sees them. It runs from the start of the connection
@@ -82,6 +86,33 @@ type trackedConn struct {
 
 // errBareLF is a request head with a bare LF line ending.
 var errBareLF = errors.New("request head with a bare LF line ending")
+
+// Pending reports whether bytes from the client are waiting in the socket,
+// with one non-blocking peek that consumes nothing.
+func (c *trackedConn) Pending() bool {
+	if c.raw == nil {
+		sc, ok := c.Conn.(syscall.Conn)
+		if !ok {
+			return false
+		}
+		raw, err := sc.SyscallConn()
+		if err != nil {
+			return false
+		}
+		c.raw = raw
+		c.peek = func(fd uintptr) bool {
+			var b [1]byte
+			n, _, err := syscall.Recvfrom(int(fd), b[:], syscall.MSG_PEEK|syscall.MSG_DONTWAIT)
+			c.pending = err == nil && n > 0
+			return true
+		}
+	}
+	c.pending = false
+	if c.raw.Read(c.peek) != nil {
+		return false
+	}
+	return c.pending
+}
 
 // NetConn returns the connection under the tracking, for splicing.
 func (c *trackedConn) NetConn() net.Conn { return c.Conn }
