@@ -46,7 +46,6 @@ type exchange struct {
 
 	body     *[]byte   // the whole request body, buffered for replay; nil when streamed
 	prefix   *[]byte   // the first bytes of a streamed body, read while trying to buffer it
-	bodyRead int64     // bytes of a streamed body read from the client so far
 	deadline time.Time // end of retry.total_timeout
 	now      time.Time // when the last response head was awaited
 	chunked  chunkedReader
@@ -61,7 +60,7 @@ func (x *exchange) begin(h *Handler, ctx *fasthttp.RequestCtx) {
 	x.rec = accesslog.Entry{Time: ctx.Time(), Client: peerAddr(ctx.RemoteAddr())}
 	x.requestID = x.requestID[:0]
 	x.target, x.query, x.host, x.path = x.target[:0], nil, nil, ""
-	x.body, x.prefix, x.bodyRead, x.upgrade = nil, nil, 0, false
+	x.body, x.prefix, x.upgrade = nil, nil, false
 }
 
 // admit validates the request, gives it its ID and matches its route. It
@@ -154,18 +153,13 @@ func (x *exchange) parseTarget() bool {
 		return false
 	case hasSchemePrefix(t):
 		// absolute-form: routed by its path; its authority replaces Host.
-		rest := t[bytes.IndexByte(t, ':')+3:]
-		end := bytes.IndexAny(rest, "/?")
-		if end < 0 {
-			end = len(rest)
-		}
-		auth := rest[:end]
+		var auth []byte
+		auth, t = splitAbsolute(t)
 		if len(auth) == 0 || !validHost(auth) {
 			x.fail(fasthttp.StatusBadRequest, ErrBadRequest, "invalid authority in the request target")
 			return false
 		}
 		x.host = auth
-		t = rest[end:]
 		x.rec.Path = t // the access log has the target's path and query
 	default:
 		x.fail(fasthttp.StatusBadRequest, ErrBadRequest, "unsupported request target form")
@@ -181,6 +175,17 @@ func (x *exchange) parseTarget() bool {
 		x.path = route.CleanPath(unsafe.String(unsafe.SliceData(p), len(p)))
 	}
 	return true
+}
+
+// splitAbsolute splits an absolute-form target into its authority and its
+// path and query.
+func splitAbsolute(t []byte) (authority, rest []byte) {
+	t = t[bytes.IndexByte(t, ':')+3:]
+	end := bytes.IndexAny(t, "/?")
+	if end < 0 {
+		end = len(t)
+	}
+	return t[:end], t[end:]
 }
 
 func hasSchemePrefix(t []byte) bool {

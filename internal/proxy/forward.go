@@ -307,8 +307,8 @@ func (x *exchange) writeBody(c *upConn) error {
 	if x.body != nil {
 		return x.write(c, *x.body)
 	}
-	n64 := x.bodyRead
-	if x.prefix != nil && n64 == 0 {
+	var n64 int64
+	if x.prefix != nil {
 		if err := x.writeBodyPart(c, *x.prefix); err != nil {
 			return err
 		}
@@ -343,7 +343,6 @@ func (x *exchange) writeBody(c *upConn) error {
 		}
 		if n > 0 {
 			n64 += int64(n)
-			x.bodyRead = n64
 			if n64 > limit {
 				return &clientError{ErrRequestTooLarge, errBodyTooLarge}
 			}

@@ -178,25 +178,19 @@ func (b *respBody) read(p []byte) (int, error) {
 		}
 		return b.r.Read(p)
 	}
-	now := time.Now()
-	end := now.Add(x.route.UpstreamBody)
-	for {
-		wait := min(end.Sub(now), pollInterval)
-		if err := c.nc.SetReadDeadline(now.Add(wait)); err != nil {
-			return 0, err
+	var n int
+	var rerr error
+	err := x.awaitBackend(c, time.Now(), x.route.UpstreamBody, func() error {
+		n, rerr = b.r.Read(p)
+		if n > 0 {
+			return nil
 		}
-		c.deadline = now.Add(wait)
-		n, err := b.r.Read(p)
-		if n > 0 || err == nil || !isTimeout(err) {
-			return n, err
-		}
-		if now = time.Now(); !now.Before(end) {
-			return 0, err
-		}
-		if peerGone(x.ctx.Conn()) {
-			return 0, errClientGone
-		}
+		return rerr
+	})
+	if n > 0 {
+		return n, rerr
 	}
+	return 0, err
 }
 
 // SupportsBodyWriteTo tells the engine to use WriteTo for chunked bodies too.

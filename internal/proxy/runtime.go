@@ -44,12 +44,7 @@ func (rt *Runtime) bodyRoute(hdr *fasthttp.RequestHeader) *Route {
 	t := hdr.RequestURI()
 	host := hdr.Host()
 	if hasSchemePrefix(t) {
-		rest := t[bytes.IndexByte(t, ':')+3:]
-		end := bytes.IndexAny(rest, "/?")
-		if end < 0 {
-			end = len(rest)
-		}
-		host, t = rest[:end], rest[end:]
+		host, t = splitAbsolute(t)
 	}
 	if len(t) == 0 || t[0] != '/' {
 		return nil

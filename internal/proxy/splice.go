@@ -134,7 +134,7 @@ func (b *respBody) spliceBody(client net.Conn) (int64, error) {
 	var total int64
 	for b.left > 0 {
 		s.want, s.n, s.err = int(min(b.left, spliceChunk)), 0, nil
-		err := b.waitSplice(up, upRaw)
+		err := b.waitSplice(upRaw)
 		if err == nil {
 			err = s.err
 		}
@@ -167,23 +167,9 @@ func (b *respBody) spliceBody(client net.Conn) (int64, error) {
 // waitSplice runs one splice from the backend socket into the pipe, waiting
 // at most upstream_body for bytes and checking every pollInterval meanwhile
 // that the client is still there.
-func (b *respBody) waitSplice(up *net.TCPConn, raw syscall.RawConn) error {
+func (b *respBody) waitSplice(raw syscall.RawConn) error {
 	x := b.x
-	now := time.Now()
-	end := now.Add(x.route.UpstreamBody)
-	for {
-		wait := min(end.Sub(now), pollInterval)
-		up.SetReadDeadline(now.Add(wait))
-		x.conn.deadline = now.Add(wait)
-		err := raw.Read(x.splice.fromFunc)
-		if err == nil || !isTimeout(err) {
-			return err
-		}
-		if now = time.Now(); !now.Before(end) {
-			return err
-		}
-		if peerGone(x.ctx.Conn()) {
-			return errClientGone
-		}
-	}
+	return x.awaitBackend(x.conn, time.Now(), x.route.UpstreamBody, func() error {
+		return raw.Read(x.splice.fromFunc)
+	})
 }

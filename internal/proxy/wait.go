@@ -23,22 +23,31 @@ func (x *exchange) waitReadable(c *upConn, now time.Time, limit time.Duration) e
 	if c.br.Buffered() > 0 {
 		return nil
 	}
+	return x.awaitBackend(c, now, limit, func() error {
+		_, err := c.br.Peek(1)
+		return err
+	})
+}
+
+// awaitBackend runs op, a read from the backend connection that consumes
+// nothing when it times out, under read deadlines of at most pollInterval,
+// until it ends for another reason than its deadline or limit has passed;
+// between tries it checks that the client is still connected
+// (errClientGone otherwise). A request waiting on a slow backend so learns
+// within pollInterval that its client has left.
+func (x *exchange) awaitBackend(c *upConn, now time.Time, limit time.Duration, op func() error) error {
 	end := now.Add(limit)
 	for {
-		slice := end.Sub(now)
-		if slice > pollInterval {
-			slice = pollInterval
-		}
-		if err := c.nc.SetReadDeadline(now.Add(slice)); err != nil {
+		d := now.Add(min(end.Sub(now), pollInterval))
+		if err := c.nc.SetReadDeadline(d); err != nil {
 			return err
 		}
-		c.deadline = now.Add(slice)
-		_, err := c.br.Peek(1)
-		if err == nil {
-			return nil
+		c.deadline = d
+		err := op()
+		if err == nil || !isTimeout(err) {
+			return err
 		}
-		now = time.Now()
-		if !isTimeout(err) || !now.Before(end) {
+		if now = time.Now(); !now.Before(end) {
 			return err
 		}
 		if peerGone(x.ctx.Conn()) {
