@@ -8,6 +8,7 @@
 package proxy
 
 import (
+	"errors"
 	"log/slog"
 
 	"github.com/sluice-proxy/sluice/internal/accesslog"
@@ -15,6 +16,7 @@ import (
 	"net/netip"
 	"sync"
 	"sync/atomic"
+	"time"
 
 	"github.com/valyala/fasthttp"
 )
@@ -109,4 +111,34 @@ func (h *Handler) HeaderReceived(hdr *fasthttp.RequestHeader) fasthttp.RequestCo
 		hdr.Del("Expect")
 	}
 	return cfg
+}
+
+// EngineError is the engine's error handler: it answers a request the
+// engine could not read (headers over the limit, too slow, malformed) with
+// the SPEC's JSON body and a fresh request ID, and records it like any
+// other request, with route "".
+func (h *Handler) EngineError(ctx *fasthttp.RequestCtx, err error) {
+	status, word, msg := fasthttp.StatusBadRequest, ErrBadRequest, "malformed request"
+	var small *fasthttp.ErrSmallBuffer
+	var ne net.Error
+	switch {
+	case errors.As(err, &small) || errors.Is(err, fasthttp.ErrSmallReadBuffer):
+		status, word, msg = fasthttp.StatusRequestHeaderFieldsTooLarge, ErrHeadersTooLarge, "request headers are over the limit"
+	case errors.As(err, &ne) && ne.Timeout():
+		status, word, msg = fasthttp.StatusRequestTimeout, ErrClientTimeout, "the client was too slow sending its request"
+	case errors.Is(err, fasthttp.ErrBodyTooLarge):
+		status, word, msg = fasthttp.StatusRequestEntityTooLarge, ErrRequestTooLarge, "request body is over the limit"
+	}
+	h.inFlight.Add(1)
+	x := exchangePool.Get().(*exchange)
+	x.begin(h, ctx)
+	if x.rec.Time.IsZero() {
+		x.rec.Time = time.Now()
+	}
+	x.method = append(x.method[:0], ctx.Request.Header.Method()...)
+	x.rec.Method = x.method
+	x.requestID = appendRequestID(x.requestID)
+	x.rec.RequestID = x.requestID
+	x.fail(status, word, msg)
+	x.finish()
 }

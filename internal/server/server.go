@@ -109,7 +109,7 @@ func WithPprof() Option { return func(s *Server) { s.pprof = true } }
 func newEngine(cfg *config.Config, h *proxy.Handler, log *slog.Logger) *fasthttp.Server {
 	return &fasthttp.Server{
 		Handler:      h.Serve,
-		ErrorHandler: engineError,
+		ErrorHandler: h.EngineError,
 		Name:         "",
 		// The header block must fit the read buffer: this is the
 		// max_header_bytes limit.
@@ -134,28 +134,6 @@ func newEngine(cfg *config.Config, h *proxy.Handler, log *slog.Logger) *fasthttp
 		// the handler runs; the proxy enforces the real limits per route.
 		HeaderReceived: h.HeaderReceived,
 	}
-}
-
-// engineError answers requests the engine could not parse, with the SPEC's
-// JSON body and a fresh request ID.
-func engineError(ctx *fasthttp.RequestCtx, err error) {
-	status, word, msg := fasthttp.StatusBadRequest, proxy.ErrBadRequest, "malformed request"
-	var small *fasthttp.ErrSmallBuffer
-	var ne net.Error
-	switch {
-	case errors.As(err, &small) || errors.Is(err, fasthttp.ErrSmallReadBuffer):
-		status, word, msg = fasthttp.StatusRequestHeaderFieldsTooLarge, proxy.ErrHeadersTooLarge, "request headers are over the limit"
-	case errors.As(err, &ne) && ne.Timeout():
-		status, word, msg = fasthttp.StatusRequestTimeout, proxy.ErrClientTimeout, "the client was too slow sending its request"
-	case errors.Is(err, fasthttp.ErrBodyTooLarge):
-		status, word, msg = fasthttp.StatusRequestEntityTooLarge, proxy.ErrRequestTooLarge, "request body is over the limit"
-	}
-	id := proxy.NewRequestID()
-	ctx.Response.Reset()
-	ctx.SetStatusCode(status)
-	ctx.SetContentType("application/json")
-	ctx.Response.Header.SetBytesV("X-Request-Id", id)
-	ctx.SetBodyString(`{"error":"` + word + `","message":"` + msg + `","request_id":"` + string(id) + `"}` + "\n")
 }
 
 // engineLogger sends the engine's own messages to the debug log.
