@@ -21,11 +21,12 @@ type scenario struct {
 	upload bool   // POST uploadSize-byte bodies (upload.lua)
 	conns  int    // fixed wrk connections; 0 uses -connections
 	retry  bool   // upstreams are a 503-only backend and a healthy one, retries on
+	logged bool   // sluice-log (sluice with its access log on) runs here too
 }
 
 // scenarios are all scenarios, in report order.
 var scenarios = []scenario{
-	{name: "healthy_get", path: "/api/users", desc: "~100-byte JSON GETs, round robin over two healthy backends"},
+	{name: "healthy_get", path: "/api/users", logged: true, desc: "~100-byte JSON GETs, round robin over two healthy backends"},
 	{name: "large_response", path: "/large", desc: "256 KiB GET responses"},
 	{name: "retry_get", path: "/api/users", retry: true, desc: "one backend always 503, one healthy; one retry on 503"},
 	{name: "upload_post", path: "/upload", upload: true, desc: "64 KiB POST bodies"},
@@ -105,6 +106,9 @@ func run(ctx context.Context, o options) (*report, error) {
 	for _, sc := range scs {
 		for i := 1; i <= o.reps; i++ {
 			for _, p := range ps {
+				if p.name() == "sluice-log" && !sc.logged {
+					continue
+				}
 				if ctx.Err() != nil {
 					return nil, ctx.Err()
 				}
@@ -267,14 +271,20 @@ func (e *env) measure(ctx context.Context, p proxy, sc scenario, rep int) (sampl
 	if sc.retry {
 		ups = []string{e.be.fail, e.be.ok1}
 	}
+	dir := filepath.Join(e.tmp, name)
 	pp, err := startProxy(ctx, p, proxyConfig{
-		dir: filepath.Join(e.tmp, name), logDir: e.logDir, logName: name,
+		dir: dir, logDir: e.logDir, logName: name,
 		port: port, adminPort: adminPort, upstreams: ups, retry: sc.retry,
 	}, e.pinProxy, "/api/users")
 	if err != nil {
 		return sample{}, err
 	}
-	defer pp.stop()
+	defer func() {
+		pp.stop()
+		// Scratch files go with the run; sluice-log's access log grows by
+		// some 100 MiB a run.
+		_ = os.RemoveAll(dir)
+	}()
 
 	w := wrkRun{
 		url:     fmt.Sprintf("http://127.0.0.1:%d%s", port, sc.path),

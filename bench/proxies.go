@@ -37,12 +37,23 @@ type proxyConfig struct {
 	adminPort int      // a second free port, for sluice's admin listener
 	upstreams []string // host:port of each backend, in order
 	retry     bool     // retry 503 once on the other backend (retry_get)
+	accessLog bool     // sluice-log: write the JSON access log to a file in dir
 }
 
 // sluiceProxy runs sluice with a YAML configuration as SPEC.md defines it.
-type sluiceProxy struct{ bin string }
+// With accessLog it is "sluice-log": the same configuration with the JSON
+// access log written to a file, to measure what the log costs.
+type sluiceProxy struct {
+	bin       string
+	accessLog bool
+}
 
-func (sluiceProxy) name() string { return "sluice" }
+func (p sluiceProxy) name() string {
+	if p.accessLog {
+		return "sluice-log"
+	}
+	return "sluice"
+}
 
 // sluiceTemplate is the sluice configuration. Active checks are off and
 // passive ejection is effectively off, like nginx max_fails=0 and HAProxy
@@ -53,7 +64,7 @@ var sluiceTemplate = template.Must(template.New("sluice").Parse(`# sluice benchm
 listen: "127.0.0.1:{{.port}}"
 admin:
   listen: "127.0.0.1:{{.adminPort}}"
-access_log: "off"
+access_log: "{{if .accessLog}}{{.dir}}/access.log{{else}}off{{end}}"
 health:
   active:
     path: ""
@@ -78,6 +89,7 @@ routes:
 
 func (p sluiceProxy) command(c proxyConfig) ([]string, []string, error) {
 	cfg := filepath.Join(c.dir, "sluice.yaml")
+	c.accessLog = p.accessLog
 	if err := renderTo(cfg, sluiceTemplate, c); err != nil {
 		return nil, nil, err
 	}
@@ -225,7 +237,7 @@ func renderTo(path string, t *template.Template, c proxyConfig) error {
 	err := t.Execute(&buf, map[string]any{
 		"dir": c.dir, "logDir": c.logDir, "logName": c.logName,
 		"port": c.port, "adminPort": c.adminPort,
-		"upstreams": c.upstreams, "retry": c.retry,
+		"upstreams": c.upstreams, "retry": c.retry, "accessLog": c.accessLog,
 		"maxconn": haproxyMaxconn(),
 	})
 	if err != nil {
@@ -349,15 +361,14 @@ func tail(path string, n int) string {
 func newProxies(names []string, root, tmp, sluiceBin string) (ps []proxy, skipped []string, err error) {
 	for _, n := range names {
 		switch n {
-		case "sluice":
-			bin := sluiceBin
-			if bin == "" {
-				bin = filepath.Join(tmp, "sluice")
-				if err := buildSluice(root, bin); err != nil {
+		case "sluice", "sluice-log":
+			if sluiceBin == "" {
+				sluiceBin = filepath.Join(tmp, "sluice")
+				if err := buildSluice(root, sluiceBin); err != nil {
 					return nil, nil, err
 				}
 			}
-			ps = append(ps, sluiceProxy{bin: bin})
+			ps = append(ps, sluiceProxy{bin: sluiceBin, accessLog: n == "sluice-log"})
 		case "nginx", "haproxy":
 			bin, err := exec.LookPath(n)
 			if err != nil {

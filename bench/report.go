@@ -275,6 +275,14 @@ func (r *report) markdown() string {
 	b.WriteString("\nRatios in parentheses are to nginx in the same scenario. Errors are non-2xx/3xx responses plus socket errors, summed over the runs. " +
 		"CPU busy is the proxy's CPU seconds over wall seconds; well under 100% means wrk or the backends, not the proxy, were the bottleneck. " +
 		"Upstream/req is the backends' requests per client request: about 1.5 in retry_get when every 503 is retried.\n")
+	for _, sc := range r.Scenarios {
+		off, ok1 := findResult(r, sc.Name, "sluice")
+		on, ok2 := findResult(r, sc.Name, "sluice-log")
+		if ok1 && ok2 && off.RPS > 0 && off.CPUPerRequestUS > 0 && off.P99ms > 0 {
+			fmt.Fprintf(&b, "\nAccess log on (sluice-log) against off (sluice) in %s: req/s %.2f×, CPU/request %.2f×, p99 %.2f×.\n",
+				sc.Name, on.RPS/off.RPS, on.CPUPerRequestUS/off.CPUPerRequestUS, on.P99ms/off.P99ms)
+		}
+	}
 	if len(r.Warnings) > 0 {
 		b.WriteString("\nWarnings:\n\n")
 		for _, w := range r.Warnings {
