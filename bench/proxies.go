@@ -392,7 +392,10 @@ func newProxies(names []string, root, tmp, sluiceBin string) (ps []proxy, skippe
 
 // buildSluice runs "go build -o bin ./cmd/sluice" in the module root.
 func buildSluice(root, bin string) error {
-	cmd := exec.Command("go", "build", "-o", bin, "./cmd/sluice")
+	// A static build, as sluice ships: without cgo the binary maps no C
+	// library, which is about 1 MiB less resident memory.
+	cmd := exec.Command("go", "build", "-trimpath", "-o", bin, "./cmd/sluice")
+	cmd.Env = append(os.Environ(), "CGO_ENABLED=0")
 	cmd.Dir = root
 	out, err := cmd.CombinedOutput()
 	if err != nil {

@@ -192,7 +192,16 @@ func (x *exchange) send(fresh bool, left time.Duration) error {
 		err = x.flush(c)
 	}
 	if err == nil {
-		err = x.readHead(c)
+		// The wait for the head is armed here, not deeper down in
+		// readHead: setting a deadline takes about 1 KiB of stack, and
+		// the request path fits in a 4 KiB goroutine stack only if that
+		// happens this high up (awaitBackend then finds it armed).
+		now := time.Now()
+		x.now = now
+		limit := min(r.UpstreamHeader, x.deadline.Sub(now))
+		if err = c.armWait(now, now.Add(limit)); err == nil {
+			err = x.readHead(c, now, limit)
+		}
 	}
 	if err != nil && c.reused && (!x.hasBody() || x.body != nil) && !isTimeout(err) && !isClientErr(err) {
 		// The keep-alive race: the backend closed this idle connection as
@@ -207,11 +216,8 @@ func (x *exchange) send(fresh bool, left time.Duration) error {
 }
 
 // readHead reads the response head, skipping interim 1xx responses, within
-// upstream_header and the total timeout.
-func (x *exchange) readHead(c *upConn) error {
-	now := time.Now()
-	x.now = now
-	limit := min(x.route.UpstreamHeader, x.deadline.Sub(now))
+// limit from now (upstream_header and the total timeout).
+func (x *exchange) readHead(c *upConn, now time.Time, limit time.Duration) error {
 	if err := x.waitReadable(c, now, limit); err != nil {
 		if isTimeout(err) && time.Until(x.deadline) <= 0 {
 			return errTotalTimeout

@@ -5,7 +5,9 @@ import (
 	"context"
 	"crypto/tls"
 	"errors"
+	"fmt"
 	"net"
+	"os"
 	"sync"
 	"syscall"
 	"time"
@@ -38,9 +40,16 @@ type Pool struct {
 	tls         *tls.Config // nil for http backends
 	idleTimeout time.Duration
 
+	slots chan struct{} // a token per dial in progress
+
 	mu     sync.Mutex
 	idle   []*upConn // most recently used last
 	closed bool
+}
+
+// newPool returns an empty pool for addr.
+func newPool(addr string, idleTimeout time.Duration) *Pool {
+	return &Pool{addr: addr, idleTimeout: idleTimeout, slots: make(chan struct{}, dialSlots)}
 }
 
 // upConn is one upstream connection.
@@ -92,30 +101,69 @@ func (p *Pool) get(ctx context.Context, now time.Time, connectTimeout time.Durat
 	return p.dial(ctx, connectTimeout)
 }
 
-// dial opens a fresh connection.
+// dial opens a fresh connection. Connecting (and the TLS handshake) runs on
+// a goroutine of its own while the request waits: those call chains are
+// deep, and run on the request's goroutine they would grow its stack to
+// 8 KiB for the rest of the client connection's life, where the request
+// path itself fits in 4 KiB. At most dialSlots dials of a pool run at once,
+// so that a burst of new client connections does not take a deep stack
+// each; a dial waits for a slot within its connect timeout.
 func (p *Pool) dial(ctx context.Context, connectTimeout time.Duration) (*upConn, error) {
-	d := net.Dialer{Timeout: connectTimeout}
-	nc, err := d.DialContext(ctx, "tcp", p.addr)
+	select {
+	case p.slots <- struct{}{}:
+	default:
+		t := time.NewTimer(connectTimeout)
+		select {
+		case p.slots <- struct{}{}:
+			t.Stop()
+		case <-t.C:
+			return nil, &dialError{fmt.Errorf("dial tcp %s: %w", p.addr, os.ErrDeadlineExceeded)}
+		}
+	}
+	var (
+		nc   net.Conn
+		err  error
+		done = make(chan struct{})
+	)
+	go func() {
+		defer close(done)
+		nc, err = p.connect(ctx, connectTimeout)
+	}()
+	<-done
+	<-p.slots
 	if err != nil {
 		return nil, &dialError{err}
-	}
-	if tc, ok := nc.(*net.TCPConn); ok {
-		tc.SetNoDelay(true)
-	}
-	if p.tls != nil {
-		tc := tls.Client(nc, p.tls)
-		hctx, cancel := context.WithTimeout(ctx, connectTimeout)
-		err := tc.HandshakeContext(hctx)
-		cancel()
-		if err != nil {
-			nc.Close()
-			return nil, &dialError{err}
-		}
-		nc = tc
 	}
 	c := &upConn{nc: nc, br: bufio.NewReaderSize(nc, upstreamReadBuf), pool: p}
 	c.initPeek()
 	return c, nil
+}
+
+// dialSlots bounds the dials of one pool in progress at once.
+const dialSlots = 32
+
+// connect dials p's address within connectTimeout and, for an https
+// backend, completes the TLS handshake within another.
+func (p *Pool) connect(ctx context.Context, connectTimeout time.Duration) (net.Conn, error) {
+	d := net.Dialer{Timeout: connectTimeout}
+	nc, err := d.DialContext(ctx, "tcp", p.addr)
+	if err != nil {
+		return nil, err
+	}
+	if tc, ok := nc.(*net.TCPConn); ok {
+		tc.SetNoDelay(true)
+	}
+	if p.tls == nil {
+		return nc, nil
+	}
+	tc := tls.Client(nc, p.tls)
+	hctx, cancel := context.WithTimeout(ctx, connectTimeout)
+	defer cancel()
+	if err := tc.HandshakeContext(hctx); err != nil {
+		nc.Close()
+		return nil, err
+	}
+	return tc, nil
 }
 
 // put returns c to the pool, as of now, for reuse until keepAlive has passed (the
@@ -263,7 +311,7 @@ func (t *Transport) Pool(scheme, addr string) *Pool {
 	defer t.mu.Unlock()
 	p := t.pools[key]
 	if p == nil {
-		p = &Pool{addr: addr, idleTimeout: t.idleTimeout}
+		p = newPool(addr, t.idleTimeout)
 		if scheme == "https" {
 			host, _, _ := net.SplitHostPort(addr)
 			p.tls = &tls.Config{ServerName: host, NextProtos: []string{"http/1.1"}, MinVersion: tls.VersionTLS12}

@@ -2,6 +2,7 @@ package proxy
 
 import (
 	"context"
+	"errors"
 	"net"
 	"testing"
 	"time"
@@ -23,7 +24,7 @@ func TestPeerOpen(t *testing.T) {
 			accepted <- c
 		}
 	}()
-	p := &Pool{addr: ln.Addr().String(), idleTimeout: time.Minute}
+	p := newPool(ln.Addr().String(), time.Minute)
 	c, err := p.dial(context.Background(), time.Second)
 	if err != nil {
 		t.Fatal(err)
@@ -72,7 +73,7 @@ func TestPooledConnectionReusedAfterDeadline(t *testing.T) {
 			defer c.Close()
 		}
 	}()
-	p := &Pool{addr: ln.Addr().String(), idleTimeout: time.Minute}
+	p := newPool(ln.Addr().String(), time.Minute)
 	c, err := p.dial(context.Background(), time.Second)
 	if err != nil {
 		t.Fatal(err)
@@ -88,5 +89,51 @@ func TestPooledConnectionReusedAfterDeadline(t *testing.T) {
 	}
 	if c2 != c {
 		t.Fatal("an open idle connection was not reused because its old deadline had passed")
+	}
+}
+
+// TestDialSlots: a dial waits for one of the pool's dial slots, within its
+// connect timeout, and fails as a connect timeout when none frees up.
+func TestDialSlots(t *testing.T) {
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ln.Close()
+	go func() {
+		for {
+			c, err := ln.Accept()
+			if err != nil {
+				return
+			}
+			defer c.Close()
+		}
+	}()
+	p := newPool(ln.Addr().String(), time.Minute)
+	for range dialSlots {
+		p.slots <- struct{}{}
+	}
+	t0 := time.Now()
+	_, err = p.dial(context.Background(), 50*time.Millisecond)
+	var de *dialError
+	if !errors.As(err, &de) || !isTimeout(err) {
+		t.Fatalf("dial with every slot taken = %v, want a connect timeout", err)
+	}
+	if d := time.Since(t0); d < 50*time.Millisecond {
+		t.Errorf("dial gave up after %v, before its 50ms connect timeout", d)
+	}
+
+	// A slot freed while the dial waits lets it through.
+	go func() {
+		time.Sleep(20 * time.Millisecond)
+		<-p.slots
+	}()
+	c, err := p.dial(context.Background(), 5*time.Second)
+	if err != nil {
+		t.Fatalf("dial after a slot freed: %v", err)
+	}
+	c.nc.Close()
+	if n := len(p.slots); n != dialSlots-1 {
+		t.Errorf("%d slots taken after the dial, want %d (the dial gives its slot back)", n, dialSlots-1)
 	}
 }

@@ -38,11 +38,9 @@ func (x *exchange) waitReadable(c *upConn, now time.Time, limit time.Duration) e
 func (x *exchange) awaitBackend(c *upConn, now time.Time, limit time.Duration, op func() error) error {
 	end := now.Add(limit)
 	for {
-		d := now.Add(min(end.Sub(now), pollInterval))
-		if err := c.nc.SetReadDeadline(d); err != nil {
+		if err := c.armWait(now, end); err != nil {
 			return err
 		}
-		c.deadline = d
 		err := op()
 		if err == nil || !isTimeout(err) {
 			return err
@@ -54,6 +52,21 @@ func (x *exchange) awaitBackend(c *upConn, now time.Time, limit time.Duration, o
 			return errClientGone
 		}
 	}
+}
+
+// armWait sets c's read deadline for a wait that must end by end, to at
+// most pollInterval from now. A deadline already set a little earlier (by
+// at most an eighth of that span) and still ahead is kept: the wait then
+// wakes a little early and is armed again, and a busy connection is spared
+// a timer update on most requests.
+func (c *upConn) armWait(now, end time.Time) error {
+	span := min(end.Sub(now), pollInterval)
+	d := now.Add(span)
+	if cur := c.deadline; cur.After(now) && !cur.After(d) && d.Sub(cur) <= span/8 {
+		return nil
+	}
+	c.deadline = d
+	return c.nc.SetReadDeadline(d)
 }
 
 // peerGone reports whether the peer of a connection has closed or reset it,

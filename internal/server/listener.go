@@ -21,6 +21,12 @@ type trackingListener struct {
 	// that stops reading its response is cut after it, instead of holding
 	// the request's resources forever. 0 for no bound.
 	writeStall atomic.Int64
+
+	// firstHead bounds the time from accepting a connection to the end of
+	// its first request head (client_header). The engine restarts its
+	// header timer at a connection's first byte; the connection holds it
+	// to the accept time instead. 0 for no bound.
+	firstHead atomic.Int64
 }
 
 func newTrackingListener(ln net.Listener) *trackingListener {
@@ -36,6 +42,9 @@ func (l *trackingListener) Accept() (net.Conn, error) {
 		tc.SetNoDelay(true)
 	}
 	t := &trackedConn{Conn: c, l: l, scanning: true, inSync: true}
+	if d := time.Duration(l.firstHead.Load()); d > 0 {
+		t.headBy = time.Now().Add(d)
+	}
 	l.mu.Lock()
 	l.conns[t] = struct{}{}
 	l.mu.Unlock()
@@ -63,6 +72,7 @@ type trackedConn struct {
 
 	writeDeadline time.Time // the write deadline set last
 	writeSet      time.Time // when it was set
+	headBy        time.Time // until the first head is read: when it must be; zero after
 
 	raw     syscall.RawConn // for Pending, made on first use
 	peek    func(fd uintptr) bool
@@ -132,6 +142,23 @@ func (c *trackedConn) Write(p []byte) (int, error) {
 	return c.Conn.Write(p)
 }
 
+// SetReadDeadline sets the read deadline, but never past the time the
+// connection's first head is due while that head is being read.
+func (c *trackedConn) SetReadDeadline(t time.Time) error {
+	if !c.headBy.IsZero() && (t.IsZero() || t.After(c.headBy)) {
+		t = c.headBy
+	}
+	return c.Conn.SetReadDeadline(t)
+}
+
+// SetDeadline sets both deadlines, the read one as SetReadDeadline does.
+func (c *trackedConn) SetDeadline(t time.Time) error {
+	if err := c.SetReadDeadline(t); err != nil {
+		return err
+	}
+	return c.Conn.SetWriteDeadline(t)
+}
+
 // headRead caps each read while a request head is being read. The engine's
 // read buffer is as large as max_header_bytes, and filling it whole would
 // pull up to that much of a body into it, from where it is copied again;
@@ -188,7 +215,7 @@ func (c *trackedConn) scanHead(b []byte) bool {
 		} else if c.seenLine {
 			// The empty line: the head is complete. Bytes after it are a
 			// body or another request, which the scan cannot follow.
-			c.scanning = false
+			c.scanning, c.headBy = false, time.Time{}
 			c.inSync = len(b) == 0
 			return true
 		}

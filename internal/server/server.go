@@ -66,6 +66,7 @@ func New(cfg *config.Config, path string, log *slog.Logger, opts ...Option) (*Se
 	}
 	s.ln = newTrackingListener(ln)
 	s.ln.writeStall.Store(int64(cfg.Timeouts.ClientIdle.D()))
+	s.ln.firstHead.Store(int64(cfg.Timeouts.ClientHeader.D()))
 	if cfg.Admin.Listen != "" {
 		if s.adminLn, err = net.Listen("tcp", cfg.Admin.Listen); err != nil {
 			ln.Close()
@@ -116,6 +117,13 @@ func newEngine(cfg *config.Config, h *proxy.Handler, log *slog.Logger) *fasthttp
 		ReadBufferSize: int(cfg.Limits.MaxHeaderBytes),
 		// Response heads and small bodies; large bodies are written past it.
 		WriteBufferSize: 4 << 10,
+		// Connections hand their write buffer and request context back to
+		// pools between requests, so an idle keep-alive connection holds
+		// neither (a few KiB each, which adds up over thousands of
+		// connections). The engine then restarts the header timer of a
+		// connection's first request at its first byte; the listener
+		// holds that head to client_header from the accept.
+		ReduceMemoryUsage: true,
 		// ReadTimeout bounds the time to read a request's headers; the body
 		// has its own per-read limit (client_body), set by the proxy.
 		ReadTimeout: cfg.Timeouts.ClientHeader.D(),

@@ -1,0 +1,131 @@
+package e2e
+
+import (
+	"bufio"
+	"fmt"
+	"io"
+	"net"
+	"net/http"
+	"strings"
+	"testing"
+	"time"
+)
+
+// TestFirstHeadTimedFromAccept: client_header bounds a connection's first
+// request head from the moment the connection was accepted, not from its
+// first byte. A client that connects, stays silent for most of the limit
+// and then dribbles a head is cut when the limit passes after connecting.
+func TestFirstHeadTimedFromAccept(t *testing.T) {
+	t.Parallel()
+	const (
+		clientHeader = 2 * time.Second
+		silence      = clientHeader * 4 / 5
+		// Timed from the first byte instead, the cut would come at
+		// silence+clientHeader, well past this.
+		slack = 900 * time.Millisecond
+	)
+	ok := newBackend(t, "ok", func(w http.ResponseWriter, r *http.Request) { io.WriteString(w, "ok") })
+	p := start(t, fmt.Sprintf(`
+timeouts:
+  client_header: 2s
+%s`, peerRoutes(peerRoute{name: "ok", backends: []string{ok.URL}})))
+
+	t0 := time.Now()
+	c, err := net.DialTimeout("tcp", p.Addr, 5*time.Second)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	c.SetDeadline(time.Now().Add(10 * time.Second))
+	stop := make(chan struct{})
+	defer close(stop)
+	go func() {
+		select {
+		case <-time.After(silence):
+		case <-stop:
+			return
+		}
+		head := "GET /ok/late HTTP/1.1\r\nHost: test.example\r\nX-Slow: " + strings.Repeat("s", 50) + "\r\n\r\n"
+		for i := 0; i < len(head); i++ {
+			if _, err := c.Write([]byte{head[i]}); err != nil {
+				return
+			}
+			select {
+			case <-time.After(100 * time.Millisecond):
+			case <-stop:
+				return
+			}
+		}
+	}()
+	got, err := io.ReadAll(c)
+	lasted := time.Since(t0)
+	if ne, ok := err.(net.Error); ok && ne.Timeout() {
+		t.Fatalf("connection still open after %v, want it closed at client_header (%v) after connecting", lasted, clientHeader)
+	}
+	if lasted < clientHeader-earlySlack || lasted > clientHeader+slack {
+		t.Errorf("connection closed %v after connecting, want within [%v, %v]: the first head is timed from the accept",
+			lasted.Round(time.Millisecond), clientHeader-earlySlack, clientHeader+slack)
+	}
+	if len(got) > 0 && !strings.HasPrefix(string(got), "HTTP/1.1 408 ") {
+		t.Errorf("got %q, want the connection closed (or a 408)", truncate(string(got), 100))
+	}
+	if ok.Count() != 0 {
+		t.Errorf("backend saw %d requests, want 0", ok.Count())
+	}
+}
+
+// TestStackPerConnection: a keep-alive client connection that has been
+// served holds a goroutine whose stack stays at 4 KiB: the request path,
+// including a first request that dials a new backend connection, fits in
+// it. Thousands of connections then cost 4 KiB of stack each instead of 8.
+// The bound leaves room for the dialing goroutines' stacks the runtime
+// keeps for reuse.
+func TestStackPerConnection(t *testing.T) {
+	t.Parallel()
+	const conns = 300
+	ok := newBackend(t, "ok", func(w http.ResponseWriter, r *http.Request) { io.WriteString(w, "ok") })
+	p := start(t, peerRoutes(peerRoute{name: "ok", backends: []string{ok.URL}}))
+	stack := func() float64 {
+		ss, _ := scrape(t, p)
+		v, found := metricValue(ss, "go_memstats_stack_inuse_bytes")
+		if !found {
+			t.Fatal("go_memstats_stack_inuse_bytes missing from /metrics")
+		}
+		return v
+	}
+	before := stack()
+
+	// All requests in flight at once, so that each needs a backend
+	// connection of its own and dials it.
+	cs := make([]net.Conn, conns)
+	for i := range cs {
+		c, err := net.DialTimeout("tcp", p.Addr, 5*time.Second)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer c.Close()
+		c.SetDeadline(time.Now().Add(20 * time.Second))
+		cs[i] = c
+	}
+	for _, c := range cs {
+		if _, err := io.WriteString(c, "GET /ok/x HTTP/1.1\r\nHost: test.example\r\n\r\n"); err != nil {
+			t.Fatal(err)
+		}
+	}
+	for i, c := range cs {
+		resp, err := http.ReadResponse(bufio.NewReader(c), nil)
+		if err != nil {
+			t.Fatalf("connection %d: %v", i, err)
+		}
+		io.Copy(io.Discard, resp.Body)
+		resp.Body.Close()
+		if resp.StatusCode != 200 {
+			t.Fatalf("connection %d: status %d, want 200", i, resp.StatusCode)
+		}
+	}
+	perConn := (stack() - before) / conns
+	t.Logf("goroutine stack per served keep-alive connection: %.0f bytes", perConn)
+	if perConn > 6<<10 {
+		t.Errorf("goroutine stack per served keep-alive connection = %.0f bytes, want at most 6 KiB (a 4 KiB stack each)", perConn)
+	}
+}
