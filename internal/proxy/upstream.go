@@ -6,6 +6,7 @@ import (
 	"crypto/tls"
 	"errors"
 	"fmt"
+	"io"
 	"net"
 	"os"
 	"sync"
@@ -27,9 +28,11 @@ const maxIdlePerBackend = 1024
 
 // upstreamReadBuf is the read buffer of an upstream connection. Response
 // heads longer than it are read on in pieces, and bodies of any size are
-// read past it into 64 KiB copy buffers; it is small because a busy proxy
-// holds one per concurrent request. Writes need no buffer of their own:
-// each request is written from the exchange's buffer.
+// read past it into 64 KiB copy buffers. A connection holds one only while
+// it reads a response: not while the request waits for the first byte of
+// the answer, nor while it idles in its pool (see readFirst). Writes need
+// no buffer of their own: each request is written from the exchange's
+// buffer.
 const upstreamReadBuf = 4 << 10
 
 // Pool keeps the idle keep-alive connections to one backend address. It is
@@ -54,8 +57,12 @@ func newPool(addr string, idleTimeout time.Duration) *Pool {
 
 // upConn is one upstream connection.
 type upConn struct {
-	nc        net.Conn
+	nc net.Conn
+	// br is the read buffer while a response is read; nil from the end
+	// of one response to the first byte of the next, except on TLS
+	// connections, which keep theirs.
 	br        *bufio.Reader
+	src       upSource // what br reads from
 	pool      *Pool
 	reused    bool      // it served a request before this one
 	expires   time.Time // when it must no longer be reused
@@ -65,6 +72,107 @@ type upConn struct {
 	raw      syscall.RawConn
 	peek     func(fd uintptr) bool
 	peekOpen bool
+
+	// readFirst's state: a read attempt as a RawConn callback, made once
+	// per connection so that a wait does not allocate.
+	first    func(fd uintptr) bool
+	scratch  *[]byte
+	firstN   int
+	firstErr error
+}
+
+// upSource is the reader under an upstream connection's read buffer: first
+// the bytes of the read that found the response, then the connection.
+type upSource struct {
+	c   *upConn
+	pre []byte
+}
+
+func (s *upSource) Read(p []byte) (int, error) {
+	if len(s.pre) > 0 {
+		n := copy(p, s.pre)
+		s.pre = s.pre[n:]
+		return n, nil
+	}
+	return s.c.nc.Read(p)
+}
+
+// readers holds the read buffers of connections that are not reading.
+var readers = sync.Pool{New: func() any { return bufio.NewReaderSize(nil, upstreamReadBuf) }}
+
+// scratches holds the buffers of first reads.
+var scratches = sync.Pool{New: func() any { b := make([]byte, upstreamReadBuf); return &b }}
+
+// attach gives c a read buffer reading from c.src.
+func (c *upConn) attach() {
+	c.br = readers.Get().(*bufio.Reader)
+	c.src.c = c
+	c.br.Reset(&c.src)
+}
+
+// detach returns c's empty read buffer to the pool, on a connection that
+// can wait without one.
+func (c *upConn) detach() {
+	if c.br == nil || c.first == nil {
+		return
+	}
+	c.br.Reset(nil)
+	readers.Put(c.br)
+	c.br = nil
+}
+
+// readFirst waits, under the read deadline set, for the first bytes of a
+// response on a connection without a read buffer, then gives it one
+// holding them. The read is made into a scratch buffer taken only for
+// the read itself, so that a request waiting on its backend holds no
+// buffer; a wait costs the same system calls as a buffered read would.
+func (c *upConn) readFirst() error {
+	c.firstN, c.firstErr = 0, nil
+	if err := c.raw.Read(c.first); err != nil {
+		return err
+	}
+	if c.firstErr != nil {
+		return os.NewSyscallError("read", c.firstErr)
+	}
+	if c.firstN == 0 {
+		return io.EOF
+	}
+	c.attach()
+	c.src.pre = (*c.scratch)[:c.firstN]
+	c.br.Peek(1) // moves what was read into br
+	c.src.pre = nil
+	scratches.Put(c.scratch)
+	c.scratch = nil
+	return nil
+}
+
+// initFirst prepares readFirst's read attempt.
+func (c *upConn) initFirst() {
+	c.first = func(fd uintptr) bool {
+		c.scratch = scratches.Get().(*[]byte)
+		for {
+			n, err := syscall.Read(int(fd), *c.scratch)
+			switch err {
+			case syscall.EINTR:
+				continue
+			case syscall.EAGAIN:
+				// Nothing yet: the buffer goes back while the request
+				// waits.
+				scratches.Put(c.scratch)
+				c.scratch = nil
+				return false
+			case nil:
+				c.firstN = n
+			default:
+				c.firstErr = err
+			}
+			if n <= 0 {
+				scratches.Put(c.scratch)
+				c.scratch = nil
+			}
+			return true
+		}
+	}
 }
 
 // dialError is a failure to connect: nothing of the request was sent.
@@ -134,8 +242,13 @@ func (p *Pool) dial(ctx context.Context, connectTimeout time.Duration) (*upConn,
 	if err != nil {
 		return nil, &dialError{err}
 	}
-	c := &upConn{nc: nc, br: bufio.NewReaderSize(nc, upstreamReadBuf), pool: p}
+	c := &upConn{nc: nc, pool: p}
 	c.initPeek()
+	if c.raw != nil {
+		c.initFirst()
+	} else {
+		c.attach() // TLS reads go through the TLS connection
+	}
 	return c, nil
 }
 
@@ -174,10 +287,11 @@ func (p *Pool) put(c *upConn, now time.Time, keepAlive time.Duration) {
 	if keepAlive > 0 && keepAlive < idle {
 		idle = keepAlive
 	}
-	if idle <= 0 || c.br.Buffered() > 0 {
+	if idle <= 0 || c.br != nil && c.br.Buffered() > 0 {
 		c.nc.Close()
 		return
 	}
+	c.detach()
 	c.idleSince = now
 	c.expires = c.idleSince.Add(idle)
 	p.mu.Lock()

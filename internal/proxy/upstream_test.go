@@ -3,6 +3,7 @@ package proxy
 import (
 	"context"
 	"errors"
+	"io"
 	"net"
 	"testing"
 	"time"
@@ -135,5 +136,85 @@ func TestDialSlots(t *testing.T) {
 	c.nc.Close()
 	if n := len(p.slots); n != dialSlots-1 {
 		t.Errorf("%d slots taken after the dial, want %d (the dial gives its slot back)", n, dialSlots-1)
+	}
+}
+
+// TestReadFirst: a connection waits for a response without a read buffer,
+// takes one holding the first bytes when they come, reads on through it,
+// and gives it back when it returns to its pool.
+func TestReadFirst(t *testing.T) {
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ln.Close()
+	accepted := make(chan net.Conn, 1)
+	go func() {
+		c, err := ln.Accept()
+		if err == nil {
+			accepted <- c
+		}
+	}()
+	p := newPool(ln.Addr().String(), time.Minute)
+	c, err := p.dial(context.Background(), time.Second)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.nc.Close()
+	server := <-accepted
+	defer server.Close()
+	if c.br != nil {
+		t.Fatal("a fresh connection holds a read buffer before any response")
+	}
+
+	// Nothing arrives: the wait ends at the deadline, holding nothing.
+	c.nc.SetReadDeadline(time.Now().Add(30 * time.Millisecond))
+	if err := c.readFirst(); !isTimeout(err) {
+		t.Fatalf("readFirst with nothing sent = %v, want a timeout", err)
+	}
+	if c.br != nil || c.scratch != nil {
+		t.Fatal("a wait that timed out kept a buffer")
+	}
+
+	head := "HTTP/1.1 200 OK\r\nContent-Length: 5\r\n\r\n"
+	go func() {
+		time.Sleep(20 * time.Millisecond)
+		io.WriteString(server, head)
+	}()
+	c.nc.SetReadDeadline(time.Now().Add(5 * time.Second))
+	if err := c.readFirst(); err != nil {
+		t.Fatalf("readFirst: %v", err)
+	}
+	if c.br == nil || c.br.Buffered() != len(head) {
+		t.Fatalf("after the first read the buffer holds %v bytes, want the %d of the head", c.br, len(head))
+	}
+	if c.scratch != nil {
+		t.Error("the scratch buffer was kept after the first read")
+	}
+	got, _ := c.br.Peek(len(head))
+	if string(got) != head {
+		t.Fatalf("buffered %q, want %q", got, head)
+	}
+	c.br.Discard(len(head))
+	io.WriteString(server, "hello")
+	body := make([]byte, 5)
+	if _, err := io.ReadFull(c.br, body); err != nil || string(body) != "hello" {
+		t.Fatalf("reading on through the buffer = %q, %v; want hello", body, err)
+	}
+
+	p.put(c, time.Now(), 0)
+	if c.br != nil {
+		t.Error("an idle pooled connection still holds its read buffer")
+	}
+
+	// The backend closes: the wait ends with EOF.
+	c2, err := p.get(context.Background(), time.Now(), time.Second)
+	if err != nil {
+		t.Fatal(err)
+	}
+	server.Close()
+	c2.nc.SetReadDeadline(time.Now().Add(5 * time.Second))
+	if err := c2.readFirst(); !errors.Is(err, io.EOF) {
+		t.Errorf("readFirst after the backend closed = %v, want EOF", err)
 	}
 }

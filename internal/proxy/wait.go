@@ -20,6 +20,9 @@ var errClientGone = &clientError{ErrClientDisconnect, errors.New("client closed 
 // the client is still connected (errClientGone otherwise). It consumes
 // nothing, so it is safe in the middle of parsing.
 func (x *exchange) waitReadable(c *upConn, now time.Time, limit time.Duration) error {
+	if c.br == nil {
+		return x.awaitBackend(c, now, limit, c.readFirst)
+	}
 	if c.br.Buffered() > 0 {
 		return nil
 	}
