@@ -129,3 +129,32 @@ func TestStackPerConnection(t *testing.T) {
 		t.Errorf("goroutine stack per served keep-alive connection = %.0f bytes, want at most 6 KiB (a 4 KiB stack each)", perConn)
 	}
 }
+
+// TestClientGoneAfterLongWait: a client that leaves while its request has
+// waited on a slow backend for longer than client_header is still noticed
+// at once, and the upstream request cancelled.
+func TestClientGoneAfterLongWait(t *testing.T) {
+	t.Parallel()
+	silent := newSilentPeer(t)
+	p := start(t, fmt.Sprintf(`
+timeouts:
+  client_header: 500ms
+  upstream_header: 20s
+retry:
+  attempts: 1
+health:
+  active:
+    path: ""
+%s`, peerRoutes(peerRoute{name: "slow", backends: []string{silent.URL}})))
+	c, err := net.DialTimeout("tcp", p.Addr, 5*time.Second)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	io.WriteString(c, "GET /slow/x HTTP/1.1\r\nHost: test.example\r\n\r\n")
+	silent.next(t, "request", 5*time.Second)
+	// Past client_header, still waiting on the backend.
+	time.Sleep(1500 * time.Millisecond)
+	c.Close()
+	checkPeerLetGo(t, silent, time.Now(), "after the client disconnected, 1.5s into the wait")
+}

@@ -83,6 +83,11 @@ func peerGone(nc net.Conn) bool {
 	if err != nil {
 		return false
 	}
+	// A read deadline from the request head (client_header) may have
+	// passed during a long wait, and would fail the peek before it is
+	// made. Nothing else reads the client's connection meanwhile; the
+	// engine sets its own deadline before it reads the next request.
+	nc.SetReadDeadline(time.Time{})
 	gone := false
 	raw.Read(func(fd uintptr) bool {
 		var buf [1]byte
