@@ -138,3 +138,65 @@ func TestUpstreamKeepAliveTimeoutHint(t *testing.T) {
 	}
 	t.Logf("%d requests on %d connections; %d on a reused connection, the longest idle %v", served, be.Accepts(), reused, longest.Round(time.Millisecond))
 }
+
+// TestKeepAliveRaceReplaysWholeRequest: a backend that closes a reused
+// connection after reading a request, without answering (what the
+// keep-alive race looks like from the proxy), gets an idempotent request
+// whose body was streamed, not buffered (retry.attempts 1), sent again on a
+// fresh connection, body and all; a POST is not sent twice.
+func TestKeepAliveRaceReplaysWholeRequest(t *testing.T) {
+	t.Parallel()
+	closer := newPeer(t, func(c *peerConn) {
+		for n := 0; ; n++ {
+			req, err := c.readHead()
+			if err != nil {
+				return
+			}
+			body, _ := io.ReadAll(req.Body)
+			c.emit(peerEvent{Kind: "served", Method: req.Method, Path: string(body), N: int64(len(body)), Reused: n > 0})
+			if n > 0 {
+				c.Conn.Close() // gone, as in the keep-alive race
+				return
+			}
+			if c.write("HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok") != nil {
+				return
+			}
+		}
+	})
+	p := start(t, fmt.Sprintf(`
+retry:
+  attempts: 1
+health:
+  active:
+    path: ""
+%s`, peerRoutes(peerRoute{name: "race", backends: []string{closer.URL}})))
+	c, _ := newClient(t)
+
+	if code, body, err := kaSend(c, "PUT", p.URL("/race/x"), "first"); err != nil || code != 200 || body != "ok" {
+		t.Fatalf("first request: %d %q %v, want 200 ok", code, body, err)
+	}
+	if ev := closer.next(t, "served", 5*time.Second); ev.Reused || ev.Path != "first" {
+		t.Fatalf("first request reached the backend as %+v, want on a new connection with its body", ev)
+	}
+
+	// Reuses the connection, which the backend then closes: sent again.
+	code, body, err := kaSend(c, "PUT", p.URL("/race/x"), "second body")
+	if err != nil || code != 200 || body != "ok" {
+		t.Fatalf("request on the connection the backend closed: %d %q %v, want 200 ok (sent again on a fresh connection)", code, truncate(body, 200), err)
+	}
+	first := closer.next(t, "served", 5*time.Second)
+	again := closer.next(t, "served", 5*time.Second)
+	if !first.Reused || again.Reused || first.Path != "second body" || again.Path != "second body" || again.Method != "PUT" {
+		t.Errorf("the backend saw %+v then %+v, want the PUT with its whole body on the reused connection, then again on a new one", first, again)
+	}
+
+	// A POST is not sent twice: the backend may have acted on it.
+	code, body, err = kaSend(c, "POST", p.URL("/race/x"), "post body")
+	if err != nil || code != 502 {
+		t.Errorf("POST on the connection the backend closed: %d %q %v, want 502", code, truncate(body, 200), err)
+	}
+	closer.next(t, "served", 5*time.Second)
+	if ev, ok := closer.tryNext("served", 300*time.Millisecond); ok {
+		t.Errorf("the POST reached the backend a second time: %+v", ev)
+	}
+}

@@ -41,8 +41,11 @@ type exchange struct {
 	conn    *upConn
 	resp    responseHead
 	out     []byte // the upstream request head
-	resBody respBody
-	splice  splicer
+	writes  int    // writes made on the try's connection
+
+	idempotent bool // the request may be sent more than once
+	resBody    respBody
+	splice     splicer
 
 	body     *[]byte   // the whole request body, buffered for replay; nil when streamed
 	prefix   *[]byte   // the first bytes of a streamed body, read while trying to buffer it

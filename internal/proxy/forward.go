@@ -32,6 +32,7 @@ func (x *exchange) forward() {
 	r.Budget.Request(x.rec.Time)
 	x.deadline = x.rec.Time.Add(p.TotalTimeout)
 	idempotent := p.Idempotent(x.method, x.head.idemKey) && !x.upgrade
+	x.idempotent = idempotent
 	if x.hasBody() && p.Attempts > 1 && idempotent {
 		if err := x.bufferBody(p.MaxBody); err != nil {
 			x.sendFailed(err)
@@ -158,7 +159,7 @@ func (x *exchange) try() error {
 	if left <= 0 {
 		return errTotalTimeout
 	}
-	return x.send(false, left)
+	return x.send(false, left, 0)
 }
 
 // hasBody reports whether the client sends a request body.
@@ -166,10 +167,15 @@ func (x *exchange) hasBody() bool { return x.head.chunked || x.head.contentLengt
 
 // send writes the request to a connection of the chosen backend and reads
 // the response head into x.resp, in at most left. fresh asks for a new
-// connection.
-func (x *exchange) send(fresh bool, left time.Duration) error {
+// connection. replay, when above 0, is the length of the whole request,
+// head and body, still in x.out from the try before, to be sent as it is.
+func (x *exchange) send(fresh bool, left time.Duration, replay int) error {
 	r := x.route
-	x.prepare()
+	if replay > 0 {
+		x.out = x.out[:replay]
+	} else {
+		x.prepare()
+	}
 	pool := r.Pools[x.backend.Index]
 	var c *upConn
 	var err error
@@ -185,10 +191,15 @@ func (x *exchange) send(fresh bool, left time.Duration) error {
 		return err
 	}
 	x.conn = c
-	if x.hasBody() {
+	x.writes = 0
+	if replay == 0 && x.hasBody() {
 		err = x.writeBody(c)
 	}
+	whole := 0 // the whole request went out in the one write below
 	if err == nil {
+		if x.writes == 0 {
+			whole = len(x.out)
+		}
 		err = x.flush(c)
 	}
 	if err == nil {
@@ -203,14 +214,15 @@ func (x *exchange) send(fresh bool, left time.Duration) error {
 			err = x.readHead(c, now, limit)
 		}
 	}
-	if err != nil && c.reused && (!x.hasBody() || x.body != nil) && !isTimeout(err) && !isClientErr(err) {
+	if err != nil && c.reused && (!x.hasBody() || x.body != nil || whole > 0 && x.idempotent) && !isTimeout(err) && !isClientErr(err) {
 		// The keep-alive race: the backend closed this idle connection as
-		// it was reused, before reading anything of the request. The body,
-		// if any, is buffered, so send the request again on a fresh
-		// connection, whatever its method.
+		// it was reused, before reading anything of the request. A request
+		// without a body, or whose body is buffered, is sent again on a
+		// fresh connection, whatever its method; an idempotent one whose
+		// body was streamed too, when all of it is still in x.out.
 		c.nc.Close()
 		x.conn = nil
-		return x.send(true, time.Until(x.deadline))
+		return x.send(true, time.Until(x.deadline), whole)
 	}
 	return err
 }
@@ -426,6 +438,7 @@ func (x *exchange) write(c *upConn, p []byte) error {
 	if err := x.flush(c); err != nil {
 		return err
 	}
+	x.writes++
 	_, err := c.nc.Write(p)
 	return err
 }
@@ -435,7 +448,8 @@ func (x *exchange) flush(c *upConn) error {
 	if len(x.out) == 0 {
 		return nil
 	}
+	x.writes++
 	_, err := c.nc.Write(x.out)
-	x.out = x.out[:0]
+	x.out = x.out[:0] // the bytes stay, for a replay (see send)
 	return err
 }
