@@ -106,13 +106,24 @@ func waitChan[T any](t testing.TB, ch <-chan T, timeout time.Duration, what stri
 // freeAddr returns a 127.0.0.1 address that was free a moment ago.
 func freeAddr(t testing.TB) string {
 	t.Helper()
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
+	return freeAddrs(t, 1)[0]
+}
+
+// freeAddrs returns n distinct free loopback addresses: their listeners are
+// all open at once before they close, so the kernel cannot hand out the
+// same port twice.
+func freeAddrs(t testing.TB, n int) []string {
+	t.Helper()
+	addrs := make([]string, n)
+	for i := range addrs {
+		l, err := net.Listen("tcp", "127.0.0.1:0")
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer l.Close()
+		addrs[i] = l.Addr().String()
 	}
-	addr := l.Addr().String()
-	l.Close()
-	return addr
+	return addrs
 }
 
 // refusedURL returns an http URL on a port where nothing listens.
@@ -207,7 +218,8 @@ var topKey = func(k string) *regexp.Regexp { return regexp.MustCompile(`(?m)^` +
 // and admin addresses.
 func writeConfig(t testing.TB, cfg string) (path, listen, admin string) {
 	t.Helper()
-	listen, admin = freeAddr(t), freeAddr(t)
+	addrs := freeAddrs(t, 2)
+	listen, admin = addrs[0], addrs[1]
 	path = filepath.Join(t.TempDir(), "sluice.yaml")
 	if err := os.WriteFile(path, []byte(composeConfig(cfg, listen, admin)), 0o644); err != nil {
 		t.Fatal(err)

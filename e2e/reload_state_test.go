@@ -220,7 +220,8 @@ func TestReloadListenChangeNeedsRestart(t *testing.T) {
 	t.Parallel()
 	a, b := newBackend(t, "a", nil), newBackend(t, "b", nil)
 	p := start(t, simpleRoute(a.URL))
-	newListen, newAdmin := freeAddr(t), freeAddr(t)
+	addrs := freeAddrs(t, 2)
+	newListen, newAdmin := addrs[0], addrs[1]
 	restartLines := func() []string {
 		var out []string
 		for _, l := range strings.Split(p.Stderr(), "\n") {

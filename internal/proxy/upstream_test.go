@@ -10,22 +10,7 @@ import (
 )
 
 func TestPeerOpen(t *testing.T) {
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer ln.Close()
-	accepted := make(chan net.Conn, 2)
-	go func() {
-		for {
-			c, err := ln.Accept()
-			if err != nil {
-				return
-			}
-			accepted <- c
-		}
-	}()
-	p := newPool(ln.Addr().String(), time.Minute)
+	p, accepted := testPool(t)
 	c, err := p.dial(context.Background(), time.Second)
 	if err != nil {
 		t.Fatal(err)
@@ -60,21 +45,7 @@ func TestPeerOpen(t *testing.T) {
 // TestPooledConnectionReusedAfterDeadline: a connection whose last read
 // deadline has passed while it sat idle is still reused.
 func TestPooledConnectionReusedAfterDeadline(t *testing.T) {
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer ln.Close()
-	go func() {
-		for {
-			c, err := ln.Accept()
-			if err != nil {
-				return
-			}
-			defer c.Close()
-		}
-	}()
-	p := newPool(ln.Addr().String(), time.Minute)
+	p, _ := testPool(t)
 	c, err := p.dial(context.Background(), time.Second)
 	if err != nil {
 		t.Fatal(err)
@@ -96,26 +67,12 @@ func TestPooledConnectionReusedAfterDeadline(t *testing.T) {
 // TestDialSlots: a dial waits for one of the pool's dial slots, within its
 // connect timeout, and fails as a connect timeout when none frees up.
 func TestDialSlots(t *testing.T) {
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer ln.Close()
-	go func() {
-		for {
-			c, err := ln.Accept()
-			if err != nil {
-				return
-			}
-			defer c.Close()
-		}
-	}()
-	p := newPool(ln.Addr().String(), time.Minute)
+	p, _ := testPool(t)
 	for range dialSlots {
 		p.slots <- struct{}{}
 	}
 	t0 := time.Now()
-	_, err = p.dial(context.Background(), 50*time.Millisecond)
+	_, err := p.dial(context.Background(), 50*time.Millisecond)
 	var de *dialError
 	if !errors.As(err, &de) || !isTimeout(err) {
 		t.Fatalf("dial with every slot taken = %v, want a connect timeout", err)
@@ -143,19 +100,7 @@ func TestDialSlots(t *testing.T) {
 // takes one holding the first bytes when they come, reads on through it,
 // and gives it back when it returns to its pool.
 func TestReadFirst(t *testing.T) {
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer ln.Close()
-	accepted := make(chan net.Conn, 1)
-	go func() {
-		c, err := ln.Accept()
-		if err == nil {
-			accepted <- c
-		}
-	}()
-	p := newPool(ln.Addr().String(), time.Minute)
+	p, accepted := testPool(t)
 	c, err := p.dial(context.Background(), time.Second)
 	if err != nil {
 		t.Fatal(err)
@@ -217,4 +162,41 @@ func TestReadFirst(t *testing.T) {
 	if err := c2.readFirst(); !errors.Is(err, io.EOF) {
 		t.Errorf("readFirst after the backend closed = %v, want EOF", err)
 	}
+}
+
+// testPool returns a pool for a local listener, and the connections the
+// listener accepts, in order; everything is closed at cleanup.
+func testPool(t *testing.T) (*Pool, <-chan net.Conn) {
+	t.Helper()
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	accepted := make(chan net.Conn, 16)
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		var conns []net.Conn
+		defer func() {
+			for _, c := range conns {
+				c.Close()
+			}
+		}()
+		for {
+			c, err := ln.Accept()
+			if err != nil {
+				return
+			}
+			conns = append(conns, c)
+			select {
+			case accepted <- c:
+			default:
+			}
+		}
+	}()
+	t.Cleanup(func() {
+		ln.Close()
+		<-done
+	})
+	return newPool(ln.Addr().String(), time.Minute), accepted
 }
