@@ -41,12 +41,20 @@ func main() {
 	flag.IntVar(&o.threads, "threads", o.threads, "wrk threads")
 	flag.StringVar(&o.out, "out", "", "results folder (default bench/results/<UTC timestamp>)")
 	flag.StringVar(&o.sluiceBin, "sluice", "", "a prebuilt sluice binary to use instead of building ./cmd/sluice")
+	rereport := flag.String("rereport", "", "write results.md, results.json and chart.svg of the results folder again from its saved samples, and run nothing")
 	flag.Parse()
 	if flag.NArg() > 0 {
 		fmt.Fprintf(os.Stderr, "bench: unexpected arguments %q\n", flag.Args())
 		os.Exit(2)
 	}
 	o.log = os.Stdout
+	if *rereport != "" {
+		if err := rewriteReport(*rereport); err != nil {
+			fmt.Fprintln(os.Stderr, "bench:", err)
+			os.Exit(1)
+		}
+		return
+	}
 
 	ctx, cancel := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer cancel()

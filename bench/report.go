@@ -71,6 +71,12 @@ type result struct {
 	// (keys rps, p50, p90, p99, cpu_per_request, peak_rss); absent for
 	// nginx itself or when nginx did not run.
 	VsNginx map[string]float64 `json:"vs_nginx,omitempty"`
+	// VsNginxPaired holds, for the same keys, the median over the
+	// repetitions of the figure divided by nginx's in the same repetition.
+	// Proxies take turns within a repetition, so a pair shares the
+	// machine's state of the moment: steadier than the ratio of medians
+	// when the machine's speed drifts between repetitions.
+	VsNginxPaired map[string]float64 `json:"vs_nginx_paired,omitempty"`
 }
 
 // scenarioInfo describes a scenario in the report.
@@ -190,6 +196,7 @@ func (r *report) summarize() {
 			if res.Proxy == "nginx" {
 				continue
 			}
+			res.VsNginxPaired = r.pairedRatios(sc.Name, res.Proxy)
 			res.VsNginx = map[string]float64{}
 			for k, pair := range map[string][2]float64{
 				"rps":             {res.RPS, nginx.RPS},
@@ -207,6 +214,44 @@ func (r *report) summarize() {
 	}
 }
 
+// ratioFigures are the figures given as ratios to nginx's, by key.
+var ratioFigures = map[string]func(sample) float64{
+	"rps":             func(s sample) float64 { return s.RPS },
+	"p50":             func(s sample) float64 { return s.P50ms },
+	"p90":             func(s sample) float64 { return s.P90ms },
+	"p99":             func(s sample) float64 { return s.P99ms },
+	"cpu_per_request": func(s sample) float64 { return s.CPUPerRequestUS },
+	"peak_rss":        func(s sample) float64 { return float64(s.PeakRSSKiB) },
+}
+
+// pairedRatios returns, for each figure, the median over the repetitions
+// in which both proxy and nginx ran scenario sc of proxy's figure divided
+// by nginx's; nil when there is no such repetition.
+func (r *report) pairedRatios(sc, proxy string) map[string]float64 {
+	byRep := map[int]sample{}
+	for _, s := range r.Samples {
+		if s.Scenario == sc && s.Proxy == "nginx" {
+			byRep[s.Rep] = s
+		}
+	}
+	out := map[string]float64{}
+	for k, f := range ratioFigures {
+		var ratios []float64
+		for _, s := range r.Samples {
+			if n, ok := byRep[s.Rep]; ok && s.Scenario == sc && s.Proxy == proxy && f(n) > 0 {
+				ratios = append(ratios, f(s)/f(n))
+			}
+		}
+		if len(ratios) > 0 {
+			out[k] = medianOf(ratios)
+		}
+	}
+	if len(out) == 0 {
+		return nil
+	}
+	return out
+}
+
 // median returns the median of f over ss (the mean of the middle two for an
 // even count).
 func median(ss []sample, f func(sample) float64) float64 {
@@ -214,6 +259,12 @@ func median(ss []sample, f func(sample) float64) float64 {
 	for i, s := range ss {
 		v[i] = f(s)
 	}
+	return medianOf(v)
+}
+
+// medianOf returns the median of v (the mean of the middle two for an even
+// count), reordering v.
+func medianOf(v []float64) float64 {
 	sort.Float64s(v)
 	n := len(v)
 	if n == 0 {
@@ -223,6 +274,23 @@ func median(ss []sample, f func(sample) float64) float64 {
 		return v[n/2]
 	}
 	return (v[n/2-1] + v[n/2]) / 2
+}
+
+// rewriteReport summarizes the samples saved in dir's results.json again
+// and rewrites the folder's results.json, results.md and chart.svg, so that
+// an earlier run can be seen in the current report's form.
+func rewriteReport(dir string) error {
+	b, err := os.ReadFile(filepath.Join(dir, "results.json"))
+	if err != nil {
+		return err
+	}
+	var r report
+	if err := json.Unmarshal(b, &r); err != nil {
+		return fmt.Errorf("%s: %w", filepath.Join(dir, "results.json"), err)
+	}
+	r.Dir = dir
+	r.summarize()
+	return r.write()
 }
 
 // write writes results.json, results.md and chart.svg into the results
@@ -272,9 +340,26 @@ func (r *report) markdown() string {
 			withRatio(fmt.Sprintf("%.1f MiB", res.PeakRSSMiB), res.VsNginx, "peak_rss"),
 			res.Errors, 100*res.Busy, res.UpstreamPerRequest)
 	}
-	b.WriteString("\nRatios in parentheses are to nginx in the same scenario. Errors are non-2xx/3xx responses plus socket errors, summed over the runs. " +
+	b.WriteString("\nRatios in parentheses are of the medians to nginx's in the same scenario. Errors are non-2xx/3xx responses plus socket errors, summed over the runs. " +
 		"CPU busy is the proxy's CPU seconds over wall seconds; well under 100% means wrk or the backends, not the proxy, were the bottleneck. " +
 		"Upstream/req is the backends' requests per client request: about 1.5 in retry_get when every 503 is retried.\n")
+	paired := false
+	for _, res := range r.Results {
+		if res.VsNginxPaired != nil {
+			paired = true
+		}
+	}
+	if paired {
+		b.WriteString("\nPaired ratios to nginx: in each repetition the proxies run one after the other, so each proxy's figure is divided by nginx's of the same repetition, and the median of those ratios is given; drift in the machine's speed between repetitions cancels out.\n\n")
+		b.WriteString("| scenario | proxy | req/s | p99 | CPU/request | peak RSS |\n|---|---|--:|--:|--:|--:|\n")
+		for _, res := range r.Results {
+			if res.VsNginxPaired == nil {
+				continue
+			}
+			v := res.VsNginxPaired
+			fmt.Fprintf(&b, "| %s | %s | %.2f× | %.2f× | %.2f× | %.2f× |\n", res.Scenario, res.Proxy, v["rps"], v["p99"], v["cpu_per_request"], v["peak_rss"])
+		}
+	}
 	for _, sc := range r.Scenarios {
 		off, ok1 := findResult(r, sc.Name, "sluice")
 		on, ok2 := findResult(r, sc.Name, "sluice-log")

@@ -98,3 +98,50 @@ func TestViews(t *testing.T) {
 		t.Errorf("chart does not mark the run with errors")
 	}
 }
+
+// TestPairedRatios: each repetition's figure is divided by nginx's in the
+// same repetition, and the median of those ratios is reported. Here the
+// machine slows down threefold over the repetitions, sluice and nginx are
+// equal in each, and sluice has a fourth, slower repetition that nginx
+// missed: the ratio of medians says 1.25×, the pairs say 1×.
+func TestPairedRatios(t *testing.T) {
+	r := newReport(defaultOptions(), time.Date(2026, 11, 28, 20, 0, 0, 0, time.UTC), "")
+	r.Proxies = []string{"sluice", "nginx"}
+	r.Scenarios = []scenarioInfo{{Name: "upload_post"}}
+	cpu := map[string][]float64{
+		"sluice": {10, 20, 30},
+		"nginx":  {10, 20, 30},
+	}
+	for rep := 1; rep <= 3; rep++ {
+		for _, p := range r.Proxies {
+			s := sample{Scenario: "upload_post", Proxy: p, Rep: rep}
+			s.CPUPerRequestUS = cpu[p][rep-1]
+			s.RPS = 1e6 / s.CPUPerRequestUS
+			s.P99ms, s.PeakRSSKiB, s.Requests = 1, 1024, 100
+			r.Samples = append(r.Samples, s)
+		}
+	}
+	// A fourth repetition that nginx missed is left out of the pairs.
+	extra := sample{Scenario: "upload_post", Proxy: "sluice", Rep: 4, CPUPerRequestUS: 90, PeakRSSKiB: 1024}
+	extra.RPS, extra.P99ms, extra.Requests = 1, 9, 100
+	r.Samples = append(r.Samples, extra)
+	r.summarize()
+	s := r.Results[0]
+	if s.Proxy != "sluice" {
+		t.Fatalf("first result is %s", s.Proxy)
+	}
+	if got := s.VsNginx["cpu_per_request"]; math.Abs(got-1.25) > 1e-9 {
+		t.Errorf("ratio of medians = %v, want 1.25 (medians 25 and 20)", got)
+	}
+	for k, want := range map[string]float64{"cpu_per_request": 1, "rps": 1, "p99": 1, "peak_rss": 1} {
+		if got := s.VsNginxPaired[k]; math.Abs(got-want) > 1e-9 {
+			t.Errorf("VsNginxPaired[%s] = %v, want %v", k, got, want)
+		}
+	}
+	if r.Results[1].VsNginxPaired != nil {
+		t.Errorf("nginx has paired ratios to itself: %v", r.Results[1].VsNginxPaired)
+	}
+	if md := r.markdown(); !strings.Contains(md, "| upload_post | sluice | 1.00× | 1.00× | 1.00× | 1.00× |") {
+		t.Errorf("markdown lacks the paired row:\n%s", md)
+	}
+}
