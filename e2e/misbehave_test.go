@@ -37,19 +37,19 @@ func peerRoutes(routes ...peerRoute) string {
 
 // cutGet GETs url with a keep-alive-less client and reads the whole body,
 // returning the response (nil when none came), what arrived of the body, the
-// error that ended the read (nil: the body ended cleanly) and the time taken.
-func cutGet(t testing.TB, url string) (*http.Response, []byte, error, time.Duration) {
+// time taken and the error that ended the read (nil: the body ended cleanly).
+func cutGet(t testing.TB, url string) (*http.Response, []byte, time.Duration, error) {
 	t.Helper()
 	c, tr := newClient(t)
 	tr.DisableKeepAlives = true
 	t0 := time.Now()
 	resp, err := c.Get(url)
 	if err != nil {
-		return nil, nil, err, time.Since(t0)
+		return nil, nil, time.Since(t0), err
 	}
 	defer resp.Body.Close()
 	body, err := io.ReadAll(resp.Body)
-	return resp, body, err, time.Since(t0)
+	return resp, body, time.Since(t0), err
 }
 
 // checkCut asserts that a response whose backend failed after sending its
@@ -151,7 +151,7 @@ health:
 	t.Run("cases", func(t *testing.T) {
 		t.Run("upstream_header: silent backend gets 504", func(t *testing.T) {
 			t.Parallel()
-			resp, body, err, d := cutGet(t, p.URL("/silent/x"))
+			resp, body, d, err := cutGet(t, p.URL("/silent/x"))
 			if resp == nil {
 				t.Fatalf("no response: %v", err)
 			}
@@ -162,7 +162,7 @@ health:
 		})
 		t.Run("upstream_header: headers trickled past it get 504", func(t *testing.T) {
 			t.Parallel()
-			resp, body, err, d := cutGet(t, p.URL("/slowhead/x"))
+			resp, body, d, err := cutGet(t, p.URL("/slowhead/x"))
 			if resp == nil {
 				t.Fatalf("no response: %v", err)
 			}
@@ -181,7 +181,7 @@ health:
 		} {
 			t.Run(tc.name, func(t *testing.T) {
 				t.Parallel()
-				resp, body, err, d := cutGet(t, p.URL(tc.path))
+				resp, body, d, err := cutGet(t, p.URL(tc.path))
 				done := time.Now()
 				checkCut(t, resp, body, err, "0123456789")
 				checkCutTime(t, "cut", d, timeout)
@@ -190,7 +190,7 @@ health:
 		}
 		t.Run("upstream_body: a byte every 250ms is not a stall", func(t *testing.T) {
 			t.Parallel()
-			resp, body, err, d := cutGet(t, p.URL("/trickle/x"))
+			resp, body, d, err := cutGet(t, p.URL("/trickle/x"))
 			if resp == nil || err != nil {
 				t.Fatalf("response %v, error %v; want 200 and the whole body", resp, err)
 			}
@@ -203,7 +203,7 @@ health:
 		})
 		t.Run("reset mid-body cuts the client", func(t *testing.T) {
 			t.Parallel()
-			resp, body, err, d := cutGet(t, p.URL("/resetmid/x"))
+			resp, body, d, err := cutGet(t, p.URL("/resetmid/x"))
 			checkCut(t, resp, body, err, strings.Repeat("r", 100))
 			if d > timeoutSlack {
 				t.Errorf("cut after %v, want at once (under %v)", d, timeoutSlack)
@@ -211,7 +211,7 @@ health:
 		})
 		t.Run("reset before the response gets 502", func(t *testing.T) {
 			t.Parallel()
-			resp, body, err, d := cutGet(t, p.URL("/resetearly/x"))
+			resp, body, d, err := cutGet(t, p.URL("/resetearly/x"))
 			if resp == nil {
 				t.Fatalf("no response: %v", err)
 			}
@@ -222,7 +222,7 @@ health:
 		})
 		t.Run("upstream_connect: hanging connect gets 502", func(t *testing.T) {
 			t.Parallel()
-			resp, body, err, d := cutGet(t, p.URL("/blackhole/x"))
+			resp, body, d, err := cutGet(t, p.URL("/blackhole/x"))
 			if resp == nil {
 				t.Fatalf("no response: %v", err)
 			}
@@ -231,7 +231,7 @@ health:
 		})
 		t.Run("max_response_body: declared length over it gets 502", func(t *testing.T) {
 			t.Parallel()
-			resp, body, err, d := cutGet(t, p.URL("/bigdeclared/x"))
+			resp, body, d, err := cutGet(t, p.URL("/bigdeclared/x"))
 			if resp == nil {
 				t.Fatalf("no response: %v", err)
 			}
@@ -244,7 +244,7 @@ health:
 		})
 		t.Run("max_response_body: streamed body over it cuts the client", func(t *testing.T) {
 			t.Parallel()
-			resp, body, err, d := cutGet(t, p.URL("/bigstream/stream"))
+			resp, body, d, err := cutGet(t, p.URL("/bigstream/stream"))
 			done := time.Now()
 			switch {
 			case resp == nil: // cut before the headers went out
