@@ -196,7 +196,7 @@ func (r *report) summarize() {
 			if res.Proxy == "nginx" {
 				continue
 			}
-			res.VsNginxPaired = r.pairedRatios(sc.Name, res.Proxy)
+			res.VsNginxPaired = r.pairedRatios(sc.Name, res.Proxy, "nginx")
 			res.VsNginx = map[string]float64{}
 			for k, pair := range map[string][2]float64{
 				"rps":             {res.RPS, nginx.RPS},
@@ -225,12 +225,12 @@ var ratioFigures = map[string]func(sample) float64{
 }
 
 // pairedRatios returns, for each figure, the median over the repetitions
-// in which both proxy and nginx ran scenario sc of proxy's figure divided
-// by nginx's; nil when there is no such repetition.
-func (r *report) pairedRatios(sc, proxy string) map[string]float64 {
+// in which both proxy and ref ran scenario sc of proxy's figure divided by
+// ref's; nil when there is no such repetition.
+func (r *report) pairedRatios(sc, proxy, ref string) map[string]float64 {
 	byRep := map[int]sample{}
 	for _, s := range r.Samples {
-		if s.Scenario == sc && s.Proxy == "nginx" {
+		if s.Scenario == sc && s.Proxy == ref {
 			byRep[s.Rep] = s
 		}
 	}
@@ -359,6 +359,16 @@ func (r *report) markdown() string {
 			v := res.VsNginxPaired
 			fmt.Fprintf(&b, "| %s | %s | %.2f× | %.2f× | %.2f× | %.2f× |\n", res.Scenario, res.Proxy, v["rps"], v["p99"], v["cpu_per_request"], v["peak_rss"])
 		}
+	}
+	var vsHAProxy []string
+	for _, sc := range r.Scenarios {
+		if v := r.pairedRatios(sc.Name, "sluice", "haproxy"); v != nil {
+			vsHAProxy = append(vsHAProxy, fmt.Sprintf("| %s | %.2f× | %.2f× | %.2f× |\n", sc.Name, v["rps"], v["p99"], v["cpu_per_request"]))
+		}
+	}
+	if len(vsHAProxy) > 0 {
+		b.WriteString("\nsluice against HAProxy, paired the same way:\n\n| scenario | req/s | p99 | CPU/request |\n|---|--:|--:|--:|\n")
+		b.WriteString(strings.Join(vsHAProxy, ""))
 	}
 	for _, sc := range r.Scenarios {
 		off, ok1 := findResult(r, sc.Name, "sluice")

@@ -141,7 +141,25 @@ func TestPairedRatios(t *testing.T) {
 	if r.Results[1].VsNginxPaired != nil {
 		t.Errorf("nginx has paired ratios to itself: %v", r.Results[1].VsNginxPaired)
 	}
-	if md := r.markdown(); !strings.Contains(md, "| upload_post | sluice | 1.00× | 1.00× | 1.00× | 1.00× |") {
-		t.Errorf("markdown lacks the paired row:\n%s", md)
+	if md := r.markdown(); !strings.Contains(md, "| upload_post | sluice | 1.00× | 1.00× | 1.00× | 1.00× |") || strings.Contains(md, "against HAProxy") {
+		t.Errorf("markdown lacks the paired row, or compares with a HAProxy that did not run:\n%s", md)
+	}
+}
+
+// TestPairedAgainstHAProxy: with HAProxy in the run, sluice's paired
+// ratios to it are given too.
+func TestPairedAgainstHAProxy(t *testing.T) {
+	r := fakeReport()
+	r.Proxies = append(r.Proxies, "haproxy")
+	for rep := 1; rep <= 3; rep++ {
+		s := sample{Scenario: "retry_get", Proxy: "haproxy", Rep: rep}
+		s.RPS = 4000 * float64(rep) // sluice's is 2000×rep: half
+		s.P99ms, s.CPUPerRequestUS, s.PeakRSSKiB, s.Requests = float64(rep), 5*float64(rep), 1024, 100
+		r.Samples = append(r.Samples, s)
+	}
+	r.summarize()
+	md := r.markdown()
+	if !strings.Contains(md, "| retry_get | 0.50× | 1.00× | 1.00× |") || strings.Contains(md, "| healthy_get | 0.") {
+		t.Errorf("markdown lacks sluice's paired ratios to HAProxy in retry_get only:\n%s", md)
 	}
 }
