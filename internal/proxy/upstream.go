@@ -5,7 +5,6 @@ import (
 	"context"
 	"crypto/tls"
 	"errors"
-	"fmt"
 	"io"
 	"net"
 	"os"
@@ -213,32 +212,27 @@ func (p *Pool) get(ctx context.Context, now time.Time, connectTimeout time.Durat
 // a goroutine of its own while the request waits: those call chains are
 // deep, and run on the request's goroutine they would grow its stack to
 // 8 KiB for the rest of the client connection's life, where the request
-// path itself fits in 4 KiB. At most dialSlots dials of a pool run at once,
-// so that a burst of new client connections does not take a deep stack
-// each; a dial waits for a slot within its connect timeout.
+// path itself fits in 4 KiB. At most dialSlots such goroutines of a pool
+// run at once, so that a burst of new client connections does not take a
+// deep stack each. A dial that finds every slot taken waits for one, for
+// at most dialSlotWait; then it dials on the request's own goroutine, so
+// that dials stuck on a slow or lossy backend never hold up the others.
 func (p *Pool) dial(ctx context.Context, connectTimeout time.Duration) (*upConn, error) {
-	select {
-	case p.slots <- struct{}{}:
-	default:
-		t := time.NewTimer(connectTimeout)
-		select {
-		case p.slots <- struct{}{}:
-			t.Stop()
-		case <-t.C:
-			return nil, &dialError{fmt.Errorf("dial tcp %s: %w", p.addr, os.ErrDeadlineExceeded)}
-		}
-	}
 	var (
-		nc   net.Conn
-		err  error
-		done = make(chan struct{})
+		nc  net.Conn
+		err error
 	)
-	go func() {
-		defer close(done)
+	if p.takeSlot(min(dialSlotWait, connectTimeout)) {
+		done := make(chan struct{})
+		go func() {
+			defer close(done)
+			nc, err = p.connect(ctx, connectTimeout)
+		}()
+		<-done
+		<-p.slots
+	} else {
 		nc, err = p.connect(ctx, connectTimeout)
-	}()
-	<-done
-	<-p.slots
+	}
 	if err != nil {
 		return nil, &dialError{err}
 	}
@@ -252,8 +246,30 @@ func (p *Pool) dial(ctx context.Context, connectTimeout time.Duration) (*upConn,
 	return c, nil
 }
 
-// dialSlots bounds the dials of one pool in progress at once.
-const dialSlots = 32
+// takeSlot takes one of p's dial slots, waiting at most wait for one to
+// free up, and reports whether it got one.
+func (p *Pool) takeSlot(wait time.Duration) bool {
+	select {
+	case p.slots <- struct{}{}:
+		return true
+	default:
+	}
+	t := time.NewTimer(wait)
+	defer t.Stop()
+	select {
+	case p.slots <- struct{}{}:
+		return true
+	case <-t.C:
+		return false
+	}
+}
+
+// dialSlots bounds the dialing goroutines of one pool, and dialSlotWait how
+// long a dial waits for one of them before it dials on its own goroutine.
+const (
+	dialSlots    = 32
+	dialSlotWait = 250 * time.Millisecond
+)
 
 // connect dials p's address within connectTimeout and, for an https
 // backend, completes the TLS handshake within another.
