@@ -105,7 +105,6 @@ var scratches = sync.Pool{New: func() any { b := make([]byte, upstreamReadBuf); 
 // attach gives c a read buffer reading from c.src.
 func (c *upConn) attach() {
 	c.br = readers.Get().(*bufio.Reader)
-	c.src.c = c
 	c.br.Reset(&c.src)
 }
 
@@ -237,6 +236,7 @@ func (p *Pool) dial(ctx context.Context, connectTimeout time.Duration) (*upConn,
 		return nil, &dialError{err}
 	}
 	c := &upConn{nc: nc, pool: p}
+	c.src.c = c
 	c.initPeek()
 	if c.raw != nil {
 		c.initFirst()

@@ -10,13 +10,7 @@ import (
 )
 
 func TestPeerOpen(t *testing.T) {
-	p, accepted := testPool(t)
-	c, err := p.dial(context.Background(), time.Second)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer c.nc.Close()
-	server := <-accepted
+	p, c, server := dialTestPool(t)
 	if !c.peerOpen() {
 		t.Fatal("an open idle connection was reported closed")
 	}
@@ -86,16 +80,21 @@ func TestDialSlots(t *testing.T) {
 	}
 
 	// A slot freed while the dial waits lets it through on a goroutine of
-	// its own, and the slot comes back after.
+	// its own, without waiting out dialSlotWait, and the slot comes back
+	// after.
 	go func() {
-		time.Sleep(dialSlotWait / 5)
+		time.Sleep(dialSlotWait / 5) // the event under test: a slot frees up meanwhile
 		<-p.slots
 	}()
+	t0 = time.Now()
 	c, err = p.dial(context.Background(), 5*time.Second)
 	if err != nil {
 		t.Fatalf("dial after a slot freed: %v", err)
 	}
 	c.nc.Close()
+	if d := time.Since(t0); d >= dialSlotWait {
+		t.Errorf("dial took %v, want it through as soon as a slot freed (before dialSlotWait, %v)", d, dialSlotWait)
+	}
 	if n := len(p.slots); n != dialSlots-1 {
 		t.Errorf("%d slots taken after the dial, want %d (the dial gives its slot back)", n, dialSlots-1)
 	}
@@ -117,14 +116,7 @@ func TestDialSlots(t *testing.T) {
 // takes one holding the first bytes when they come, reads on through it,
 // and gives it back when it returns to its pool.
 func TestReadFirst(t *testing.T) {
-	p, accepted := testPool(t)
-	c, err := p.dial(context.Background(), time.Second)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer c.nc.Close()
-	server := <-accepted
-	defer server.Close()
+	p, c, server := dialTestPool(t)
 	if c.br != nil {
 		t.Fatal("a fresh connection holds a read buffer before any response")
 	}
@@ -216,4 +208,17 @@ func testPool(t *testing.T) (*Pool, <-chan net.Conn) {
 		<-done
 	})
 	return newPool(ln.Addr().String(), time.Minute), accepted
+}
+
+// dialTestPool dials a connection of a testPool and returns the pool, the
+// connection and the listener's side of it, all closed at cleanup.
+func dialTestPool(t *testing.T) (*Pool, *upConn, net.Conn) {
+	t.Helper()
+	p, accepted := testPool(t)
+	c, err := p.dial(context.Background(), time.Second)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { c.nc.Close() })
+	return p, c, <-accepted
 }
