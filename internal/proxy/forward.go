@@ -195,24 +195,24 @@ func (x *exchange) send(fresh bool, left time.Duration, replay int) error {
 	if replay == 0 && x.hasBody() {
 		err = x.writeBody(c)
 	}
-	whole := 0 // the whole request went out in the one write below
+	whole := 0 // the whole request is in x.out, for the one write below
+	queued := false
 	if err == nil {
 		if x.writes == 0 {
 			whole = len(x.out)
 		}
-		err = x.flush(c)
+		if c.first != nil && c.br == nil && len(x.out) > 0 {
+			// Written by the wait for the answer (see readFirst).
+			c.queue(x.out)
+			x.writes++
+			x.out = x.out[:0]
+			queued = true
+		} else {
+			err = x.flush(c)
+		}
 	}
 	if err == nil {
-		// The wait for the head is armed here, not deeper down in
-		// readHead: setting a deadline takes about 1 KiB of stack, and
-		// the request path fits in a 4 KiB goroutine stack only if that
-		// happens this high up (awaitBackend then finds it armed).
-		now := time.Now()
-		x.now = now
-		limit := min(r.UpstreamHeader, x.deadline.Sub(now))
-		if err = c.armWait(now, now.Add(limit)); err == nil {
-			err = x.readHead(c, now, limit)
-		}
+		err = x.awaitHead(c, queued)
 	}
 	if err != nil && c.reused && (!x.hasBody() || x.body != nil || whole > 0 && x.idempotent) && !isTimeout(err) && !isClientErr(err) {
 		// The keep-alive race: the backend closed this idle connection as
@@ -225,6 +225,34 @@ func (x *exchange) send(fresh bool, left time.Duration, replay int) error {
 		return x.send(true, time.Until(x.deadline), whole)
 	}
 	return err
+}
+
+// awaitHead arms the wait for the response head and reads it, after what
+// is left of a request queued on c (queued) went out.
+func (x *exchange) awaitHead(c *upConn, queued bool) error {
+	for {
+		// The wait for the head is armed here, not deeper down in
+		// readHead: setting a deadline takes about 1 KiB of stack, and
+		// the request path fits in a 4 KiB goroutine stack only if that
+		// happens this high up (awaitBackend then finds it armed).
+		now := time.Now()
+		x.now = now
+		limit := min(x.route.UpstreamHeader, x.deadline.Sub(now))
+		if err := c.armWait(now, now.Add(limit)); err != nil {
+			return err
+		}
+		err := x.readHead(c, now, limit)
+		if !queued || err != errQueuedPartly {
+			return err
+		}
+		// The socket's buffer was full: the rest goes out in a write
+		// that waits, and the wait for the head starts after it.
+		rest := c.queued
+		c.queued, queued = nil, false
+		if _, err := c.nc.Write(rest); err != nil {
+			return err
+		}
+	}
 }
 
 // readHead reads the response head, skipping interim 1xx responses, within

@@ -78,6 +78,9 @@ type upConn struct {
 	scratch  *[]byte
 	firstN   int
 	firstErr error
+	// queued is what readFirst writes before it waits: a request, or
+	// what is left of it.
+	queued []byte
 }
 
 // upSource is the reader under an upstream connection's read buffer: first
@@ -124,12 +127,27 @@ func (c *upConn) detach() {
 // holding them. The read is made into a scratch buffer taken only for
 // the read itself, so that a request waiting on its backend holds no
 // buffer; a wait costs the same system calls as a buffered read would.
+//
+// A request queued on c is written first, in the same RawConn.Read call.
+// Go's poller forgets the socket's readiness at the start of that call; the
+// answer can only arrive after the write, so once all of it went out the
+// wait may begin without a read attempt, which would find nothing (the
+// backend cannot have answered yet), and one system call per request is
+// saved. What could not be written at once is written by the caller
+// (errQueuedPartly), without a read buffer held meanwhile.
 func (c *upConn) readFirst() error {
 	c.firstN, c.firstErr = 0, nil
 	if err := c.raw.Read(c.first); err != nil {
 		return err
 	}
 	if c.firstErr != nil {
+		if c.firstErr == errQueuedPartly {
+			return errQueuedPartly
+		}
+		if len(c.queued) > 0 {
+			c.queued = nil
+			return &net.OpError{Op: "write", Net: "tcp", Err: os.NewSyscallError("write", c.firstErr)}
+		}
 		return os.NewSyscallError("read", c.firstErr)
 	}
 	if c.firstN == 0 {
@@ -147,6 +165,9 @@ func (c *upConn) readFirst() error {
 // initFirst prepares readFirst's read attempt.
 func (c *upConn) initFirst() {
 	c.first = func(fd uintptr) bool {
+		if len(c.queued) > 0 {
+			return c.writeQueued(fd)
+		}
 		c.scratch = scratches.Get().(*[]byte)
 		for {
 			n, err := syscall.Read(int(fd), *c.scratch)
@@ -170,6 +191,35 @@ func (c *upConn) initFirst() {
 			}
 			return true
 		}
+	}
+}
+
+// errQueuedPartly is readFirst's report that the queued request did not all
+// go out at once: the rest, c.queued, is for the caller to write.
+var errQueuedPartly = errors.New("queued request written in part")
+
+// queue sets out to be written by the next readFirst.
+func (c *upConn) queue(out []byte) { c.queued = out }
+
+// writeQueued is readFirst's callback while a request is queued: it
+// writes it, and asks to wait for the answer when all of it went out.
+func (c *upConn) writeQueued(fd uintptr) bool {
+	for {
+		n, err := syscall.Write(int(fd), c.queued)
+		if n > 0 {
+			c.queued = c.queued[n:]
+		}
+		switch {
+		case err == syscall.EINTR:
+			continue
+		case err == syscall.EAGAIN || err == nil && len(c.queued) > 0:
+			c.firstErr = errQueuedPartly
+		case err != nil:
+			c.firstErr = err
+		default:
+			return false // all of it: wait for the answer
+		}
+		return true
 	}
 }
 

@@ -1,6 +1,7 @@
 package proxy
 
 import (
+	"bytes"
 	"context"
 	"errors"
 	"io"
@@ -221,4 +222,62 @@ func dialTestPool(t *testing.T) (*Pool, *upConn, net.Conn) {
 	}
 	t.Cleanup(func() { c.nc.Close() })
 	return p, c, <-accepted
+}
+
+// TestReadFirstWritesQueued: a request queued on a connection goes out in
+// readFirst's call, which then waits for the answer; one that does not fit
+// the socket's buffer is handed back, in part, for the caller to write.
+func TestReadFirstWritesQueued(t *testing.T) {
+	_, c, server := dialTestPool(t)
+
+	req := "GET / HTTP/1.1\r\nHost: a\r\n\r\n"
+	head := "HTTP/1.1 204 No Content\r\n\r\n"
+	got := make(chan string, 1)
+	go func() {
+		b := make([]byte, len(req))
+		io.ReadFull(server, b)
+		got <- string(b)
+		io.WriteString(server, head)
+	}()
+	c.queue([]byte(req))
+	c.nc.SetReadDeadline(time.Now().Add(5 * time.Second))
+	if err := c.readFirst(); err != nil {
+		t.Fatalf("readFirst with a request queued: %v", err)
+	}
+	if r := <-got; r != req {
+		t.Fatalf("the backend read %q, want %q", r, req)
+	}
+	if len(c.queued) != 0 {
+		t.Errorf("%d bytes still queued after the write", len(c.queued))
+	}
+	if b, _ := c.br.Peek(c.br.Buffered()); string(b) != head {
+		t.Fatalf("buffered %q, want the answer %q", b, head)
+	}
+	c.br.Discard(len(head))
+
+	// The backend reads nothing: a big request fills the socket's buffers
+	// and what is left comes back.
+	c.nc.(*net.TCPConn).SetWriteBuffer(4 << 10)
+	big := bytes.Repeat([]byte("x"), 8<<20)
+	c.queue(big)
+	if err := c.readFirst(); err != errQueuedPartly {
+		t.Fatalf("readFirst with %d bytes queued to a backend that reads nothing = %v, want errQueuedPartly", len(big), err)
+	}
+	sent := len(big) - len(c.queued)
+	if sent == 0 || len(c.queued) == 0 {
+		t.Fatalf("%d bytes went out and %d are left, want some of each", sent, len(c.queued))
+	}
+	if c.scratch != nil {
+		t.Error("a write that did not finish took a read buffer")
+	}
+
+	// The backend goes away without reading what it was sent, which
+	// resets the connection: the next write fails, as a write.
+	server.Close()
+	c.queue([]byte(req))
+	err := c.readFirst()
+	var op *net.OpError
+	if !errors.As(err, &op) || op.Op != "write" {
+		t.Errorf("readFirst writing to a closed backend = %v, want a write error", err)
+	}
 }
