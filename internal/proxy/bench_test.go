@@ -3,16 +3,18 @@ package proxy
 import (
 	"bufio"
 	"bytes"
+	"context"
 	"io"
 	"net"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/sluice-proxy/sluice/internal/accesslog"
 	"github.com/sluice-proxy/sluice/internal/backend"
 	"github.com/sluice-proxy/sluice/internal/config"
+	"github.com/sluice-proxy/sluice/internal/h1"
 	"github.com/sluice-proxy/sluice/internal/metrics"
-	"github.com/valyala/fasthttp"
 )
 
 // cannedBackend answers every request on a keep-alive connection with the
@@ -94,40 +96,25 @@ func BenchmarkServe(b *testing.B) {
 }
 
 func benchServe(b *testing.B, h *Handler) {
-	var req fasthttp.Request
-	req.Header.DisableNormalizing()
-	raw := "GET /api/users?id=1 HTTP/1.1\r\nHost: example.com\r\nUser-Agent: wrk\r\nAccept: */*\r\n\r\n"
-	if err := req.Header.Read(bufio.NewReader(strings.NewReader(raw))); err != nil {
-		b.Fatal(err)
-	}
-	var ctx fasthttp.RequestCtx
-	ctx.Init(&req, &net.TCPAddr{IP: net.IPv4(127, 0, 0, 1), Port: 5555}, nil)
+	cl := serveEngine(b, h)
+	req := "GET /api/users?id=1 HTTP/1.1\r\nHost: example.com\r\nUser-Agent: wrk\r\nAccept: */*\r\n\r\n"
 	b.ReportAllocs()
 	b.ResetTimer()
 	for i := 0; i < b.N; i++ {
-		ctx.Response.Reset()
-		h.Serve(&ctx)
-		if ctx.Response.StatusCode() != 200 || len(ctx.Response.Body()) != 100 {
-			b.Fatalf("status %d body %q", ctx.Response.StatusCode(), ctx.Response.Body())
+		status, body := cl.do(b, req)
+		if status != 200 || len(body) != 100 {
+			b.Fatalf("status %d body %q", status, body)
 		}
 	}
 }
 
 func TestServeOverCannedBackend(t *testing.T) {
-	h, tr := benchRuntime(t, cannedBackend(t))
-	var req fasthttp.Request
-	req.Header.DisableNormalizing()
-	raw := "GET /api/users HTTP/1.1\r\nHost: example.com\r\n\r\n"
-	if err := req.Header.Read(bufio.NewReader(strings.NewReader(raw))); err != nil {
-		t.Fatal(err)
-	}
-	var ctx fasthttp.RequestCtx
-	ctx.Init(&req, &net.TCPAddr{IP: net.IPv4(127, 0, 0, 1), Port: 5555}, nil)
+	h, _ := benchRuntime(t, cannedBackend(t))
+	cl := serveEngine(t, h)
 	for i := 0; i < 3; i++ {
-		ctx.Response.Reset()
-		h.Serve(&ctx)
-		if ctx.Response.StatusCode() != 200 || !bytes.Equal(ctx.Response.Body(), bytes.Repeat([]byte("x"), 100)) {
-			t.Fatalf("status %d body %q", ctx.Response.StatusCode(), ctx.Response.Body())
+		status, body := cl.do(t, "GET /api/users HTTP/1.1\r\nHost: example.com\r\n\r\n")
+		if status != 200 || string(body) != strings.Repeat("x", 100) {
+			t.Fatalf("status %d body %q", status, body)
 		}
 	}
 	// The three requests shared one pooled connection.
@@ -135,27 +122,82 @@ func TestServeOverCannedBackend(t *testing.T) {
 	if n := rt.Routes[0].Pools[0].idleCount(); n != 1 {
 		t.Fatalf("idle connections = %d, want 1", n)
 	}
-	_ = tr
+}
+
+// serveEngine serves h on a loopback listener with the h1 engine, and
+// returns a keep-alive client connection to it.
+func serveEngine(tb testing.TB, h *Handler) *rawClient {
+	tb.Helper()
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		tb.Fatal(err)
+	}
+	srv := &h1.Server{Handler: h, MaxHeaderBytes: 64 << 10, HeaderTimeout: 10 * time.Second, IdleTimeout: time.Minute}
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		srv.Serve(ln)
+	}()
+	c, err := net.Dial("tcp", ln.Addr().String())
+	if err != nil {
+		tb.Fatal(err)
+	}
+	tb.Cleanup(func() {
+		c.Close()
+		srv.Shutdown(context.Background())
+		<-done
+	})
+	return &rawClient{c: c, br: bufio.NewReaderSize(c, 128<<10)}
+}
+
+// rawClient sends raw requests on one connection and reads responses
+// framed by Content-Length, without allocating.
+type rawClient struct {
+	c    net.Conn
+	br   *bufio.Reader
+	req  []byte
+	body []byte
+}
+
+func (cl *rawClient) do(tb testing.TB, req string) (int, []byte) {
+	tb.Helper()
+	cl.c.SetDeadline(time.Now().Add(10 * time.Second))
+	cl.req = append(cl.req[:0], req...)
+	if _, err := cl.c.Write(cl.req); err != nil {
+		tb.Fatal(err)
+	}
+	status, length := 0, 0
+	for first := true; ; first = false {
+		line, err := cl.br.ReadSlice('\n')
+		if err != nil {
+			tb.Fatalf("reading the response: %v", err)
+		}
+		if first {
+			if len(line) < 12 {
+				tb.Fatalf("status line %q", line)
+			}
+			status = int(line[9]-'0')*100 + int(line[10]-'0')*10 + int(line[11]-'0')
+			continue
+		}
+		if len(line) == 2 {
+			break
+		}
+		if len(line) > 16 && bytes.EqualFold(line[:15], []byte("Content-Length:")) {
+			for _, ch := range bytes.TrimSpace(line[15:]) {
+				length = length*10 + int(ch-'0')
+			}
+		}
+	}
+	if cap(cl.body) < length {
+		cl.body = make([]byte, length)
+	}
+	cl.body = cl.body[:length]
+	if _, err := io.ReadFull(cl.br, cl.body); err != nil {
+		tb.Fatalf("reading the body: %v", err)
+	}
+	return status, cl.body
 }
 
 type nopEvents struct{}
 
 func (nopEvents) Transition(string, *backend.Backend, backend.State, backend.State, string) {}
-
-// BenchmarkHeaderReceived is the engine hook run for every request with a
-// body: it must not allocate.
-func BenchmarkHeaderReceived(b *testing.B) {
-	h, _ := benchRuntime(b, cannedBackend(b))
-	var hdr fasthttp.RequestHeader
-	hdr.DisableNormalizing()
-	raw := "POST /api/upload HTTP/1.1\r\nHost: example.com\r\nContent-Length: 65536\r\n\r\n"
-	if err := hdr.Read(bufio.NewReader(strings.NewReader(raw))); err != nil {
-		b.Fatal(err)
-	}
-	b.ReportAllocs()
-	for i := 0; i < b.N; i++ {
-		if cfg := h.HeaderReceived(&hdr); cfg.ReadTimeout == 0 {
-			b.Fatal("no route found for the body")
-		}
-	}
-}

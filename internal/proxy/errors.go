@@ -9,7 +9,7 @@ import (
 	"syscall"
 
 	"github.com/sluice-proxy/sluice/internal/backend"
-	"github.com/valyala/fasthttp"
+	"github.com/sluice-proxy/sluice/internal/h1"
 )
 
 // Outcome is what one try against a backend came to.
@@ -70,11 +70,7 @@ func classifyClientRead(err error) *clientError {
 		return &clientError{ErrRequestTooLarge, err}
 	case isTimeout(err):
 		return &clientError{ErrClientTimeout, err}
-	case errors.Is(err, fasthttp.ErrBodyTooLarge):
-		return &clientError{ErrRequestTooLarge, err}
-	}
-	var broken fasthttp.ErrBrokenChunk
-	if errors.As(err, &broken) && !isDisconnect(err) {
+	case errors.Is(err, h1.ErrBadChunk):
 		return &clientError{ErrBadRequest, err}
 	}
 	if isDisconnect(err) {

@@ -3,23 +3,22 @@ package proxy
 import (
 	"bytes"
 	"errors"
+	"net/http"
 	"strconv"
 	"time"
 	"unsafe"
 
 	"github.com/sluice-proxy/sluice/internal/accesslog"
 	"github.com/sluice-proxy/sluice/internal/backend"
+	"github.com/sluice-proxy/sluice/internal/h1"
 	"github.com/sluice-proxy/sluice/internal/retry"
 	"github.com/sluice-proxy/sluice/internal/route"
-	"github.com/valyala/fasthttp"
 )
 
-// exchange carries one request through its phases. Exchanges are pooled; an
-// exchange whose response body is still streaming when the handler returns
-// (streaming is set) is finished by the body's close.
+// exchange carries one request through its phases. Exchanges are pooled.
 type exchange struct {
 	h       *Handler
-	ctx     *fasthttp.RequestCtx
+	c       *h1.Conn
 	rt      *Runtime
 	route   *Route
 	rec     accesslog.Entry
@@ -53,14 +52,14 @@ type exchange struct {
 	now      time.Time // when the last response head was awaited
 	chunked  chunkedReader
 
-	streaming bool // the response body is being streamed after Serve returns
-	upgrade   bool // the client asks for a protocol upgrade the proxy carries
+	upgrade bool   // the client asks for a protocol upgrade the proxy carries
+	errBody []byte // the body of the proxy's own error answer
 }
 
-func (x *exchange) begin(h *Handler, ctx *fasthttp.RequestCtx) {
-	x.h, x.ctx, x.rt = h, ctx, h.rt.Load()
-	x.route, x.backend, x.conn, x.nTried, x.streaming = nil, nil, nil, 0, false
-	x.rec = accesslog.Entry{Time: ctx.Time(), Client: peerAddr(ctx.RemoteAddr())}
+func (x *exchange) begin(h *Handler, c *h1.Conn) {
+	x.h, x.c, x.rt = h, c, h.rt.Load()
+	x.route, x.backend, x.conn, x.nTried = nil, nil, nil, 0
+	x.rec = accesslog.Entry{Time: c.Time, Client: peerAddr(c.RemoteAddr())}
 	x.requestID = x.requestID[:0]
 	x.target, x.query, x.host, x.path = x.target[:0], nil, nil, ""
 	x.body, x.prefix, x.upgrade = nil, nil, false
@@ -70,23 +69,22 @@ func (x *exchange) begin(h *Handler, ctx *fasthttp.RequestCtx) {
 // answers the request itself and returns false when it must not be
 // forwarded.
 func (x *exchange) admit() bool {
-	ctx := x.ctx
-	hdr := &ctx.Request.Header
-	x.method = append(x.method[:0], hdr.Method()...)
+	c := x.c
+	x.method = append(x.method[:0], c.Method...)
 	x.rec.Method = x.method
-	x.target = append(x.target, hdr.RequestURI()...)
+	x.target = append(x.target, c.Target...)
 	x.rec.Path = x.target
 
-	proto := hdr.Protocol()
+	proto := c.Proto
 	// HTTP/1.x with x above 1 is processed as HTTP/1.1 (RFC 9112 2.3).
-	http11 := len(proto) == 8 && string(proto[:7]) == "HTTP/1." && proto[7] >= '1' && proto[7] <= '9'
+	http11 := string(proto[:7]) == "HTTP/1." && proto[7] >= '1'
 	if !http11 && string(proto) != "HTTP/1.0" {
 		x.requestID = appendRequestID(x.requestID)
-		ctx.SetConnectionClose()
-		x.fail(fasthttp.StatusHTTPVersionNotSupported, ErrBadRequest, "HTTP version not supported")
+		c.SetClose()
+		x.fail(http.StatusHTTPVersionNotSupported, ErrBadRequest, "HTTP version not supported")
 		return false
 	}
-	herr := parseRequestHead(&x.head, hdr.RawHeaders(), http11)
+	herr := parseRequestHead(&x.head, c.Header, http11)
 	if id := x.head.requestID; herr == nil && validRequestID(id) {
 		x.requestID = append(x.requestID, id...)
 	} else {
@@ -94,18 +92,22 @@ func (x *exchange) admit() bool {
 	}
 	x.rec.RequestID = x.requestID
 	if herr != nil {
-		ctx.SetConnectionClose()
+		c.SetClose()
 		x.fail(herr.status, ErrBadRequest, herr.reason)
 		return false
 	}
+	c.SetBody(x.head.contentLength, x.head.chunked, x.head.expect)
+	if !x.head.keepAlive(http11) {
+		c.SetClose()
+	}
 	method := x.rec.Method
 	if !isToken(method) {
-		ctx.SetConnectionClose()
-		x.fail(fasthttp.StatusBadRequest, ErrBadRequest, "invalid method")
+		c.SetClose()
+		x.fail(http.StatusBadRequest, ErrBadRequest, "invalid method")
 		return false
 	}
 	if string(method) == "CONNECT" {
-		x.fail(fasthttp.StatusMethodNotAllowed, ErrMethodNotAllowed, "CONNECT is not supported")
+		x.fail(http.StatusMethodNotAllowed, ErrMethodNotAllowed, "CONNECT is not supported")
 		return false
 	}
 	if !x.parseTarget() {
@@ -113,14 +115,15 @@ func (x *exchange) admit() bool {
 	}
 	x.route = x.match()
 	if x.route == nil {
-		x.fail(fasthttp.StatusNotFound, ErrNoRoute, "no route matches "+x.path)
+		x.fail(http.StatusNotFound, ErrNoRoute, "no route matches "+x.path)
 		return false
 	}
 	x.rec.Route = x.route.Name
+	c.Body().SetTimeout(x.route.ClientBody)
 	x.upgrade = x.head.wantsUpgrade()
 	if x.head.contentLength > x.route.MaxRequestBody {
-		ctx.SetConnectionClose()
-		x.fail(fasthttp.StatusRequestEntityTooLarge, ErrRequestTooLarge,
+		c.SetClose()
+		x.fail(http.StatusRequestEntityTooLarge, ErrRequestTooLarge,
 			"request body of "+strconv.FormatInt(x.head.contentLength, 10)+" bytes is over the limit of "+
 				strconv.FormatInt(x.route.MaxRequestBody, 10))
 		return false
@@ -134,12 +137,12 @@ func (x *exchange) parseTarget() bool {
 	t := x.target
 	x.host = x.head.host
 	if bytes.IndexByte(t, '#') >= 0 {
-		x.fail(fasthttp.StatusBadRequest, ErrBadRequest, "a request target may not hold a fragment")
+		x.fail(http.StatusBadRequest, ErrBadRequest, "a request target may not hold a fragment")
 		return false
 	}
 	for _, c := range t {
 		if c <= ' ' || c >= 0x7f {
-			x.fail(fasthttp.StatusBadRequest, ErrBadRequest, "invalid character in the request target")
+			x.fail(http.StatusBadRequest, ErrBadRequest, "invalid character in the request target")
 			return false
 		}
 	}
@@ -147,25 +150,25 @@ func (x *exchange) parseTarget() bool {
 	case len(t) > 0 && t[0] == '/':
 	case string(t) == "*":
 		if string(x.rec.Method) == "OPTIONS" {
-			x.ctx.Response.Header.SetBytesKV(hdrRequestID, x.requestID)
-			x.ctx.Response.Header.SetContentLength(0)
-			x.rec.Status = fasthttp.StatusOK
+			out := appendStatusLine(x.c.Out[:0], http.StatusOK, nil)
+			x.c.Out = x.endHead(appendContentLength(out, 0), false)
+			x.rec.Status = http.StatusOK
 			return false
 		}
-		x.fail(fasthttp.StatusBadRequest, ErrBadRequest, "the * target is only for OPTIONS")
+		x.fail(http.StatusBadRequest, ErrBadRequest, "the * target is only for OPTIONS")
 		return false
 	case hasSchemePrefix(t):
 		// absolute-form: routed by its path; its authority replaces Host.
 		var auth []byte
 		auth, t = splitAbsolute(t)
 		if len(auth) == 0 || !validHost(auth) {
-			x.fail(fasthttp.StatusBadRequest, ErrBadRequest, "invalid authority in the request target")
+			x.fail(http.StatusBadRequest, ErrBadRequest, "invalid authority in the request target")
 			return false
 		}
 		x.host = auth
 		x.rec.Path = t // the access log has the target's path and query
 	default:
-		x.fail(fasthttp.StatusBadRequest, ErrBadRequest, "unsupported request target form")
+		x.fail(http.StatusBadRequest, ErrBadRequest, "unsupported request target form")
 		return false
 	}
 	p := t
@@ -256,33 +259,32 @@ func (x *exchange) sendFailed(err error) {
 	}
 	var ce *clientError
 	if errors.As(err, &ce) {
-		x.ctx.SetConnectionClose()
+		x.c.SetClose()
 		switch ce.word {
 		case ErrRequestTooLarge:
-			x.fail(fasthttp.StatusRequestEntityTooLarge, ce.word, "request body is over the limit of "+
+			x.fail(http.StatusRequestEntityTooLarge, ce.word, "request body is over the limit of "+
 				strconv.FormatInt(x.route.MaxRequestBody, 10)+" bytes")
 		case ErrClientTimeout:
-			x.fail(fasthttp.StatusRequestTimeout, ce.word, "the client was too slow sending its body")
+			x.fail(http.StatusRequestTimeout, ce.word, "the client was too slow sending its body")
 		case ErrClientDisconnect:
 			// Nothing can be sent: the client is gone. 499 is what nginx
 			// logs for it.
 			x.rec.Error = ce.word
 			x.rec.Status = 499
-			x.ctx.Conn().Close()
 		default:
-			x.fail(fasthttp.StatusBadRequest, ErrBadRequest, "malformed request body")
+			x.fail(http.StatusBadRequest, ErrBadRequest, "malformed request body")
 		}
 		return
 	}
 	x.outcome = upstreamOutcome(err)
 	switch x.outcome {
 	case OutcomeTimeout:
-		x.fail(fasthttp.StatusGatewayTimeout, ErrUpstreamTimeout,
+		x.fail(http.StatusGatewayTimeout, ErrUpstreamTimeout,
 			"backend "+x.backend.URL+" sent no response headers in time")
 	case OutcomeConnectError:
-		x.fail(fasthttp.StatusBadGateway, ErrUpstream, "cannot connect to backend "+x.backend.URL)
+		x.fail(http.StatusBadGateway, ErrUpstream, "cannot connect to backend "+x.backend.URL)
 	default:
-		x.fail(fasthttp.StatusBadGateway, ErrUpstream, "backend "+x.backend.URL+" failed: "+err.Error())
+		x.fail(http.StatusBadGateway, ErrUpstream, "backend "+x.backend.URL+" failed: "+err.Error())
 	}
 }
 
@@ -290,7 +292,7 @@ func (x *exchange) sendFailed(err error) {
 func (x *exchange) fail(status int, word, message string) {
 	x.rec.Status = status
 	x.rec.Error = word
-	x.rec.BytesOut = int64(writeError(x.ctx, status, word, message, x.requestID))
+	x.rec.BytesOut = int64(x.writeError(status, word, message))
 }
 
 // observe reports the try's outcome to passive health, once. Tries that
@@ -330,9 +332,6 @@ func (x *exchange) finish() {
 		x.out = nil // a big upload's staging: don't keep it pooled
 	}
 	x.rec.Duration = time.Since(x.rec.Time)
-	if x.rec.Status == 0 {
-		x.rec.Status = x.ctx.Response.StatusCode()
-	}
 	m := x.rt.NoRoute
 	if x.route != nil {
 		m = x.route.Metrics
@@ -342,13 +341,8 @@ func (x *exchange) finish() {
 		m.Error(x.rec.Error)
 	}
 	x.h.AccessLog.Load().Write(&x.rec)
-	if x.rec.Status != fasthttp.StatusSwitchingProtocols {
-		if hc, ok := x.ctx.Conn().(interface{ ExpectHead() }); ok {
-			hc.ExpectHead()
-		}
-	}
 	h := x.h
-	x.h, x.ctx, x.rt, x.route, x.backend, x.conn = nil, nil, nil, nil, nil, nil
+	x.h, x.c, x.rt, x.route, x.backend, x.conn = nil, nil, nil, nil, nil, nil
 	exchangePool.Put(x)
 	h.inFlight.Add(-1)
 }

@@ -6,13 +6,13 @@ import (
 	"context"
 	"errors"
 	"io"
+	"net/http"
 	"slices"
 	"strconv"
 	"time"
 
 	"github.com/sluice-proxy/sluice/internal/backend"
 	"github.com/sluice-proxy/sluice/internal/retry"
-	"github.com/valyala/fasthttp"
 )
 
 // errTotalTimeout is retry.total_timeout spent before a response.
@@ -41,7 +41,7 @@ func (x *exchange) forward() {
 	}
 	b := r.Balancer.Pick(nil)
 	if b == nil {
-		x.fail(fasthttp.StatusServiceUnavailable, ErrNoHealthyBackend, "route "+r.Name+" has no healthy backend")
+		x.fail(http.StatusServiceUnavailable, ErrNoHealthyBackend, "route "+r.Name+" has no healthy backend")
 		return
 	}
 	for {
@@ -84,7 +84,7 @@ func (x *exchange) forward() {
 				x.respond() // the last failure is the backend's own response
 			case verdict == retry.StopBudget:
 				x.dropConn()
-				x.fail(fasthttp.StatusServiceUnavailable, ErrRetryBudget, "a retry was needed for route "+r.Name+" but its retry budget is spent")
+				x.fail(http.StatusServiceUnavailable, ErrRetryBudget, "a retry was needed for route "+r.Name+" but its retry budget is spent")
 			default:
 				x.sendFailed(err)
 			}
@@ -293,11 +293,9 @@ func headBuffered(br *bufio.Reader) bool {
 	return bytes.Contains(b, []byte("\r\n\r\n"))
 }
 
-// readClient reads from the client's body with the client_body pause limit.
+// readClient reads from the client's body, whose reads wait at most
+// client_body for bytes (see admit).
 func (x *exchange) readClient(src io.Reader, p []byte) (int, error) {
-	if d := x.route.ClientBody; d > 0 {
-		x.ctx.Conn().SetReadDeadline(time.Now().Add(d))
-	}
 	return src.Read(p)
 }
 
@@ -306,10 +304,7 @@ func (x *exchange) readClient(src io.Reader, p []byte) (int, error) {
 // prefix and is streamed. Nothing is sent upstream before the body is read,
 // so a client that leaves meanwhile costs the backend nothing.
 func (x *exchange) bufferBody(max int64) error {
-	src := x.ctx.RequestBodyStream()
-	if src == nil {
-		return nil
-	}
+	src := x.c.Body()
 	buf := retry.GetBuffer()
 	limit := min(max, x.route.MaxRequestBody)
 	for {
@@ -360,7 +355,7 @@ func (x *exchange) writeBody(c *upConn) error {
 		}
 		n64 = int64(len(*x.prefix))
 	}
-	src := x.ctx.RequestBodyStream()
+	src := x.c.Body()
 	limit := x.route.MaxRequestBody
 	var buf []byte
 	if x.head.chunked {
@@ -368,8 +363,7 @@ func (x *exchange) writeBody(c *upConn) error {
 		defer copyBufs.Put(bp)
 		buf = *bp
 	}
-	first := true
-	for src != nil {
+	for {
 		var n int
 		var rerr error
 		if x.head.chunked {
@@ -400,17 +394,15 @@ func (x *exchange) writeBody(c *upConn) error {
 				x.out = x.out[:len(x.out)+n]
 			}
 			// More is coming: pass on what came, so the backend gets the
-			// upload as the client sends it; but not the single byte the
-			// engine reads ahead before the handler runs, and, for a body of
-			// declared length, not while its next bytes are already waiting
-			// (a burst goes out in one write; a chunked body, which may
-			// grow past its limit, goes out as it comes).
-			if rerr == nil && !(first && n == 1) && !(!x.head.chunked && x.clientPending()) {
+			// upload as the client sends it; but, for a body of declared
+			// length, not while its next bytes are already waiting (a burst
+			// goes out in one write; a chunked body, which may grow past its
+			// limit, goes out as it comes).
+			if rerr == nil && (x.head.chunked || !x.clientPending()) {
 				if err := x.flush(c); err != nil {
 					return err
 				}
 			}
-			first = false
 		}
 		if rerr == io.EOF {
 			if !x.head.chunked && n64 < x.head.contentLength {
@@ -450,8 +442,7 @@ const maxPending = 128 << 10
 // clientPending reports whether more of the client's body is already
 // waiting in its socket, while little enough is queued for the backend.
 func (x *exchange) clientPending() bool {
-	pc, ok := x.ctx.Conn().(interface{ Pending() bool })
-	return ok && len(x.out) < maxPending/2 && pc.Pending()
+	return len(x.out) < maxPending/2 && x.c.Pending()
 }
 
 // write queues p to be sent on c after the pending bytes of x.out, so that

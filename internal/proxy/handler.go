@@ -8,17 +8,14 @@
 package proxy
 
 import (
-	"errors"
 	"log/slog"
-
-	"github.com/sluice-proxy/sluice/internal/accesslog"
 	"net"
 	"net/netip"
 	"sync"
 	"sync/atomic"
-	"time"
 
-	"github.com/valyala/fasthttp"
+	"github.com/sluice-proxy/sluice/internal/accesslog"
+	"github.com/sluice-proxy/sluice/internal/h1"
 )
 
 // Handler serves the proxy listener's requests on the current Runtime.
@@ -53,17 +50,15 @@ func (h *Handler) InFlight() int64 { return h.inFlight.Load() }
 
 var exchangePool = sync.Pool{New: func() any { return new(exchange) }}
 
-// Serve is the fasthttp request handler.
-func (h *Handler) Serve(ctx *fasthttp.RequestCtx) {
+// Serve serves one request of the proxy listener.
+func (h *Handler) Serve(c *h1.Conn) {
 	h.inFlight.Add(1)
 	x := exchangePool.Get().(*exchange)
-	x.begin(h, ctx)
+	x.begin(h, c)
 	if x.admit() {
 		x.forward()
 	}
-	if !x.streaming {
-		x.finish()
-	}
+	x.finish()
 }
 
 // peerAddr returns the client's IP address.
@@ -88,57 +83,24 @@ func trusted(prefixes []netip.Prefix, ip netip.Addr) bool {
 	return false
 }
 
-// HeaderReceived is the engine's hook between reading a request's headers
-// and its body. The engine reads a first byte of a body of declared length
-// before the handler runs, so for such a request it sets that read's time
-// limit to the route's client_body. And when the declared length is over the
-// route's limit, the answer (413) is due before any of the body: the engine
-// is told there is no body (and no 100 Continue to send), the handler
-// answers from the raw headers and closes the connection.
-func (h *Handler) HeaderReceived(hdr *fasthttp.RequestHeader) fasthttp.RequestConfig {
-	cfg := fasthttp.RequestConfig{MaxRequestBodySize: 1}
-	cl := int64(hdr.ContentLength())
-	if cl <= 0 {
-		return cfg
-	}
-	r := h.rt.Load().bodyRoute(hdr)
-	if r == nil {
-		return cfg
-	}
-	cfg.ReadTimeout = r.ClientBody
-	if cl > r.MaxRequestBody {
-		hdr.SetContentLength(0)
-		hdr.Del("Expect")
-	}
-	return cfg
-}
-
-// EngineError is the engine's error handler: it answers a request the
-// engine could not read (headers over the limit, too slow, malformed) with
-// the SPEC's JSON body and a fresh request ID, and records it like any
-// other request, with route "".
-func (h *Handler) EngineError(ctx *fasthttp.RequestCtx, err error) {
-	status, word, msg := fasthttp.StatusBadRequest, ErrBadRequest, "malformed request"
-	var small *fasthttp.ErrSmallBuffer
-	var ne net.Error
-	switch {
-	case errors.As(err, &small) || errors.Is(err, fasthttp.ErrSmallReadBuffer):
-		status, word, msg = fasthttp.StatusRequestHeaderFieldsTooLarge, ErrHeadersTooLarge, "request headers are over the limit"
-	case errors.As(err, &ne) && ne.Timeout():
-		status, word, msg = fasthttp.StatusRequestTimeout, ErrClientTimeout, "the client was too slow sending its request"
-	case errors.Is(err, fasthttp.ErrBodyTooLarge):
-		status, word, msg = fasthttp.StatusRequestEntityTooLarge, ErrRequestTooLarge, "request body is over the limit"
+// Refuse answers a request the engine could not read (headers over the
+// limit, too slow, malformed) with the SPEC's JSON body and a fresh request
+// ID, and records it like any other request, with route "".
+func (h *Handler) Refuse(c *h1.Conn, status int, reason string) {
+	word := ErrBadRequest
+	switch status {
+	case 431:
+		word = ErrHeadersTooLarge
+	case 408:
+		word = ErrClientTimeout
 	}
 	h.inFlight.Add(1)
 	x := exchangePool.Get().(*exchange)
-	x.begin(h, ctx)
-	if x.rec.Time.IsZero() {
-		x.rec.Time = time.Now()
-	}
-	x.method = append(x.method[:0], ctx.Request.Header.Method()...)
+	x.begin(h, c)
+	x.method = append(x.method[:0], c.Method...)
 	x.rec.Method = x.method
 	x.requestID = appendRequestID(x.requestID)
 	x.rec.RequestID = x.requestID
-	x.fail(status, word, msg)
+	x.fail(status, word, reason)
 	x.finish()
 }

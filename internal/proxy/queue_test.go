@@ -8,8 +8,6 @@ import (
 	"syscall"
 	"testing"
 	"time"
-
-	"github.com/valyala/fasthttp"
 )
 
 // TestPartlyWrittenRequestGoesOut: a request head too big for what the
@@ -60,17 +58,10 @@ func TestPartlyWrittenRequestGoesOut(t *testing.T) {
 	c.nc.(*net.TCPConn).SetWriteBuffer(4 << 10)
 	pool.put(c, time.Now(), 0)
 
-	var req fasthttp.Request
-	req.Header.DisableNormalizing()
-	raw := "GET /api/big HTTP/1.1\r\nHost: example.com\r\nX-Filler: " + filler + "\r\n\r\n"
-	if err := req.Header.Read(bufio.NewReaderSize(strings.NewReader(raw), 128<<10)); err != nil {
-		t.Fatal(err)
-	}
-	var ctx fasthttp.RequestCtx
-	ctx.Init(&req, &net.TCPAddr{IP: net.IPv4(127, 0, 0, 1), Port: 5555}, nil)
-	h.Serve(&ctx)
-	if s := ctx.Response.StatusCode(); s != 204 {
-		t.Fatalf("status %d, body %q; want 204", s, ctx.Response.Body())
+	cl := serveEngine(t, h)
+	status, body := cl.do(t, "GET /api/big HTTP/1.1\r\nHost: example.com\r\nX-Filler: "+filler+"\r\n\r\n")
+	if status != 204 {
+		t.Fatalf("status %d, body %q; want 204", status, body)
 	}
 	head := <-got
 	if !strings.HasPrefix(head, "GET /api/big HTTP/1.1\r\n") || !strings.Contains(head, "\r\nX-Filler: "+filler+"\r\n") || !strings.HasSuffix(head, "\r\n\r\n") {

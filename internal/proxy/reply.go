@@ -3,37 +3,77 @@ package proxy
 import (
 	"crypto/rand"
 	"encoding/hex"
+	"net/http"
 	"strconv"
 	"sync/atomic"
 	"time"
 
 	"github.com/sluice-proxy/sluice/internal/accesslog"
-	"github.com/valyala/fasthttp"
 )
 
 // writeError answers the client with the SPEC's JSON error body, and
-// returns the body's length.
-func writeError(ctx *fasthttp.RequestCtx, status int, word, message string, requestID []byte) int {
-	resp := &ctx.Response
-	resp.Reset()
-	resp.SetStatusCode(status)
-	resp.Header.SetContentType("application/json")
-	if len(requestID) > 0 {
-		resp.Header.SetBytesKV(hdrRequestID, requestID)
-	}
-	b := resp.Body()[:0]
+// returns the length of the body sent.
+func (x *exchange) writeError(status int, word, message string) int {
+	b := x.errBody[:0]
 	b = append(b, `{"error":`...)
 	b = accesslog.AppendString(b, word)
 	b = append(b, `,"message":`...)
 	b = accesslog.AppendString(b, message)
 	b = append(b, `,"request_id":`...)
-	b = accesslog.AppendString(b, string(requestID))
+	b = accesslog.AppendString(b, string(x.requestID))
 	b = append(b, "}\n"...)
-	resp.SetBodyRaw(b)
+	x.errBody = b
+	out := appendStatusLine(x.c.Out[:0], status, nil)
+	out = append(out, "Content-Type: application/json\r\n"...)
+	out = appendContentLength(out, int64(len(b)))
+	out = x.endHead(out, false)
+	if string(x.method) == "HEAD" {
+		x.c.Out = out
+		return 0
+	}
+	x.c.Out = append(out, b...)
 	return len(b)
 }
 
-var hdrRequestID = []byte("X-Request-Id")
+// appendStatusLine appends an HTTP/1.1 status line, with the status's
+// standard reason phrase, or reason for a status without one.
+func appendStatusLine(out []byte, status int, reason []byte) []byte {
+	out = append(out, "HTTP/1.1 "...)
+	out = strconv.AppendInt(out, int64(status), 10)
+	out = append(out, ' ')
+	if text := http.StatusText(status); text != "" {
+		out = append(out, text...)
+	} else {
+		out = append(out, reason...)
+	}
+	return append(out, '\r', '\n')
+}
+
+func appendContentLength(out []byte, n int64) []byte {
+	out = append(out, "Content-Length: "...)
+	out = strconv.AppendInt(out, n, 10)
+	return append(out, '\r', '\n')
+}
+
+// dateField is a Date field line, made again when the second changes.
+type dateField struct {
+	sec  int64
+	line []byte
+}
+
+var date atomic.Pointer[dateField]
+
+// appendDate appends a Date field of the current time.
+func appendDate(out []byte) []byte {
+	now := time.Now()
+	d := date.Load()
+	if d == nil || d.sec != now.Unix() {
+		line := append([]byte("Date: "), now.UTC().AppendFormat(nil, http.TimeFormat)...)
+		d = &dateField{sec: now.Unix(), line: append(line, '\r', '\n')}
+		date.Store(d)
+	}
+	return append(out, d.line...)
+}
 
 // idPrefix makes request IDs unique across processes.
 var idPrefix = func() string {

@@ -49,8 +49,8 @@ var (
 
 // parseRequestHead parses and validates raw, the request's header block as
 // received (each line ending in CRLF, the block ending in an empty line), as
-// RFC 9110 and RFC 9112 say, more strictly than the engine does: field names
-// are tokens, values hold no control characters, no obs-fold, exactly one
+// RFC 9110 and RFC 9112 say (the engine only finds the head's end and
+// splits its request line): field names are tokens, values hold no control characters, no obs-fold, exactly one
 // valid Host on HTTP/1.1, and unambiguous body framing.
 func parseRequestHead(h *requestHead, raw []byte, http11 bool) *headerError {
 	h.fields = h.fields[:0]
@@ -325,4 +325,19 @@ func (h *requestHead) wantsUpgrade() bool {
 		}
 	}
 	return false
+}
+
+// keepAlive reports whether the client keeps its connection open after
+// the response: HTTP/1.1 unless it sent "Connection: close", HTTP/1.0 only
+// when it sent "Connection: keep-alive".
+func (h *requestHead) keepAlive(http11 bool) bool {
+	for _, v := range h.connection {
+		if hasToken(v, "close") {
+			return false
+		}
+		if !http11 && hasToken(v, "keep-alive") {
+			return true
+		}
+	}
+	return http11
 }

@@ -4,21 +4,20 @@ import (
 	"bytes"
 	"io"
 	"net"
+	"net/http"
 	"strconv"
 	"sync"
 	"time"
 
-	"github.com/valyala/fasthttp"
+	"github.com/sluice-proxy/sluice/internal/h1"
 )
 
-// respond relays the backend's response head and arranges its body: small
-// bodies that already arrived whole are copied and the connection returned at
-// once; anything else is streamed after Serve returns, and finished by the
-// body's close.
+// respond relays the backend's response: the head, then the body, which
+// goes out with the head when it already arrived whole and is streamed
+// otherwise.
 func (x *exchange) respond() {
 	c := x.conn
 	rh := &x.resp
-	resp := &x.ctx.Response
 	x.status = rh.status
 	x.outcome = OutcomeOK
 	if x.route.Passive.Failure(rh.status) {
@@ -27,20 +26,26 @@ func (x *exchange) respond() {
 	if rh.contentLength > x.route.MaxResponseBody {
 		x.conn = nil
 		c.nc.Close()
-		x.fail(fasthttp.StatusBadGateway, ErrResponseTooLarge, "backend "+x.backend.URL+" declared a "+
+		x.fail(http.StatusBadGateway, ErrResponseTooLarge, "backend "+x.backend.URL+" declared a "+
 			strconv.FormatInt(rh.contentLength, 10)+"-byte response, over the limit of "+
 			strconv.FormatInt(x.route.MaxResponseBody, 10))
 		return
 	}
 	x.rec.Status = rh.status
-	resp.SetStatusCode(rh.status)
+	out := appendStatusLine(x.c.Out[:0], rh.status, rh.reason)
+	hasDate := false
 	for _, f := range rh.fields {
-		if !responseFieldDropped(f.name, rh.connection) {
-			resp.Header.AddBytesKV(f.name, f.value)
+		if responseFieldDropped(f.name, rh.connection) || equalFold(f.name, "content-length") {
+			continue
 		}
+		hasDate = hasDate || equalFold(f.name, "date")
+		out = append(out, f.name...)
+		out = append(out, ':', ' ')
+		out = append(out, f.value...)
+		out = append(out, '\r', '\n')
 	}
-	resp.Header.SetBytesKV(hdrRequestID, x.requestID)
-	if rh.status == fasthttp.StatusSwitchingProtocols {
+	if rh.status == http.StatusSwitchingProtocols {
+		x.c.Out = out
 		x.tunnel()
 		return
 	}
@@ -48,18 +53,21 @@ func (x *exchange) respond() {
 	switch {
 	case bodyless(x.method, rh.status):
 		if rh.contentLength >= 0 && string(x.method) == "HEAD" {
-			resp.Header.SetContentLength(int(rh.contentLength))
+			out = appendContentLength(out, rh.contentLength)
 		}
+		x.c.Out = x.endHead(out, hasDate)
 		x.release(c, true)
 		return
 	case rh.contentLength == 0:
-		resp.Header.SetContentLength(0)
+		x.c.Out = x.endHead(appendContentLength(out, 0), hasDate)
 		x.release(c, true)
 		return
 	case rh.contentLength > 0 && int64(c.br.Buffered()) >= rh.contentLength:
+		// All of it is here: it goes out with the head, in one write.
 		n := int(rh.contentLength)
 		b, _ := c.br.Peek(n)
-		resp.SetBody(b)
+		out = x.endHead(appendContentLength(out, rh.contentLength), hasDate)
+		x.c.Out = append(out, b...)
 		c.br.Discard(n)
 		x.rec.BytesOut = int64(n)
 		x.release(c, true)
@@ -67,30 +75,64 @@ func (x *exchange) respond() {
 	}
 
 	x.resBody = respBody{x: x, left: rh.contentLength, max: x.route.MaxResponseBody}
-	size := -1
 	switch {
 	case rh.chunked:
 		x.chunked.reset(c.br)
 		x.resBody.r = &x.chunked
-		if len(rh.trailer) > 0 {
-			resp.Header.SetTrailerBytes(bytes.Join(rh.trailer, []byte(", ")))
-		}
 	case rh.contentLength > 0:
 		x.resBody.r = c.br
-		size = int(rh.contentLength)
 	default:
 		// Delimited by the connection's close.
 		x.resBody.r = c.br
 		rh.closeAfter = true
 	}
+	if rh.contentLength > 0 {
+		out = appendContentLength(out, rh.contentLength)
+	} else if x.c.HTTP11() {
+		out = append(out, "Transfer-Encoding: chunked\r\n"...)
+		if len(rh.trailer) > 0 {
+			out = append(out, "Trailer: "...)
+			for i, name := range rh.trailer {
+				if i > 0 {
+					out = append(out, ',', ' ')
+				}
+				out = append(out, name...)
+			}
+			out = append(out, '\r', '\n')
+		}
+	} else {
+		// An HTTP/1.0 client reads to the close.
+		x.c.SetClose()
+	}
+	x.c.Out = x.endHead(out, hasDate)
 	// Reads of the body may block in the middle of its framing: give them
 	// the body's pause limit from the start.
 	c.setReadDeadline(time.Now(), x.route.UpstreamBody)
-	x.streaming = true
 	// The head goes out at once: a client waiting on a slow body knows where
 	// it stands, and a body cut later is seen as a cut, not as no answer.
-	resp.ImmediateHeaderFlush = true
-	resp.SetBodyStream(&x.resBody, size)
+	werr := x.c.Flush()
+	if werr == nil {
+		werr = x.resBody.writeTo(x.c)
+	}
+	x.resBody.end(werr)
+}
+
+// endHead appends the fields every response carries and the empty line
+// that ends the head.
+func (x *exchange) endHead(out []byte, hasDate bool) []byte {
+	if len(x.requestID) > 0 {
+		out = appendField(out, "X-Request-Id", x.requestID)
+	}
+	if !hasDate {
+		out = appendDate(out)
+	}
+	switch {
+	case x.c.Closing():
+		out = append(out, "Connection: close\r\n"...)
+	case !x.c.HTTP11():
+		out = append(out, "Connection: keep-alive\r\n"...)
+	}
+	return append(out, '\r', '\n')
 }
 
 // release ends the use of c: back to its pool when reusable is set and the
@@ -109,10 +151,8 @@ func (x *exchange) release(c *upConn, reusable bool) {
 	c.pool.put(c, x.now, keep)
 }
 
-// respBody is the streamed response body handed to the engine: it reads the
-// backend's body with the upstream_body pause limit and the size limit, and
-// its close (from the engine, after the last byte was written or the write
-// failed) finishes the exchange.
+// respBody is a streamed response body: it reads the backend's body with
+// the upstream_body pause limit and the size limit.
 type respBody struct {
 	x    *exchange
 	r    io.Reader
@@ -131,7 +171,6 @@ func (b *respBody) Read(p []byte) (int, error) {
 	if b.left > 0 && int64(len(p)) > b.left {
 		p = p[:b.left]
 	}
-	x := b.x
 	n, err := b.read(p)
 	b.n += int64(n)
 	if b.left > 0 {
@@ -148,9 +187,6 @@ func (b *respBody) Read(p []byte) (int, error) {
 	switch {
 	case err == io.EOF:
 		b.eof = true
-		if x.resp.chunked {
-			x.setTrailers()
-		}
 	case err != nil:
 		b.err = err
 	}
@@ -193,20 +229,13 @@ func (b *respBody) read(p []byte) (int, error) {
 	return 0, err
 }
 
-// SupportsBodyWriteTo tells the engine to use WriteTo for chunked bodies too.
-func (b *respBody) SupportsBodyWriteTo() bool { return true }
-
-// WriteTo copies the body in reads of up to 64 KiB, so a large body costs
-// few system calls. A body of known length goes straight to the client's
-// connection (the engine has already flushed the head, see respond), so
-// every byte is passed on as soon as it arrives, whatever the engine's
-// buffer holds; a chunked one goes through the engine's chunk writer, which
-// flushes each chunk.
-func (b *respBody) WriteTo(w io.Writer) (int64, error) {
-	if b.left >= 0 {
-		w = b.x.ctx.Conn()
-	}
-	var total int64
+// writeTo copies the body to the client in reads of up to 64 KiB, so a
+// large body costs few system calls; a large body of known length moves
+// by splice. A chunked body is framed again for the client, or passed as
+// it is to an HTTP/1.0 client, which reads to the close; its last chunk
+// and trailers are left in w.Out, to go out with the wait for the next
+// request.
+func (b *respBody) writeTo(w *h1.Conn) error {
 	if b.left >= spliceMin {
 		// Pass on what is already buffered, then splice the rest.
 		if n := b.x.conn.br.Buffered(); n > 0 {
@@ -215,33 +244,42 @@ func (b *respBody) WriteTo(w io.Writer) (int64, error) {
 			b.x.conn.br.Discard(m)
 			b.n += int64(m)
 			b.left -= int64(m)
-			total += int64(m)
 			if err != nil {
-				return total, err // the client's failure, reported by the engine
+				return err
 			}
 		}
-		n, err := b.spliceBody(w.(net.Conn))
-		total += n
+		_, err := b.spliceBody(w.NetConn())
 		if err != errSpliceUnsupported {
-			return total, err
+			return err
 		}
 	}
+	frame := b.left < 0 && w.HTTP11()
 	buf := copyBufs.Get().(*[]byte)
 	defer copyBufs.Put(buf)
 	for {
 		n, err := b.Read(*buf)
 		if n > 0 {
-			m, werr := w.Write((*buf)[:n])
-			total += int64(m)
-			if werr != nil {
-				return total, werr
+			if frame {
+				w.Out = strconv.AppendUint(w.Out, uint64(n), 16)
+				w.Out = append(w.Out, '\r', '\n')
+			}
+			if _, werr := w.Write((*buf)[:n]); werr != nil {
+				return werr
+			}
+			if frame {
+				w.Out = append(w.Out, '\r', '\n')
 			}
 		}
 		if err == io.EOF {
-			return total, nil
+			if frame {
+				w.Out = append(w.Out, '0', '\r', '\n')
+				w.Out = b.x.appendTrailers(w.Out)
+				w.Out = append(w.Out, '\r', '\n')
+			}
+			return nil
 		}
 		if err != nil {
-			return total, err
+			return nil // a failure of the backend's side, kept in b.err
 		}
 	}
 }
@@ -249,9 +287,11 @@ func (b *respBody) WriteTo(w io.Writer) (int64, error) {
 // copyBufs are the buffers of body copies.
 var copyBufs = sync.Pool{New: func() any { b := make([]byte, 64<<10); return &b }}
 
-// CloseWithError is called by the engine once the body has been written, or
-// writing it failed with werr.
-func (b *respBody) CloseWithError(werr error) error {
+// end records how the body's relay ended, werr being the client's
+// failure, and gives the backend connection back when the body was read
+// whole. A body cut short closes the client's connection too: that is how
+// the client learns of the cut.
+func (b *respBody) end(werr error) {
 	x := b.x
 	c := x.conn
 	x.rec.BytesOut = b.n
@@ -269,13 +309,14 @@ func (b *respBody) CloseWithError(werr error) error {
 	case werr != nil || !complete:
 		x.rec.Error = ErrClientDisconnect
 	}
-	x.finish()
-	return nil
+	if werr != nil || !complete || b.err != nil {
+		x.c.SetClose()
+	}
 }
 
-// setTrailers hands the backend's trailer fields to the engine, which writes
-// those it announced after the last chunk.
-func (x *exchange) setTrailers() {
+// appendTrailers appends the backend's trailer fields that may be passed
+// on: valid ones, not hop-by-hop.
+func (x *exchange) appendTrailers(out []byte) []byte {
 	t := x.chunked.trailers
 	for len(t) > 0 {
 		i := bytes.IndexByte(t, '\n')
@@ -287,45 +328,56 @@ func (x *exchange) setTrailers() {
 		}
 		name, value := line[:colon], trimOWS(line[colon+1:])
 		if validFieldValue(value) && !hopByHop(name) {
-			// The head has gone out; announcing the name now only tells the
-			// engine to write the field after the last chunk.
-			x.ctx.Response.Header.AddTrailerBytes(name)
-			x.ctx.Response.Header.SetBytesKV(name, value)
+			out = append(out, name...)
+			out = append(out, ':', ' ')
+			out = append(out, value...)
+			out = append(out, '\r', '\n')
 		}
 	}
+	return out
 }
 
 // tunnel carries an upgraded connection: the 101 goes to the client with
 // the backend's Upgrade, then bytes flow both ways until either side closes.
-// The request is finished when the tunnel closes.
 func (x *exchange) tunnel() {
-	resp := &x.ctx.Response
+	out := x.c.Out
 	for _, f := range x.resp.fields {
 		if equalFold(f.name, "upgrade") {
-			resp.Header.SetBytesKV(f.name, f.value)
+			out = appendField(out, string(f.name), f.value)
 		}
 	}
-	resp.Header.Set("Connection", "Upgrade")
-	x.rec.Status = fasthttp.StatusSwitchingProtocols
-	x.streaming = true
+	out = append(out, "Connection: Upgrade\r\n"...)
+	out = appendField(out, "X-Request-Id", x.requestID)
+	x.c.Out = append(out, '\r', '\n')
+	x.rec.Status = http.StatusSwitchingProtocols
 	up := x.conn
 	x.conn = nil
-	x.ctx.Hijack(func(client net.Conn) {
-		up.nc.SetReadDeadline(time.Time{})
-		done := make(chan int64, 1)
-		go func() {
-			// Bytes the backend sent after its 101 are in up.br.
-			n, _ := io.Copy(client, up.br)
-			closeWrite(client)
-			done <- n
-		}()
-		in, _ := io.Copy(up.nc, client)
-		closeWrite(up.nc)
-		out := <-done
+	if err := x.c.Flush(); err != nil {
 		up.nc.Close()
-		x.rec.BytesIn, x.rec.BytesOut = in, out
-		x.finish()
-	})
+		x.rec.Error = ErrClientDisconnect
+		return
+	}
+	client, early := x.c.Hijack()
+	up.nc.SetReadDeadline(time.Time{})
+	client.SetDeadline(time.Time{})
+	var in int64
+	if len(early) > 0 {
+		// What the client sent past its request head is the tunnel's.
+		n, _ := up.nc.Write(early)
+		in += int64(n)
+	}
+	done := make(chan int64, 1)
+	go func() {
+		// Bytes the backend sent after its 101 are in up.br.
+		n, _ := io.Copy(client, up.br)
+		closeWrite(client)
+		done <- n
+	}()
+	n, _ := io.Copy(up.nc, client)
+	closeWrite(up.nc)
+	out64 := <-done
+	up.nc.Close()
+	x.rec.BytesIn, x.rec.BytesOut = in+n, out64
 }
 
 // closeWrite half-closes c when it can, so the peer sees the end of the

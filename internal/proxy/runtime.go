@@ -1,14 +1,12 @@
 package proxy
 
 import (
-	"bytes"
 	"fmt"
 	"net"
 	"net/netip"
 	"net/url"
 	"strings"
 	"time"
-	"unsafe"
 
 	"github.com/sluice-proxy/sluice/internal/backend"
 	"github.com/sluice-proxy/sluice/internal/balance"
@@ -17,7 +15,6 @@ import (
 	"github.com/sluice-proxy/sluice/internal/metrics"
 	"github.com/sluice-proxy/sluice/internal/retry"
 	"github.com/sluice-proxy/sluice/internal/route"
-	"github.com/valyala/fasthttp"
 )
 
 // Runtime is one config generation of the data path: the route table and,
@@ -35,30 +32,6 @@ type Runtime struct {
 	Trusted []netip.Prefix
 	// NoRoute counts the requests that match no route (route="").
 	NoRoute *metrics.Route
-}
-
-// bodyRoute returns the route a request's head matches, for the limits of
-// its body, or nil when it matches none or its target is not one that is
-// routed (admission answers those).
-func (rt *Runtime) bodyRoute(hdr *fasthttp.RequestHeader) *Route {
-	t := hdr.RequestURI()
-	host := hdr.Host()
-	if hasSchemePrefix(t) {
-		host, t = splitAbsolute(t)
-	}
-	if len(t) == 0 || t[0] != '/' {
-		return nil
-	}
-	if q := bytes.IndexByte(t, '?'); q >= 0 {
-		t = t[:q]
-	}
-	// The strings only live for the match: no copy of the bytes is needed.
-	r := rt.Table.Match(unsafe.String(unsafe.SliceData(host), len(host)),
-		route.CleanPath(unsafe.String(unsafe.SliceData(t), len(t))))
-	if r == nil {
-		return nil
-	}
-	return rt.Routes[r.Index]
 }
 
 // Route is one route of a Runtime with everything a request needs,

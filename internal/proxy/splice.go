@@ -151,7 +151,7 @@ func (b *respBody) spliceBody(client net.Conn) (int64, error) {
 		if d := x.rt.Config.Timeouts.ClientIdle.D(); d > 0 {
 			cl.SetWriteDeadline(time.Now().Add(d))
 		}
-		// A failure to write is the client's: the engine reports it.
+		// A failure to write is the client's.
 		if err := clRaw.Write(s.toFunc); err != nil {
 			return total, err
 		}

@@ -51,7 +51,7 @@ func (x *exchange) awaitBackend(c *upConn, now time.Time, limit time.Duration, o
 		if now = time.Now(); !now.Before(end) {
 			return err
 		}
-		if peerGone(x.ctx.Conn()) {
+		if peerGone(x.c.NetConn()) {
 			return errClientGone
 		}
 	}
@@ -86,7 +86,8 @@ func peerGone(nc net.Conn) bool {
 	// A read deadline from the request head (client_header) may have
 	// passed during a long wait, and would fail the peek before it is
 	// made. Nothing else reads the client's connection meanwhile; the
-	// engine sets its own deadline before it reads the next request.
+	// engine sets its own deadline before it reads the next request, and
+	// the body's reads set theirs.
 	nc.SetReadDeadline(time.Time{})
 	gone := false
 	raw.Read(func(fd uintptr) bool {

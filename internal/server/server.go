@@ -1,7 +1,7 @@
 // Package server owns sluice's listeners and process-level lifecycle: the
-// proxy listener on the fasthttp engine with its client-side timeouts and
-// limits, the admin listener on net/http, the atomic swap of the runtime on
-// reload, and the graceful drain on shutdown. It holds no per-request logic.
+// proxy listener on the h1 engine with its client-side timeouts and limits,
+// the admin listener on net/http, the atomic swap of the runtime on reload,
+// and the graceful drain on shutdown. It holds no per-request logic.
 package server
 
 import (
@@ -9,7 +9,6 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
-	"math"
 	"net"
 	"net/http"
 	"strings"
@@ -22,10 +21,10 @@ import (
 	"github.com/sluice-proxy/sluice/internal/admin"
 	"github.com/sluice-proxy/sluice/internal/backend"
 	"github.com/sluice-proxy/sluice/internal/config"
+	"github.com/sluice-proxy/sluice/internal/h1"
 	"github.com/sluice-proxy/sluice/internal/health"
 	"github.com/sluice-proxy/sluice/internal/metrics"
 	"github.com/sluice-proxy/sluice/internal/proxy"
-	"github.com/valyala/fasthttp"
 )
 
 // Server is a running sluice instance.
@@ -33,8 +32,8 @@ type Server struct {
 	log       *slog.Logger
 	handler   *proxy.Handler
 	transport *proxy.Transport
-	engine    *fasthttp.Server
-	ln        *trackingListener
+	engine    *h1.Server
+	ln        net.Listener
 	admin     *http.Server
 	adminLn   net.Listener
 	api       *admin.API
@@ -64,9 +63,7 @@ func New(cfg *config.Config, path string, log *slog.Logger, opts ...Option) (*Se
 	if err != nil {
 		return nil, fmt.Errorf("listen: %w", err)
 	}
-	s.ln = newTrackingListener(ln)
-	s.ln.writeStall.Store(int64(cfg.Timeouts.ClientIdle.D()))
-	s.ln.firstHead.Store(int64(cfg.Timeouts.ClientHeader.D()))
+	s.ln = ln
 	if cfg.Admin.Listen != "" {
 		if s.adminLn, err = net.Listen("tcp", cfg.Admin.Listen); err != nil {
 			ln.Close()
@@ -85,7 +82,7 @@ func New(cfg *config.Config, path string, log *slog.Logger, opts ...Option) (*Se
 		return nil, fmt.Errorf("access_log: %w", err)
 	}
 	s.handler.AccessLog.Store(alog)
-	s.engine = newEngine(cfg, s.handler, log)
+	s.engine = newEngine(cfg, s.handler)
 	s.api = admin.New(admin.Options{
 		Draining: &s.draining,
 		Token:    func() string { return s.Config().Admin.Token },
@@ -106,50 +103,13 @@ type Option func(*Server)
 // /debug/pprof/.
 func WithPprof() Option { return func(s *Server) { s.pprof = true } }
 
-// newEngine configures the fasthttp server of the proxy listener.
-func newEngine(cfg *config.Config, h *proxy.Handler, log *slog.Logger) *fasthttp.Server {
-	return &fasthttp.Server{
-		Handler:      h.Serve,
-		ErrorHandler: h.EngineError,
-		Name:         "",
-		// The header block must fit the read buffer: this is the
-		// max_header_bytes limit.
-		ReadBufferSize: int(cfg.Limits.MaxHeaderBytes),
-		// Response heads and small bodies; large bodies are written past it.
-		WriteBufferSize: 4 << 10,
-		// Connections hand their write buffer and request context back to
-		// pools between requests, so an idle keep-alive connection holds
-		// neither (a few KiB each, which adds up over thousands of
-		// connections). The engine then restarts the header timer of a
-		// connection's first request at its first byte; the listener
-		// holds that head to client_header from the accept.
-		ReduceMemoryUsage: true,
-		// ReadTimeout bounds the time to read a request's headers; the body
-		// has its own per-read limit (client_body), set by the proxy.
-		ReadTimeout: cfg.Timeouts.ClientHeader.D(),
-		IdleTimeout: cfg.Timeouts.ClientIdle.D(),
-		// Bodies are streamed and their limits enforced per route.
-		MaxRequestBodySize:            math.MaxInt32,
-		StreamRequestBody:             true,
-		DisablePreParseMultipartForm:  true,
-		DisableHeaderNamesNormalizing: true,
-		NoDefaultServerHeader:         true,
-		NoDefaultContentType:          true,
-		CloseOnShutdown:               true,
-		Logger:                        engineLogger{log},
-		// A body limit of one byte makes the engine stream every body after
-		// at most one byte, instead of waiting for the first 8 KiB before
-		// the handler runs; the proxy enforces the real limits per route.
-		HeaderReceived: h.HeaderReceived,
-	}
-}
-
-// engineLogger sends the engine's own messages to the debug log.
-type engineLogger struct{ log *slog.Logger }
-
-func (l engineLogger) Printf(format string, args ...any) {
-	if l.log.Enabled(context.Background(), slog.LevelDebug) {
-		l.log.Debug(fmt.Sprintf(format, args...), "component", "engine")
+// newEngine configures the engine of the proxy listener.
+func newEngine(cfg *config.Config, h *proxy.Handler) *h1.Server {
+	return &h1.Server{
+		Handler:        h,
+		MaxHeaderBytes: int(cfg.Limits.MaxHeaderBytes),
+		HeaderTimeout:  cfg.Timeouts.ClientHeader.D(),
+		IdleTimeout:    cfg.Timeouts.ClientIdle.D(),
 	}
 }
 
@@ -280,9 +240,9 @@ func (s *Server) Shutdown() int {
 	ctx, cancel := context.WithTimeout(context.Background(), cfg.Timeouts.Shutdown.D())
 	defer cancel()
 	cut := 0
-	if err := s.engine.ShutdownWithContext(ctx); err != nil {
+	if err := s.engine.Shutdown(ctx); err != nil {
 		inFlight := s.handler.InFlight()
-		cut = s.ln.closeAll()
+		cut = s.engine.CloseAll()
 		s.log.Warn("shutdown deadline passed; cutting connections", "connections", cut, "requests", inFlight)
 	}
 	s.active.Stop()

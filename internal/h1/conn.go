@@ -1,0 +1,584 @@
+package h1
+
+import (
+	"bytes"
+	"errors"
+	"io"
+	"net"
+	"os"
+	"sync"
+	"sync/atomic"
+	"syscall"
+	"time"
+)
+
+// inSize is the read buffer a connection takes while it reads a request:
+// most heads fit it, and longer ones move to a buffer of their own, up to
+// MaxHeaderBytes.
+const inSize = 4 << 10
+
+// outSize is the usual capacity of a response buffer; larger ones are not
+// kept for reuse past maxKeptOut.
+const (
+	outSize    = 4 << 10
+	maxKeptOut = 64 << 10
+)
+
+var (
+	inPool  = sync.Pool{New: func() any { b := make([]byte, inSize); return &b }}
+	outPool = sync.Pool{New: func() any { b := make([]byte, 0, outSize); return &b }}
+)
+
+// Connection states, for a shutdown that closes idle connections only.
+const (
+	stateActive int32 = iota
+	stateIdle
+	stateClosed
+)
+
+// Conn is one client connection and the request being served on it. Its
+// request fields are valid until the handler returns.
+type Conn struct {
+	s        *Server
+	nc       net.Conn
+	raw      syscall.RawConn // nil when the connection has no descriptor
+	next     func(fd uintptr) bool
+	accepted time.Time
+
+	in   *[]byte // read buffer; nil while nothing is buffered between requests
+	r, w int     // the unread bytes are (*in)[r:w]
+	big  bool    // in is a long head's own buffer, not from inPool
+
+	// The request: request line parts, and the header block (every field
+	// line with its CRLF, then the empty line's CRLF).
+	Method, Target, Proto, Header []byte
+	// Time is when the request's head had been read.
+	Time time.Time
+
+	body Body
+
+	// Out holds response bytes not yet written: the handler appends to
+	// it; Flush and Write send it, and what is left when the handler
+	// returns goes out with the wait for the next request.
+	Out  []byte
+	outp *[]byte
+	sent int // bytes of Out already written
+
+	close    bool
+	hijacked bool
+	state    atomic.Int32
+
+	writeSet time.Time // when the write deadline was last moved
+
+	// next's results.
+	nextErr  error
+	nextN    int
+	nextPart bool
+
+	peek    func(fd uintptr) bool // Pending's peek, made on first use
+	pending bool
+}
+
+func newConn(s *Server, nc net.Conn) *Conn {
+	c := &Conn{s: s, nc: nc, accepted: time.Now()}
+	c.body.c = c
+	if tc, ok := nc.(*net.TCPConn); ok {
+		tc.SetNoDelay(true)
+	}
+	if sc, ok := nc.(syscall.Conn); ok {
+		if raw, err := sc.SyscallConn(); err == nil {
+			c.raw = raw
+			c.next = c.writeThenRead
+		}
+	}
+	return c
+}
+
+// errClosedByShutdown ends a connection that a shutdown closed while it
+// waited for a request.
+var errClosedByShutdown = errors.New("h1: closed by shutdown")
+
+func (c *Conn) serve() {
+	defer c.end()
+	for first := true; ; first = false {
+		status, reason, err := c.readRequest(first)
+		if err != nil {
+			if status != 0 {
+				c.refuse(status, reason)
+			}
+			return
+		}
+		c.takeOut()
+		c.s.Handler.Serve(c)
+		if c.hijacked {
+			return
+		}
+		if !c.body.settle() {
+			c.close = true
+		}
+		c.Method, c.Target, c.Proto, c.Header = nil, nil, nil, nil
+		if c.close || c.s.draining.Load() {
+			c.Flush()
+			return
+		}
+		if c.r == c.w {
+			c.dropIn()
+		}
+	}
+}
+
+// end closes the connection and gives its buffers back.
+func (c *Conn) end() {
+	c.state.Store(stateClosed)
+	c.nc.Close()
+	c.dropIn()
+	c.releaseOut()
+	c.s.forget(c)
+}
+
+// refuse answers a request whose head could not be read, and closes.
+func (c *Conn) refuse(status int, reason string) {
+	if c.Method == nil {
+		c.Method = c.partialMethod()
+	}
+	c.Time = time.Now()
+	c.close = true
+	c.takeOut()
+	c.s.Handler.Refuse(c, status, reason)
+	c.Flush()
+}
+
+// partialMethod returns the method of a head that could not be read whole,
+// when its request line got that far, and GET otherwise.
+func (c *Conn) partialMethod() []byte {
+	if c.in != nil {
+		b := (*c.in)[c.r:c.w]
+		if i := bytes.IndexByte(b, ' '); i > 0 && isToken(b[:i]) {
+			return b[:i]
+		}
+	}
+	return []byte("GET")
+}
+
+// readRequest reads the next request's head, after writing what is left
+// of the previous response. A status above 0 is the answer due to a head
+// that could not be read; with 0, the connection just ends.
+func (c *Conn) readRequest(first bool) (status int, reason string, err error) {
+	s := c.s
+	armed := false // the head's own deadline is set
+	if c.r == c.w {
+		if first {
+			if s.HeaderTimeout > 0 {
+				c.nc.SetReadDeadline(c.accepted.Add(s.HeaderTimeout))
+			}
+			armed = true
+		} else {
+			if s.draining.Load() {
+				c.Flush()
+				return 0, "", errClosedByShutdown
+			}
+			if s.IdleTimeout > 0 {
+				c.nc.SetReadDeadline(time.Now().Add(s.IdleTimeout))
+			}
+		}
+		c.state.Store(stateIdle)
+		if s.draining.Load() && c.state.CompareAndSwap(stateIdle, stateClosed) {
+			c.Flush()
+			return 0, "", errClosedByShutdown
+		}
+		err := c.waitRead()
+		if !c.state.CompareAndSwap(stateIdle, stateActive) {
+			c.Flush()
+			return 0, "", errClosedByShutdown
+		}
+		if err != nil {
+			return 0, "", err
+		}
+	} else if err := c.Flush(); err != nil {
+		return 0, "", err
+	}
+	c.releaseOut()
+
+	// Scan for the end of the head, reading on as needed.
+	scan, lineStart, lineEnd := c.r, c.r, -1
+	for {
+		buf := (*c.in)[:c.w]
+		end := -1
+		for scan < c.w {
+			i := bytes.IndexByte(buf[scan:], '\n')
+			if i < 0 {
+				scan = c.w
+				break
+			}
+			nl := scan + i
+			if nl == lineStart || buf[nl-1] != '\r' {
+				return 400, "request lines must end in CRLF", errBadHead
+			}
+			scan = nl + 1
+			if nl-1 == lineStart { // an empty line
+				if lineEnd < 0 {
+					// Empty lines before the request line are skipped
+					// (RFC 9112 2.2).
+					c.r, lineStart = scan, scan
+					continue
+				}
+				end = scan
+				break
+			}
+			if lineEnd < 0 {
+				lineEnd = nl - 1
+			}
+			lineStart = scan
+		}
+		if end >= 0 {
+			if end-c.r > s.MaxHeaderBytes {
+				return 431, "request headers are over the limit", errBadHead
+			}
+			return c.parseHead(lineEnd, end)
+		}
+		if c.w-c.r >= s.MaxHeaderBytes {
+			return 431, "request headers are over the limit", errBadHead
+		}
+		if !armed {
+			if s.HeaderTimeout > 0 {
+				c.nc.SetReadDeadline(time.Now().Add(s.HeaderTimeout))
+			}
+			armed = true
+		}
+		off := c.r
+		if err := c.fill(s.MaxHeaderBytes); err != nil {
+			var ne net.Error
+			if errors.As(err, &ne) && ne.Timeout() && c.w > c.r {
+				return 408, "the client was too slow sending its request", err
+			}
+			return 0, "", err
+		}
+		// fill may have moved the bytes.
+		scan, lineStart = scan-off+c.r, lineStart-off+c.r
+		if lineEnd >= 0 {
+			lineEnd = lineEnd - off + c.r
+		}
+	}
+}
+
+// errBadHead is a request head that cannot be served.
+var errBadHead = errors.New("h1: bad request head")
+
+// parseHead splits the head in (*c.in)[c.r:end], whose request line ends
+// at lineEnd, and consumes it.
+func (c *Conn) parseHead(lineEnd, end int) (int, string, error) {
+	buf := *c.in
+	line := buf[c.r:lineEnd]
+	sp1 := bytes.IndexByte(line, ' ')
+	sp2 := bytes.LastIndexByte(line, ' ')
+	if sp1 <= 0 || sp2 == sp1 {
+		c.Method = nil
+		return 400, "malformed request line", errBadHead
+	}
+	c.Method, c.Target, c.Proto = line[:sp1], line[sp1+1:sp2], line[sp2+1:]
+	if len(c.Target) == 0 || !validProto(c.Proto) {
+		return 400, "malformed request line", errBadHead
+	}
+	c.Header = buf[lineEnd+2 : end]
+	c.r = end
+	c.Time = time.Now()
+	c.close, c.sent = false, 0
+	c.body.reset()
+	return 0, "", nil
+}
+
+// validProto reports whether p is HTTP/DIGIT.DIGIT.
+func validProto(p []byte) bool {
+	return len(p) == 8 && string(p[:5]) == "HTTP/" && isDigit(p[5]) && p[6] == '.' && isDigit(p[7])
+}
+
+func isDigit(b byte) bool { return b >= '0' && b <= '9' }
+
+// isToken reports whether b is a non-empty RFC 9110 token.
+func isToken(b []byte) bool {
+	if len(b) == 0 {
+		return false
+	}
+	for _, ch := range b {
+		if ch <= ' ' || ch >= 0x7f || bytes.IndexByte([]byte(`"(),/:;<=>?@[\]{}`), ch) >= 0 {
+			return false
+		}
+	}
+	return true
+}
+
+// waitRead writes what is left in Out, waits for the client's next bytes
+// and reads them into the read buffer. The write and the wait share one
+// RawConn.Read call: the poller forgets the socket's readiness when the
+// call begins, before the write, so the next request (which the client
+// sends only once it has the response) cannot be missed, and the call
+// waits without a read attempt that would find nothing.
+func (c *Conn) waitRead() error {
+	if c.raw == nil {
+		if err := c.Flush(); err != nil {
+			return err
+		}
+		c.takeIn()
+		n, err := c.nc.Read((*c.in)[c.w:])
+		c.w += n
+		if n > 0 {
+			return nil
+		}
+		if err == nil {
+			err = io.EOF
+		}
+		return err
+	}
+	for {
+		c.nextErr, c.nextN, c.nextPart = nil, 0, false
+		err := c.raw.Read(c.next)
+		if c.nextPart {
+			// The socket took part of the response: the rest goes out in
+			// a write that waits.
+			if err := c.Flush(); err != nil {
+				return err
+			}
+			continue
+		}
+		if err != nil {
+			return err
+		}
+		if c.nextErr != nil {
+			return c.nextErr
+		}
+		if c.nextN == 0 {
+			return io.EOF
+		}
+		c.w += c.nextN
+		return nil
+	}
+}
+
+// writeThenRead is waitRead's RawConn callback.
+func (c *Conn) writeThenRead(fd uintptr) bool {
+	for c.sent < len(c.Out) {
+		n, err := syscall.Write(int(fd), c.Out[c.sent:])
+		if n > 0 {
+			c.sent += n
+		}
+		switch err {
+		case nil:
+		case syscall.EINTR:
+		case syscall.EAGAIN:
+			c.nextPart = true
+			return true
+		default:
+			c.nextErr = &net.OpError{Op: "write", Net: "tcp", Err: os.NewSyscallError("write", err)}
+			return true
+		}
+	}
+	if len(c.Out) > 0 {
+		c.releaseOut()
+		return false // the response is out: wait for the next request
+	}
+	c.takeIn()
+	for {
+		n, err := syscall.Read(int(fd), (*c.in)[c.w:])
+		switch err {
+		case nil:
+			c.nextN = n
+		case syscall.EINTR:
+			continue
+		case syscall.EAGAIN:
+			if c.r == c.w {
+				c.dropIn()
+			}
+			return false
+		default:
+			c.nextErr = &net.OpError{Op: "read", Net: "tcp", Err: os.NewSyscallError("read", err)}
+		}
+		return true
+	}
+}
+
+// fill reads more into the read buffer, moving the unread bytes to its
+// start or to a larger buffer, of at most limit bytes, when it is full.
+// An end of the stream is io.ErrUnexpectedEOF.
+func (c *Conn) fill(limit int) error {
+	c.takeIn()
+	if c.w == len(*c.in) {
+		switch {
+		case c.r > 0:
+			n := copy(*c.in, (*c.in)[c.r:c.w])
+			c.r, c.w = 0, n
+		case len(*c.in) < limit:
+			b := make([]byte, min(max(2*len(*c.in), inSize), limit))
+			n := copy(b, (*c.in)[c.r:c.w])
+			c.dropIn()
+			c.in, c.big, c.r, c.w = &b, true, 0, n
+		default:
+			return errLineTooLong
+		}
+	}
+	n, err := c.nc.Read((*c.in)[c.w:])
+	c.w += n
+	if n > 0 {
+		return nil
+	}
+	if err == nil || err == io.EOF {
+		err = io.ErrUnexpectedEOF
+	}
+	return err
+}
+
+// errLineTooLong is a line of a body's framing longer than the read buffer.
+var errLineTooLong = errors.New("h1: line too long")
+
+// takeIn gives the connection a read buffer when it has none.
+func (c *Conn) takeIn() {
+	if c.in == nil {
+		c.in = inPool.Get().(*[]byte)
+		c.r, c.w, c.big = 0, 0, false
+	}
+}
+
+// dropIn gives the read buffer back; its bytes must have been read.
+func (c *Conn) dropIn() {
+	if c.in != nil && !c.big {
+		inPool.Put(c.in)
+	}
+	c.in, c.r, c.w, c.big = nil, 0, 0, false
+}
+
+// takeOut gives the connection an empty response buffer.
+func (c *Conn) takeOut() {
+	if c.outp == nil {
+		c.outp = outPool.Get().(*[]byte)
+		c.Out = (*c.outp)[:0]
+	}
+	c.sent = 0
+}
+
+// releaseOut gives the response buffer back; its bytes must have been
+// written.
+func (c *Conn) releaseOut() {
+	if c.outp == nil {
+		return
+	}
+	if cap(c.Out) <= maxKeptOut {
+		*c.outp = c.Out[:0]
+		outPool.Put(c.outp)
+	}
+	c.outp, c.Out, c.sent = nil, nil, 0
+}
+
+// armWrite bounds the next blocking write by IdleTimeout. The deadline is
+// moved only when it would move by more than an eighth of it, which spares
+// a timer update on most writes of a busy connection.
+func (c *Conn) armWrite() {
+	d := c.s.IdleTimeout
+	if d <= 0 {
+		return
+	}
+	// time.Since reads only the monotonic clock: cheaper than Now.
+	if c.writeSet.IsZero() || time.Since(c.writeSet) > d/8 {
+		c.writeSet = time.Now()
+		c.nc.SetWriteDeadline(c.writeSet.Add(d))
+	}
+}
+
+// Flush writes what Out holds.
+func (c *Conn) Flush() error {
+	if c.sent < len(c.Out) {
+		c.armWrite()
+		n, err := c.nc.Write(c.Out[c.sent:])
+		c.sent += n
+		if err != nil {
+			return err
+		}
+	}
+	c.Out, c.sent = c.Out[:0], 0
+	return nil
+}
+
+// Write writes what Out holds, then p. Small writes share one system call.
+func (c *Conn) Write(p []byte) (int, error) {
+	if len(c.Out)+len(p) <= cap(c.Out) {
+		c.Out = append(c.Out, p...)
+		if err := c.Flush(); err != nil {
+			return 0, err
+		}
+		return len(p), nil
+	}
+	if err := c.Flush(); err != nil {
+		return 0, err
+	}
+	c.armWrite()
+	return c.nc.Write(p)
+}
+
+// SetClose makes the connection close after this response.
+func (c *Conn) SetClose() { c.close = true }
+
+// Closing reports whether the connection closes after this response: the
+// handler asked for it, the server is shutting down, or the request's
+// body was not read and is not all buffered (so where the next request
+// begins is not known).
+func (c *Conn) Closing() bool {
+	return c.close || c.s.draining.Load() || !c.body.settleable()
+}
+
+// HTTP11 reports whether the request is HTTP/1.1 or a later HTTP/1.x.
+func (c *Conn) HTTP11() bool { return len(c.Proto) == 8 && c.Proto[5] == '1' && c.Proto[7] >= '1' }
+
+// RemoteAddr returns the client's address.
+func (c *Conn) RemoteAddr() net.Addr { return c.nc.RemoteAddr() }
+
+// NetConn returns the client's connection, for deadlines, peeks and
+// splicing. Reads from it skip what the engine has buffered.
+func (c *Conn) NetConn() net.Conn { return c.nc }
+
+// Buffered reports whether request bytes are in the read buffer.
+func (c *Conn) Buffered() bool { return c.r < c.w }
+
+// Hijack hands the connection to the handler, with the bytes the client
+// sent past the request head (valid until the handler returns). The engine
+// closes the connection when the handler returns.
+func (c *Conn) Hijack() (net.Conn, []byte) {
+	c.hijacked = true
+	if c.in == nil {
+		return c.nc, nil
+	}
+	b := (*c.in)[c.r:c.w]
+	c.r = c.w
+	return c.nc, b
+}
+
+// closeIfIdle closes the connection if it waits for a request. The close
+// is a read deadline in the past: the connection's own goroutine finds
+// itself closed when its wait ends, and finishes writing a response it was
+// still writing before it closes.
+func (c *Conn) closeIfIdle() {
+	if c.state.CompareAndSwap(stateIdle, stateClosed) {
+		c.nc.SetReadDeadline(time.Unix(1, 0))
+	}
+}
+
+// Pending reports whether request bytes are buffered or waiting in the
+// socket, with one non-blocking peek that consumes nothing.
+func (c *Conn) Pending() bool {
+	if c.r < c.w {
+		return true
+	}
+	if c.raw == nil {
+		return false
+	}
+	if c.peek == nil {
+		c.peek = func(fd uintptr) bool {
+			var b [1]byte
+			n, _, err := syscall.Recvfrom(int(fd), b[:], syscall.MSG_PEEK|syscall.MSG_DONTWAIT)
+			c.pending = err == nil && n > 0
+			return true
+		}
+	}
+	c.pending = false
+	if c.raw.Read(c.peek) != nil {
+		return false
+	}
+	return c.pending
+}

@@ -1,0 +1,458 @@
+package h1
+
+import (
+	"bufio"
+	"bytes"
+	"context"
+	"fmt"
+	"io"
+	"net"
+	"net/http"
+	"strconv"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"go.uber.org/goleak"
+)
+
+func TestMain(m *testing.M) { goleak.VerifyTestMain(m) }
+
+// echo is a test handler: it frames the body from Content-Length or
+// "Transfer-Encoding: chunked" (and "Expect: 100-continue"), reads it unless
+// the target is /noread, and answers 200 with "METHOD TARGET PROTO body".
+// Refusals answer with the status and the reason as a plain body.
+type echo struct {
+	mu      sync.Mutex
+	refused []int
+	release chan struct{} // when set, /slow waits for it before answering
+}
+
+func (e *echo) Serve(c *Conn) {
+	var length int64
+	chunked, expect := false, false
+	for _, line := range strings.Split(string(c.Header), "\r\n") {
+		name, value, _ := strings.Cut(line, ":")
+		value = strings.TrimSpace(value)
+		switch strings.ToLower(name) {
+		case "content-length":
+			length, _ = strconv.ParseInt(value, 10, 64)
+		case "transfer-encoding":
+			chunked = value == "chunked"
+		case "expect":
+			expect = true
+		case "connection":
+			if value == "close" {
+				c.SetClose()
+			}
+		}
+	}
+	c.SetBody(length, chunked, expect)
+	c.Body().SetTimeout(time.Second)
+	if string(c.Target) == "/slow" && e.release != nil {
+		<-e.release
+	}
+	var body []byte
+	if string(c.Target) != "/noread" {
+		var err error
+		body, err = io.ReadAll(c.Body())
+		if err != nil {
+			body = []byte("error: " + err.Error())
+			c.SetClose()
+		}
+	}
+	msg := fmt.Sprintf("%s %s %s %s", c.Method, c.Target, c.Proto, body)
+	if string(c.Target) == "/big" {
+		msg = strings.Repeat("b", 4<<20)
+	}
+	c.Out = fmt.Appendf(c.Out, "HTTP/1.1 200 OK\r\nContent-Length: %d\r\n", len(msg))
+	if c.Closing() {
+		c.Out = append(c.Out, "Connection: close\r\n"...)
+	}
+	c.Out = append(c.Out, "\r\n"...)
+	c.Out = append(c.Out, msg...)
+}
+
+func (e *echo) Refuse(c *Conn, status int, reason string) {
+	e.mu.Lock()
+	e.refused = append(e.refused, status)
+	e.mu.Unlock()
+	c.Out = fmt.Appendf(c.Out, "HTTP/1.1 %d %s\r\nContent-Length: %d\r\nConnection: close\r\n\r\n%s", status, http.StatusText(status), len(reason), reason)
+}
+
+// start serves e on a loopback listener until the test ends.
+func start(t *testing.T, e *echo, tune func(*Server)) (*Server, string) {
+	t.Helper()
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	s := &Server{Handler: e, MaxHeaderBytes: 8 << 10, HeaderTimeout: 2 * time.Second, IdleTimeout: 5 * time.Second}
+	if tune != nil {
+		tune(s)
+	}
+	done := make(chan error, 1)
+	go func() { done <- s.Serve(ln) }()
+	t.Cleanup(func() {
+		s.Shutdown(context.Background())
+		s.CloseAll()
+		if err := <-done; err != nil {
+			t.Errorf("Serve: %v", err)
+		}
+	})
+	return s, ln.Addr().String()
+}
+
+func dial(t *testing.T, addr string) (net.Conn, *bufio.Reader) {
+	t.Helper()
+	c, err := net.Dial("tcp", addr)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { c.Close() })
+	c.SetDeadline(time.Now().Add(10 * time.Second))
+	return c, bufio.NewReader(c)
+}
+
+// read reads one response.
+func read(t *testing.T, br *bufio.Reader) (int, string) {
+	t.Helper()
+	resp, err := http.ReadResponse(br, nil)
+	if err != nil {
+		t.Fatalf("reading a response: %v", err)
+	}
+	body, err := io.ReadAll(resp.Body)
+	resp.Body.Close()
+	if err != nil {
+		t.Fatalf("reading a response body: %v", err)
+	}
+	return resp.StatusCode, string(body)
+}
+
+func TestRequests(t *testing.T) {
+	_, addr := start(t, &echo{}, nil)
+	tests := []struct {
+		name, send string
+		writes     []string // when set, the request is sent in these pieces
+		status     int
+		body       string
+	}{
+		{name: "plain GET", send: "GET /a?b=c HTTP/1.1\r\nHost: x\r\n\r\n", status: 200, body: "GET /a?b=c HTTP/1.1 "},
+		{name: "empty lines before the request line are skipped", send: "\r\n\r\nGET /a HTTP/1.1\r\nHost: x\r\n\r\n", status: 200, body: "GET /a HTTP/1.1 "},
+		{name: "head in pieces", writes: []string{"GE", "T /p HTTP/1.1\r", "\nHost: x\r\n", "\r\n"}, status: 200, body: "GET /p HTTP/1.1 "},
+		{name: "length body", send: "POST /u HTTP/1.1\r\nHost: x\r\nContent-Length: 5\r\n\r\nhello", status: 200, body: "POST /u HTTP/1.1 hello"},
+		{name: "length body in pieces", writes: []string{"POST /u HTTP/1.1\r\nHost: x\r\nContent-Length: 11\r\n\r\nhel", "lo wo", "rld"}, status: 200, body: "POST /u HTTP/1.1 hello world"},
+		{name: "chunked body with extension and trailer", send: "POST /u HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n\r\n5;ext=1\r\nhello\r\nA \r\n0123456789\r\n0\r\nX-T: 1\r\n\r\n", status: 200, body: "POST /u HTTP/1.1 hello0123456789"},
+		{name: "chunked body in pieces", writes: []string{"POST /u HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n\r\n5", "\r\nhel", "lo\r", "\n0\r\n", "\r\n"}, status: 200, body: "POST /u HTTP/1.1 hello"},
+		{name: "bad chunk size", send: "POST /u HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n\r\nzz\r\nhello\r\n0\r\n\r\n", status: 200, body: "POST /u HTTP/1.1 error: " + ErrBadChunk.Error()},
+		{name: "chunk longer than its size", send: "POST /u HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n\r\n3\r\nhello\r\n0\r\n\r\n", status: 200, body: "POST /u HTTP/1.1 error: " + ErrBadChunk.Error()},
+		{name: "chunk size overflow", send: "POST /u HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n\r\nfffffffffffffffffff1\r\nhello\r\n0\r\n\r\n", status: 200, body: "POST /u HTTP/1.1 error: " + ErrBadChunk.Error()},
+		{name: "bare LF chunk line", send: "POST /u HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n\r\n5\nhello\r\n0\r\n\r\n", status: 200, body: "POST /u HTTP/1.1 error: " + ErrBadChunk.Error()},
+		{name: "bare LF in the head", send: "GET / HTTP/1.1\nHost: x\r\n\r\n", status: 400},
+		{name: "bare LF ending the head", send: "GET / HTTP/1.1\r\nHost: x\n\n", status: 400},
+		{name: "request line without a version", send: "GET /\r\nHost: x\r\n\r\n", status: 400},
+		{name: "lowercase version", send: "GET / http/1.1\r\nHost: x\r\n\r\n", status: 400},
+		{name: "version with a letter", send: "GET / HTTP/1.x\r\nHost: x\r\n\r\n", status: 400},
+		{name: "other version passed on", send: "GET / HTTP/3.0\r\nHost: x\r\n\r\n", status: 200, body: "GET / HTTP/3.0 "},
+		{name: "head over the limit", send: "GET / HTTP/1.1\r\nHost: x\r\nX-Big: " + strings.Repeat("v", 9<<10) + "\r\n\r\n", status: 431},
+		{name: "head within the limit past the buffer", send: "GET / HTTP/1.1\r\nHost: x\r\nX-Big: " + strings.Repeat("v", 7<<10) + "\r\n\r\n", status: 200, body: "GET / HTTP/1.1 "},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			c, br := dial(t, addr)
+			if tt.writes == nil {
+				tt.writes = []string{tt.send}
+			}
+			for _, w := range tt.writes {
+				if _, err := io.WriteString(c, w); err != nil {
+					t.Fatal(err)
+				}
+				time.Sleep(5 * time.Millisecond) // separate reads on the server's side
+			}
+			status, body := read(t, br)
+			if status != tt.status || tt.body != "" && body != tt.body {
+				t.Fatalf("got %d %q, want %d %q", status, body, tt.status, tt.body)
+			}
+		})
+	}
+}
+
+// TestKeepAliveAndPipelining: requests one after another and pipelined in
+// one write are all answered, in order, on one connection; a body the
+// handler did not read but that is all buffered is skipped.
+func TestKeepAliveAndPipelining(t *testing.T) {
+	_, addr := start(t, &echo{}, nil)
+	c, br := dial(t, addr)
+	for i := 0; i < 50; i++ {
+		fmt.Fprintf(c, "GET /k%d HTTP/1.1\r\nHost: x\r\n\r\n", i)
+		if status, body := read(t, br); status != 200 || body != fmt.Sprintf("GET /k%d HTTP/1.1 ", i) {
+			t.Fatalf("request %d: %d %q", i, status, body)
+		}
+	}
+	io.WriteString(c, "POST /noread HTTP/1.1\r\nHost: x\r\nContent-Length: 3\r\n\r\nabc"+
+		"GET /p1 HTTP/1.1\r\nHost: x\r\n\r\nPOST /p2 HTTP/1.1\r\nHost: x\r\nContent-Length: 2\r\n\r\nhi")
+	for _, want := range []string{"POST /noread HTTP/1.1 ", "GET /p1 HTTP/1.1 ", "POST /p2 HTTP/1.1 hi"} {
+		if status, body := read(t, br); status != 200 || body != want {
+			t.Fatalf("pipelined: %d %q, want 200 %q", status, body, want)
+		}
+	}
+}
+
+// TestUnreadBodyCloses: a body the handler left unread and that is not all
+// buffered closes the connection after the response, which says so.
+func TestUnreadBodyCloses(t *testing.T) {
+	_, addr := start(t, &echo{}, nil)
+	c, br := dial(t, addr)
+	io.WriteString(c, "POST /noread HTTP/1.1\r\nHost: x\r\nContent-Length: 100000\r\n\r\nabc")
+	resp, err := http.ReadResponse(br, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	io.ReadAll(resp.Body)
+	if !resp.Close {
+		t.Error("the response does not say the connection closes")
+	}
+	if _, err := br.ReadByte(); err != io.EOF {
+		t.Errorf("after the response: %v, want EOF", err)
+	}
+}
+
+// TestExpectContinue: a 100 Continue goes out when the handler reads the
+// body, not before.
+func TestExpectContinue(t *testing.T) {
+	_, addr := start(t, &echo{}, nil)
+	c, br := dial(t, addr)
+	io.WriteString(c, "POST /u HTTP/1.1\r\nHost: x\r\nContent-Length: 5\r\nExpect: 100-continue\r\n\r\n")
+	line, err := br.ReadString('\n')
+	if err != nil || line != "HTTP/1.1 100 Continue\r\n" {
+		t.Fatalf("got %q, %v; want a 100 Continue", line, err)
+	}
+	br.ReadString('\n')
+	io.WriteString(c, "hello")
+	if status, body := read(t, br); status != 200 || body != "POST /u HTTP/1.1 hello" {
+		t.Fatalf("got %d %q", status, body)
+	}
+	// Not for a body the handler does not read.
+	io.WriteString(c, "POST /noread HTTP/1.1\r\nHost: x\r\nContent-Length: 5\r\nExpect: 100-continue\r\n\r\n")
+	if status, _ := read(t, br); status != 200 {
+		t.Fatalf("got %d, want 200 without a 100 first", status)
+	}
+}
+
+// TestHeadTimeouts: a connection that sends nothing is closed silently at
+// HeaderTimeout after the accept; one that sent part of a head gets 408;
+// a keep-alive connection waits IdleTimeout for its next request, and
+// then has HeaderTimeout from its first byte for the rest of the head.
+func TestHeadTimeouts(t *testing.T) {
+	e := &echo{}
+	_, addr := start(t, e, func(s *Server) {
+		s.HeaderTimeout = 300 * time.Millisecond
+		s.IdleTimeout = 600 * time.Millisecond
+	})
+
+	_, br := dial(t, addr)
+	t0 := time.Now()
+	if _, err := br.ReadByte(); err != io.EOF {
+		t.Errorf("a silent connection: %v, want EOF", err)
+	}
+	if d := time.Since(t0); d < 250*time.Millisecond || d > 2*time.Second {
+		t.Errorf("a silent connection closed after %v, want about 300ms", d)
+	}
+
+	c, br := dial(t, addr)
+	io.WriteString(c, "GET / HTTP/1.1\r\nHo")
+	if status, _ := read(t, br); status != 408 {
+		t.Errorf("a partial head got %d, want 408", status)
+	}
+
+	// Keep-alive: the idle wait is longer than the head timeout.
+	c, br = dial(t, addr)
+	io.WriteString(c, "GET / HTTP/1.1\r\nHost: x\r\n\r\n")
+	read(t, br)
+	time.Sleep(450 * time.Millisecond) // past HeaderTimeout, within IdleTimeout
+	io.WriteString(c, "GET /again HTTP/1.1\r\n")
+	t1 := time.Now()
+	if status, _ := read(t, br); status != 408 {
+		t.Errorf("a partial keep-alive head got %d, want 408", status)
+	}
+	if d := time.Since(t1); d < 250*time.Millisecond || d > 2*time.Second {
+		t.Errorf("the partial keep-alive head was cut after %v, want about 300ms", d)
+	}
+
+	c, br = dial(t, addr)
+	io.WriteString(c, "GET / HTTP/1.1\r\nHost: x\r\n\r\n")
+	read(t, br)
+	t2 := time.Now()
+	if _, err := br.ReadByte(); err != io.EOF {
+		t.Errorf("an idle keep-alive connection: %v, want EOF", err)
+	}
+	if d := time.Since(t2); d < 500*time.Millisecond || d > 3*time.Second {
+		t.Errorf("an idle keep-alive connection closed after %v, want about 600ms", d)
+	}
+}
+
+// TestLargeResponseToSlowReader: a response larger than the socket takes
+// at once, left in Out, is written whole to a client that reads slowly, and
+// the connection serves the next request.
+func TestLargeResponseToSlowReader(t *testing.T) {
+	_, addr := start(t, &echo{}, nil)
+	c, br := dial(t, addr)
+	io.WriteString(c, "GET /big HTTP/1.1\r\nHost: x\r\n\r\n")
+	time.Sleep(100 * time.Millisecond) // let the socket fill
+	if status, body := read(t, br); status != 200 || body != strings.Repeat("b", 4<<20) {
+		t.Fatalf("got %d and %d bytes, want 200 and %d", status, len(body), 4<<20)
+	}
+	io.WriteString(c, "GET /after HTTP/1.1\r\nHost: x\r\n\r\n")
+	if status, body := read(t, br); status != 200 || body != "GET /after HTTP/1.1 " {
+		t.Fatalf("next request: %d %q", status, body)
+	}
+}
+
+// TestShutdown: Shutdown closes idle connections at once, lets a request
+// in flight finish (its response says the connection closes), and returns
+// when it has.
+func TestShutdown(t *testing.T) {
+	e := &echo{release: make(chan struct{})}
+	s, addr := start(t, e, nil)
+	idle, idleBR := dial(t, addr)
+	io.WriteString(idle, "GET / HTTP/1.1\r\nHost: x\r\n\r\n")
+	read(t, idleBR)
+	busy, busyBR := dial(t, addr)
+	io.WriteString(busy, "GET /slow HTTP/1.1\r\nHost: x\r\n\r\n")
+	for s.active() == 0 {
+		time.Sleep(time.Millisecond)
+	}
+
+	done := make(chan error, 1)
+	go func() { done <- s.Shutdown(context.Background()) }()
+	if _, err := idleBR.ReadByte(); err != io.EOF {
+		t.Errorf("idle connection after Shutdown: %v, want EOF", err)
+	}
+	select {
+	case err := <-done:
+		t.Fatalf("Shutdown returned (%v) with a request in flight", err)
+	case <-time.After(50 * time.Millisecond):
+	}
+	close(e.release)
+	resp, err := http.ReadResponse(busyBR, nil)
+	if err != nil {
+		t.Fatalf("the request in flight: %v", err)
+	}
+	io.ReadAll(resp.Body)
+	if resp.StatusCode != 200 || !resp.Close {
+		t.Errorf("the request in flight got %d, close=%v; want 200 and close", resp.StatusCode, resp.Close)
+	}
+	if err := <-done; err != nil {
+		t.Errorf("Shutdown: %v", err)
+	}
+	if _, err := net.Dial("tcp", addr); err == nil {
+		t.Error("the listener still accepts after Shutdown")
+	}
+	_ = busy
+}
+
+// TestShutdownDeadline: Shutdown gives up at its context's end, and
+// CloseAll cuts what is left.
+func TestShutdownDeadline(t *testing.T) {
+	e := &echo{release: make(chan struct{})}
+	s, addr := start(t, e, nil)
+	c, br := dial(t, addr)
+	io.WriteString(c, "GET /slow HTTP/1.1\r\nHost: x\r\n\r\n")
+	for s.active() == 0 {
+		time.Sleep(time.Millisecond)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 50*time.Millisecond)
+	defer cancel()
+	if err := s.Shutdown(ctx); err != context.DeadlineExceeded {
+		t.Fatalf("Shutdown with a request stuck = %v, want the deadline", err)
+	}
+	if n := s.CloseAll(); n != 1 {
+		t.Errorf("CloseAll cut %d connections, want 1", n)
+	}
+	if _, err := br.ReadByte(); err == nil {
+		t.Error("the cut connection is still open")
+	}
+	close(e.release)
+}
+
+// active counts the connections serving a request.
+func (s *Server) active() int {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	n := 0
+	for c := range s.conns {
+		if c.state.Load() == stateActive {
+			n++
+		}
+	}
+	return n
+}
+
+// TestHijack: a hijacked connection comes with the bytes sent past the head.
+func TestHijack(t *testing.T) {
+	got := make(chan string, 1)
+	h := hijacker{got: got}
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	s := &Server{Handler: h, MaxHeaderBytes: 4096, HeaderTimeout: time.Second, IdleTimeout: time.Second}
+	done := make(chan error, 1)
+	go func() { done <- s.Serve(ln) }()
+	defer func() { s.Shutdown(context.Background()); <-done }()
+	c, err := net.Dial("tcp", ln.Addr().String())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	io.WriteString(c, "GET /ws HTTP/1.1\r\nHost: x\r\n\r\nearly")
+	io.WriteString(c, "-later")
+	select {
+	case s := <-got:
+		if s != "early-later" {
+			t.Errorf("the hijacked stream read %q, want early-later", s)
+		}
+	case <-time.After(5 * time.Second):
+		t.Fatal("nothing came through the hijacked connection")
+	}
+}
+
+type hijacker struct{ got chan string }
+
+func (h hijacker) Serve(c *Conn) {
+	c.SetBody(0, false, false)
+	nc, early := c.Hijack()
+	got := string(early)
+	nc.SetReadDeadline(time.Now().Add(5 * time.Second))
+	buf := make([]byte, 64)
+	for len(got) < len("early-later") {
+		n, err := nc.Read(buf)
+		got += string(buf[:n])
+		if err != nil {
+			break
+		}
+	}
+	h.got <- got
+}
+
+func (h hijacker) Refuse(*Conn, int, string) {}
+
+func TestParseChunkSize(t *testing.T) {
+	for _, tt := range []struct {
+		in   string
+		n    int64
+		okay bool
+	}{
+		{"0", 0, true}, {"a", 10, true}, {"FF", 255, true}, {"10;x=y", 16, true}, {"10 ;x", 16, true},
+		{"", 0, false}, {";x", 0, false}, {"1x", 0, false}, {"-1", 0, false}, {"40000000000000000", 0, false},
+	} {
+		n, ok := parseChunkSize([]byte(tt.in))
+		if ok != tt.okay || ok && n != tt.n {
+			t.Errorf("parseChunkSize(%q) = %d, %v; want %d, %v", tt.in, n, ok, tt.n, tt.okay)
+		}
+	}
+	if !bytes.Equal(continueLine, []byte("HTTP/1.1 100 Continue\r\n\r\n")) {
+		t.Error("continueLine changed")
+	}
+}

@@ -1,0 +1,155 @@
+// Package h1 is the client side of the proxy listener: an HTTP/1.1 server
+// engine that reads request heads, frames request bodies and carries the
+// bytes of responses, and leaves the meaning of every header to its handler.
+// One goroutine serves each connection, with no buffer held while the
+// connection idles; the last write of a response and the wait for the next
+// request share one call into Go's poller, so a keep-alive request costs no
+// read that finds nothing.
+package h1
+
+import (
+	"context"
+	"errors"
+	"net"
+	"sync"
+	"sync/atomic"
+	"time"
+)
+
+// Handler serves the requests the engine reads.
+type Handler interface {
+	// Serve answers the request on c: it declares the body's framing
+	// (SetBody), reads the body, and leaves the response in c.Out or
+	// writes it with Flush and Write.
+	Serve(c *Conn)
+	// Refuse answers a request whose head could not be read: status is
+	// 400 (malformed), 408 (too slow) or 431 (too large). The connection
+	// closes after the answer.
+	Refuse(c *Conn, status int, reason string)
+}
+
+// Server serves HTTP/1.x on a listener.
+type Server struct {
+	Handler Handler
+	// MaxHeaderBytes bounds a request's head: request line, fields and the
+	// empty line; longer heads get 431.
+	MaxHeaderBytes int
+	// HeaderTimeout bounds the reading of a head: from the accept for a
+	// connection's first request, from its first byte for later ones. A
+	// connection that sent part of a head in that time gets 408.
+	HeaderTimeout time.Duration
+	// IdleTimeout bounds the wait for a keep-alive connection's next
+	// request, and how long one write to a client may stall.
+	IdleTimeout time.Duration
+
+	mu       sync.Mutex
+	ln       net.Listener
+	conns    map[*Conn]struct{}
+	done     chan struct{} // closed when the last connection is gone after a shutdown
+	draining atomic.Bool
+}
+
+// Serve accepts connections on ln until Shutdown, serving each on its own
+// goroutine. It returns nil after a shutdown.
+func (s *Server) Serve(ln net.Listener) error {
+	s.mu.Lock()
+	s.ln = ln
+	if s.conns == nil {
+		s.conns = map[*Conn]struct{}{}
+	}
+	s.mu.Unlock()
+	var backoff time.Duration
+	for {
+		nc, err := ln.Accept()
+		if err != nil {
+			if s.draining.Load() {
+				return nil
+			}
+			var ne net.Error
+			if errors.As(err, &ne) && ne.Timeout() || isTemporary(err) {
+				// Out of file descriptors and the like: wait, then go on.
+				backoff = min(max(2*backoff, 5*time.Millisecond), time.Second)
+				time.Sleep(backoff)
+				continue
+			}
+			return err
+		}
+		backoff = 0
+		c := newConn(s, nc)
+		s.mu.Lock()
+		if s.draining.Load() {
+			s.mu.Unlock()
+			nc.Close()
+			continue
+		}
+		s.conns[c] = struct{}{}
+		s.mu.Unlock()
+		go c.serve()
+	}
+}
+
+func isTemporary(err error) bool {
+	t, ok := err.(interface{ Temporary() bool })
+	return ok && t.Temporary()
+}
+
+// forget drops c from the open connections.
+func (s *Server) forget(c *Conn) {
+	s.mu.Lock()
+	delete(s.conns, c)
+	if len(s.conns) == 0 && s.done != nil {
+		close(s.done)
+		s.done = nil
+	}
+	s.mu.Unlock()
+}
+
+// Shutdown stops accepting, closes the connections that wait for a
+// request, and waits for the others to finish their request in flight
+// (each closes after its response), or for ctx to end, which it returns.
+func (s *Server) Shutdown(ctx context.Context) error {
+	s.draining.Store(true)
+	s.mu.Lock()
+	if s.ln != nil {
+		s.ln.Close()
+	}
+	var done chan struct{}
+	if len(s.conns) > 0 {
+		done = make(chan struct{})
+		s.done = done
+	}
+	idle := make([]*Conn, 0, len(s.conns))
+	for c := range s.conns {
+		idle = append(idle, c)
+	}
+	s.mu.Unlock()
+	for _, c := range idle {
+		c.closeIfIdle()
+	}
+	if done == nil {
+		return nil
+	}
+	select {
+	case <-done:
+		return nil
+	case <-ctx.Done():
+		return ctx.Err()
+	}
+}
+
+// CloseAll closes every open connection and returns how many there were.
+func (s *Server) CloseAll() int {
+	s.mu.Lock()
+	conns := make([]*Conn, 0, len(s.conns))
+	for c := range s.conns {
+		conns = append(conns, c)
+	}
+	s.mu.Unlock()
+	for _, c := range conns {
+		c.nc.Close()
+	}
+	return len(conns)
+}
+
+// Draining reports whether Shutdown has begun.
+func (s *Server) Draining() bool { return s.draining.Load() }
