@@ -58,8 +58,8 @@ type Conn struct {
 	body Body
 
 	// Out holds response bytes not yet written: the handler appends to
-	// it; Flush and Write send it, and what is left when the handler
-	// returns goes out with the wait for the next request.
+	// it, from Begin; Flush and Write send it, and what is left when the
+	// handler returns goes out with the wait for the next request.
 	Out  []byte
 	outp *[]byte
 	sent int // bytes of Out already written
@@ -108,7 +108,6 @@ func (c *Conn) serve() {
 			}
 			return
 		}
-		c.takeOut()
 		c.s.Handler.Serve(c)
 		if c.hijacked {
 			return
@@ -143,7 +142,6 @@ func (c *Conn) refuse(status int, reason string) {
 	}
 	c.Time = time.Now()
 	c.close = true
-	c.takeOut()
 	c.s.Handler.Refuse(c, status, reason)
 	c.Flush()
 }
@@ -372,8 +370,9 @@ func (c *Conn) writeThenRead(fd uintptr) bool {
 			return true
 		}
 	}
-	if len(c.Out) > 0 {
-		c.releaseOut()
+	wrote := len(c.Out) > 0
+	c.releaseOut()
+	if wrote {
 		return false // the response is out: wait for the next request
 	}
 	c.takeIn()
@@ -445,22 +444,22 @@ func (c *Conn) dropIn() {
 	c.in, c.r, c.w, c.big = nil, 0, 0, false
 }
 
-// takeOut gives the connection an empty response buffer.
-func (c *Conn) takeOut() {
+// Begin returns Out emptied, to start a response in: a connection takes a
+// response buffer only once its response is due, not while its request
+// waits on a backend.
+func (c *Conn) Begin() []byte {
 	if c.outp == nil {
 		c.outp = outPool.Get().(*[]byte)
-		c.Out = (*c.outp)[:0]
+		c.Out = *c.outp
 	}
 	c.sent = 0
+	return c.Out[:0]
 }
 
 // releaseOut gives the response buffer back; its bytes must have been
 // written.
 func (c *Conn) releaseOut() {
-	if c.outp == nil {
-		return
-	}
-	if cap(c.Out) <= maxKeptOut {
+	if c.outp != nil && cap(c.Out) <= maxKeptOut {
 		*c.outp = c.Out[:0]
 		outPool.Put(c.outp)
 	}

@@ -66,7 +66,7 @@ func (e *echo) Serve(c *Conn) {
 	if string(c.Target) == "/big" {
 		msg = strings.Repeat("b", 4<<20)
 	}
-	c.Out = fmt.Appendf(c.Out, "HTTP/1.1 200 OK\r\nContent-Length: %d\r\n", len(msg))
+	c.Out = fmt.Appendf(c.Begin(), "HTTP/1.1 200 OK\r\nContent-Length: %d\r\n", len(msg))
 	if c.Closing() {
 		c.Out = append(c.Out, "Connection: close\r\n"...)
 	}
@@ -78,7 +78,7 @@ func (e *echo) Refuse(c *Conn, status int, reason string) {
 	e.mu.Lock()
 	e.refused = append(e.refused, status)
 	e.mu.Unlock()
-	c.Out = fmt.Appendf(c.Out, "HTTP/1.1 %d %s\r\nContent-Length: %d\r\nConnection: close\r\n\r\n%s", status, http.StatusText(status), len(reason), reason)
+	c.Out = fmt.Appendf(c.Begin(), "HTTP/1.1 %d %s\r\nContent-Length: %d\r\nConnection: close\r\n\r\n%s", status, http.StatusText(status), len(reason), reason)
 }
 
 // start serves e on a loopback listener until the test ends.

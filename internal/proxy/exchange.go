@@ -150,7 +150,7 @@ func (x *exchange) parseTarget() bool {
 	case len(t) > 0 && t[0] == '/':
 	case string(t) == "*":
 		if string(x.rec.Method) == "OPTIONS" {
-			out := appendStatusLine(x.c.Out[:0], http.StatusOK, nil)
+			out := appendStatusLine(x.c.Begin(), http.StatusOK, nil)
 			x.c.Out = x.endHead(appendContentLength(out, 0), false)
 			x.rec.Status = http.StatusOK
 			return false

@@ -23,7 +23,7 @@ func (x *exchange) writeError(status int, word, message string) int {
 	b = accesslog.AppendString(b, string(x.requestID))
 	b = append(b, "}\n"...)
 	x.errBody = b
-	out := appendStatusLine(x.c.Out[:0], status, nil)
+	out := appendStatusLine(x.c.Begin(), status, nil)
 	out = append(out, "Content-Type: application/json\r\n"...)
 	out = appendContentLength(out, int64(len(b)))
 	out = x.endHead(out, false)

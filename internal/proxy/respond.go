@@ -32,7 +32,7 @@ func (x *exchange) respond() {
 		return
 	}
 	x.rec.Status = rh.status
-	out := appendStatusLine(x.c.Out[:0], rh.status, rh.reason)
+	out := appendStatusLine(x.c.Begin(), rh.status, rh.reason)
 	hasDate := false
 	for _, f := range rh.fields {
 		if responseFieldDropped(f.name, rh.connection) || equalFold(f.name, "content-length") {
