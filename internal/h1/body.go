@@ -163,7 +163,7 @@ func (b *Body) readChunked(p []byte) (int, error) {
 			if err != nil {
 				return 0, err
 			}
-			size, ok := parseChunkSize(line)
+			size, ok := ParseChunkSize(line)
 			if !ok {
 				return 0, ErrBadChunk
 			}
@@ -243,9 +243,9 @@ func (b *Body) line() ([]byte, error) {
 // maxChunk bounds a chunk's size, far past any body limit.
 const maxChunk = 1 << 62
 
-// parseChunkSize parses "HEX [BWS ; chunk-ext]" (the extensions are not
-// looked into).
-func parseChunkSize(line []byte) (int64, bool) {
+// ParseChunkSize parses a chunk-size line without its CRLF: "HEX [BWS ;
+// chunk-ext]" (the extensions are not looked into), of at most 2^62.
+func ParseChunkSize(line []byte) (int64, bool) {
 	var n int64
 	i := 0
 	for ; i < len(line); i++ {

@@ -447,9 +447,9 @@ func TestParseChunkSize(t *testing.T) {
 		{"0", 0, true}, {"a", 10, true}, {"FF", 255, true}, {"10;x=y", 16, true}, {"10 ;x", 16, true},
 		{"", 0, false}, {";x", 0, false}, {"1x", 0, false}, {"-1", 0, false}, {"40000000000000000", 0, false},
 	} {
-		n, ok := parseChunkSize([]byte(tt.in))
+		n, ok := ParseChunkSize([]byte(tt.in))
 		if ok != tt.okay || ok && n != tt.n {
-			t.Errorf("parseChunkSize(%q) = %d, %v; want %d, %v", tt.in, n, ok, tt.n, tt.okay)
+			t.Errorf("ParseChunkSize(%q) = %d, %v; want %d, %v", tt.in, n, ok, tt.n, tt.okay)
 		}
 	}
 	if !bytes.Equal(continueLine, []byte("HTTP/1.1 100 Continue\r\n\r\n")) {

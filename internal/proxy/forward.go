@@ -293,12 +293,6 @@ func headBuffered(br *bufio.Reader) bool {
 	return bytes.Contains(b, []byte("\r\n\r\n"))
 }
 
-// readClient reads from the client's body, whose reads wait at most
-// client_body for bytes (see admit).
-func (x *exchange) readClient(src io.Reader, p []byte) (int, error) {
-	return src.Read(p)
-}
-
 // bufferBody reads the request body into a pooled buffer, up to max bytes,
 // so that it can be sent again. A longer body keeps what was read as a
 // prefix and is streamed. Nothing is sent upstream before the body is read,
@@ -314,7 +308,7 @@ func (x *exchange) bufferBody(max int64) error {
 			}
 			*buf = append(*buf, 0)[:len(*buf)]
 		}
-		n, err := x.readClient(src, (*buf)[len(*buf):cap(*buf)])
+		n, err := src.Read((*buf)[len(*buf):cap(*buf)])
 		*buf = (*buf)[:len(*buf)+n]
 		if err == io.EOF {
 			if !x.head.chunked && int64(len(*buf)) < x.head.contentLength {
@@ -367,7 +361,7 @@ func (x *exchange) writeBody(c *upConn) error {
 		var n int
 		var rerr error
 		if x.head.chunked {
-			n, rerr = x.readClient(src, buf)
+			n, rerr = src.Read(buf)
 		} else {
 			// A body of declared length is read straight behind what is
 			// queued for the backend: no copy between the two.
@@ -379,7 +373,7 @@ func (x *exchange) writeBody(c *upConn) error {
 				}
 				x.out = slices.Grow(x.out, 64<<10)
 			}
-			n, rerr = x.readClient(src, x.out[len(x.out):cap(x.out)])
+			n, rerr = src.Read(x.out[len(x.out):cap(x.out)])
 		}
 		if n > 0 {
 			n64 += int64(n)

@@ -5,6 +5,8 @@ import (
 	"bytes"
 	"errors"
 	"io"
+
+	"github.com/sluice-proxy/sluice/internal/h1"
 )
 
 // maxResponseHead bounds a backend's status line and headers.
@@ -267,33 +269,8 @@ func (r *chunkedReader) size() (int64, error) {
 	if len(line) < 3 || line[len(line)-2] != '\r' {
 		return 0, errBadChunk
 	}
-	line = line[:len(line)-2]
-	var n int64
-	digits := 0
-	for _, c := range line {
-		var d byte
-		switch {
-		case c >= '0' && c <= '9':
-			d = c - '0'
-		case c >= 'a' && c <= 'f':
-			d = c - 'a' + 10
-		case c >= 'A' && c <= 'F':
-			d = c - 'A' + 10
-		case c == ';' || c == ' ' || c == '\t':
-			if digits == 0 {
-				return 0, errBadChunk
-			}
-			return n, nil // chunk extensions are ignored
-		default:
-			return 0, errBadChunk
-		}
-		digits++
-		if digits > 15 {
-			return 0, errBadChunk
-		}
-		n = n<<4 | int64(d)
-	}
-	if digits == 0 {
+	n, ok := h1.ParseChunkSize(line[:len(line)-2])
+	if !ok {
 		return 0, errBadChunk
 	}
 	return n, nil
