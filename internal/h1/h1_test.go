@@ -27,6 +27,7 @@ type echo struct {
 	mu      sync.Mutex
 	refused []int
 	release chan struct{} // when set, /slow waits for it before answering
+	timeout time.Duration // of the body's reads; 1s when 0
 }
 
 func (e *echo) Serve(c *Conn) {
@@ -50,6 +51,9 @@ func (e *echo) Serve(c *Conn) {
 	}
 	c.SetBody(length, chunked, expect)
 	c.Body().SetTimeout(time.Second)
+	if e.timeout > 0 {
+		c.Body().SetTimeout(e.timeout)
+	}
 	if string(c.Target) == "/slow" && e.release != nil {
 		<-e.release
 	}
