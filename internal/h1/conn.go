@@ -5,6 +5,7 @@ import (
 	"errors"
 	"io"
 	"net"
+	"net/netip"
 	"os"
 	"sync"
 	"sync/atomic"
@@ -77,6 +78,7 @@ type Conn struct {
 
 	peek    func(fd uintptr) bool // Pending's peek, made on first use
 	pending bool
+	peer    netip.Addr // RemoteIP, once known
 }
 
 func newConn(s *Server, nc net.Conn) *Conn {
@@ -527,6 +529,23 @@ func (c *Conn) HTTP11() bool { return len(c.Proto) == 8 && c.Proto[5] == '1' && 
 
 // RemoteAddr returns the client's address.
 func (c *Conn) RemoteAddr() net.Addr { return c.nc.RemoteAddr() }
+
+// RemoteIP returns the client's IP address (IPv4 unmapped), worked out
+// once per connection.
+func (c *Conn) RemoteIP() netip.Addr {
+	if !c.peer.IsValid() {
+		switch a := c.nc.RemoteAddr().(type) {
+		case *net.TCPAddr:
+			ip, _ := netip.AddrFromSlice(a.IP)
+			c.peer = ip.Unmap()
+		default:
+			if ap, err := netip.ParseAddrPort(a.String()); err == nil {
+				c.peer = ap.Addr().Unmap()
+			}
+		}
+	}
+	return c.peer
+}
 
 // NetConn returns the client's connection, for deadlines, peeks and
 // splicing. Reads from it skip what the engine has buffered.

@@ -59,7 +59,7 @@ type exchange struct {
 func (x *exchange) begin(h *Handler, c *h1.Conn) {
 	x.h, x.c, x.rt = h, c, h.rt.Load()
 	x.route, x.backend, x.conn, x.nTried = nil, nil, nil, 0
-	x.rec = accesslog.Entry{Time: c.Time, Client: peerAddr(c.RemoteAddr())}
+	x.rec = accesslog.Entry{Time: c.Time, Client: c.RemoteIP()}
 	x.requestID = x.requestID[:0]
 	x.target, x.query, x.host, x.path = x.target[:0], nil, nil, ""
 	x.body, x.prefix, x.upgrade = nil, nil, false

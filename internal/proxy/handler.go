@@ -9,7 +9,6 @@ package proxy
 
 import (
 	"log/slog"
-	"net"
 	"net/netip"
 	"sync"
 	"sync/atomic"
@@ -59,18 +58,6 @@ func (h *Handler) Serve(c *h1.Conn) {
 		x.forward()
 	}
 	x.finish()
-}
-
-// peerAddr returns the client's IP address.
-func peerAddr(a net.Addr) netip.Addr {
-	if ta, ok := a.(*net.TCPAddr); ok {
-		ip, _ := netip.AddrFromSlice(ta.IP)
-		return ip.Unmap()
-	}
-	if ap, err := netip.ParseAddrPort(a.String()); err == nil {
-		return ap.Addr().Unmap()
-	}
-	return netip.Addr{}
 }
 
 // trusted reports whether ip is in one of prefixes.
