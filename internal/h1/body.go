@@ -149,6 +149,45 @@ func (b *Body) readLength(p []byte) (int, error) {
 	return 0, err
 }
 
+// ReadNow reads what of a body of declared length has already arrived,
+// without waiting: buffered bytes, or what one read that does not block
+// returns. (0, nil) means nothing is here yet, or that the body is chunked
+// (ReadNow leaves those to Read), or that a 100 Continue is still due.
+func (b *Body) ReadNow(p []byte) (int, error) {
+	switch b.mode {
+	case bodyNone, bodyDone:
+		return 0, io.EOF
+	case bodyLength:
+	default:
+		return 0, nil
+	}
+	if b.left == 0 {
+		b.mode = bodyDone
+		return 0, io.EOF
+	}
+	if b.cont || len(p) == 0 {
+		return 0, nil
+	}
+	if int64(len(p)) > b.left {
+		p = p[:b.left]
+	}
+	c := b.c
+	var n int
+	var err error
+	if c.r < c.w {
+		n = copy(p, (*c.in)[c.r:c.w])
+		c.r += n
+	} else {
+		n, err = c.readNow(p)
+	}
+	b.left -= int64(n)
+	if b.left == 0 {
+		b.mode = bodyDone
+		return n, io.EOF
+	}
+	return n, err
+}
+
 func (b *Body) readChunked(p []byte) (int, error) {
 	c := b.c
 	if b.cont {

@@ -76,9 +76,13 @@ type Conn struct {
 	nextN    int
 	nextPart bool
 
-	peek    func(fd uintptr) bool // Pending's peek, made on first use
-	pending bool
-	peer    netip.Addr // RemoteIP, once known
+	// readNow's callback, made on first use, and its state.
+	now    func(fd uintptr) bool
+	nowBuf []byte
+	nowN   int
+	nowErr error
+
+	peer netip.Addr // RemoteIP, once known
 }
 
 func newConn(s *Server, nc net.Conn) *Conn {
@@ -577,26 +581,38 @@ func (c *Conn) closeIfIdle() {
 	}
 }
 
-// Pending reports whether request bytes are buffered or waiting in the
-// socket, with one non-blocking peek that consumes nothing.
-func (c *Conn) Pending() bool {
-	if c.r < c.w {
-		return true
-	}
+// readNow makes one read into p that does not wait: (0, nil) when nothing
+// has arrived, or when the read cannot be made now (a deadline passed,
+// say; a read that waits will report it).
+func (c *Conn) readNow(p []byte) (int, error) {
 	if c.raw == nil {
-		return false
+		return 0, nil
 	}
-	if c.peek == nil {
-		c.peek = func(fd uintptr) bool {
-			var b [1]byte
-			n, _, err := syscall.Recvfrom(int(fd), b[:], syscall.MSG_PEEK|syscall.MSG_DONTWAIT)
-			c.pending = err == nil && n > 0
-			return true
+	if c.now == nil {
+		c.now = func(fd uintptr) bool {
+			for {
+				n, err := syscall.Read(int(fd), c.nowBuf)
+				switch err {
+				case nil:
+					c.nowN = n
+					if n == 0 {
+						c.nowErr = io.ErrUnexpectedEOF
+					}
+				case syscall.EINTR:
+					continue
+				case syscall.EAGAIN:
+				default:
+					c.nowErr = &net.OpError{Op: "read", Net: "tcp", Err: os.NewSyscallError("read", err)}
+				}
+				return true
+			}
 		}
 	}
-	c.pending = false
-	if c.raw.Read(c.peek) != nil {
-		return false
+	c.nowBuf, c.nowN, c.nowErr = p, 0, nil
+	err := c.raw.Read(c.now)
+	c.nowBuf = nil
+	if err != nil {
+		return 0, nil
 	}
-	return c.pending
+	return c.nowN, c.nowErr
 }

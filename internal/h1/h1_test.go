@@ -460,3 +460,54 @@ func TestParseChunkSize(t *testing.T) {
 		t.Error("continueLine changed")
 	}
 }
+
+// TestReadNow: ReadNow returns what has arrived of a body without waiting,
+// and nothing while the client holds the rest.
+func TestReadNow(t *testing.T) {
+	steps := make(chan string, 8)
+	h := nowHandler{steps: steps}
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	s := &Server{Handler: h, MaxHeaderBytes: 4096, HeaderTimeout: time.Second, IdleTimeout: time.Second}
+	done := make(chan error, 1)
+	go func() { done <- s.Serve(ln) }()
+	defer func() { s.Shutdown(context.Background()); <-done }()
+	c, br := dial(t, ln.Addr().String())
+	io.WriteString(c, "POST /now HTTP/1.1\r\nHost: x\r\nContent-Length: 10\r\n\r\nhello")
+	for _, want := range []string{"5 <nil> hello", "0 <nil> "} {
+		if got := <-steps; got != want {
+			t.Fatalf("ReadNow = %q, want %q", got, want)
+		}
+	}
+	io.WriteString(c, "world")
+	if got := <-steps; got != "5 EOF world" {
+		t.Fatalf("ReadNow after the rest came = %q, want 5 EOF world", got)
+	}
+	if status, _ := read(t, br); status != 200 {
+		t.Fatalf("status %d", status)
+	}
+}
+
+type nowHandler struct{ steps chan string }
+
+func (h nowHandler) Serve(c *Conn) {
+	c.SetBody(10, false, false)
+	buf := make([]byte, 64)
+	report := func(n int, err error) { h.steps <- fmt.Sprintf("%d %v %s", n, err, buf[:n]) }
+	report(c.Body().ReadNow(buf))
+	report(c.Body().ReadNow(buf))
+	// The rest comes: ReadNow finds it once it has arrived.
+	for {
+		n, err := c.Body().ReadNow(buf)
+		if n > 0 || err != nil {
+			report(n, err)
+			break
+		}
+		time.Sleep(time.Millisecond)
+	}
+	c.Out = append(c.Begin(), "HTTP/1.1 200 OK\r\nContent-Length: 0\r\n\r\n"...)
+}
+
+func (h nowHandler) Refuse(*Conn, int, string) {}

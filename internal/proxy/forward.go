@@ -373,26 +373,31 @@ func (x *exchange) writeBody(c *upConn) error {
 				}
 				x.out = slices.Grow(x.out, 64<<10)
 			}
-			n, rerr = src.Read(x.out[len(x.out):cap(x.out)])
+			// What has already arrived is taken without waiting; only
+			// when nothing has does what came go out, before the wait:
+			// the backend gets the upload as the client sends it, and a
+			// burst goes out in one write.
+			dst := x.out[len(x.out):cap(x.out)]
+			n, rerr = src.ReadNow(dst)
+			if n == 0 && rerr == nil {
+				if err := x.flush(c); err != nil {
+					return err
+				}
+				n, rerr = src.Read(x.out[len(x.out):cap(x.out)])
+			}
 		}
 		if n > 0 {
 			n64 += int64(n)
 			if n64 > limit {
 				return &clientError{ErrRequestTooLarge, errBodyTooLarge}
 			}
-			if x.head.chunked {
-				if err := x.writeBodyPart(c, buf[:n]); err != nil {
-					return err
-				}
-			} else {
+			if !x.head.chunked {
 				x.out = x.out[:len(x.out)+n]
-			}
-			// More is coming: pass on what came, so the backend gets the
-			// upload as the client sends it; but, for a body of declared
-			// length, not while its next bytes are already waiting (a burst
-			// goes out in one write; a chunked body, which may grow past its
-			// limit, goes out as it comes).
-			if rerr == nil && (x.head.chunked || !x.clientPending()) {
+			} else if err := x.writeBodyPart(c, buf[:n]); err != nil {
+				return err
+			} else if rerr == nil {
+				// A chunked body, which may grow past its limit, goes
+				// out as it comes.
 				if err := x.flush(c); err != nil {
 					return err
 				}
@@ -432,12 +437,6 @@ func (x *exchange) writeBodyPart(c *upConn, p []byte) error {
 // maxPending bounds the bytes of a request queued in x.out before they
 // are written.
 const maxPending = 128 << 10
-
-// clientPending reports whether more of the client's body is already
-// waiting in its socket, while little enough is queued for the backend.
-func (x *exchange) clientPending() bool {
-	return len(x.out) < maxPending/2 && x.c.Pending()
-}
 
 // write queues p to be sent on c after the pending bytes of x.out, so that
 // a request head and its body go out in as few system calls as they can;
