@@ -201,3 +201,55 @@ routes:
 		}
 	}
 }
+
+// TestBackendStopsReadingUpload: a backend that reads a request's head and
+// then stops reading its body must not hold the request forever: once one
+// write to it has been blocked for upstream_body, the client gets 504.
+func TestBackendStopsReadingUpload(t *testing.T) {
+	t.Parallel()
+	b := newPeer(t, func(c *peerConn) {
+		if _, err := c.readHead(); err != nil {
+			return
+		}
+		c.emit(peerEvent{Kind: "head"})
+		c.sleep(time.Minute) // reads nothing more
+	})
+	p := start(t, fmt.Sprintf(`
+routes:
+  - name: up
+    path_prefix: /up
+    timeouts:
+      upstream_body: 500ms
+    backends: [%s]
+`, b.URL))
+
+	c, err := net.DialTimeout("tcp", p.Addr, 5*time.Second)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	c.SetDeadline(time.Now().Add(15 * time.Second))
+	const size = 12 << 20
+	go func() {
+		fmt.Fprintf(c, "POST /up/big HTTP/1.1\r\nHost: test.example\r\nContent-Length: %d\r\n\r\n", size)
+		chunk := make([]byte, 64<<10)
+		for sent := 0; sent < size; sent += len(chunk) {
+			if _, err := c.Write(chunk); err != nil {
+				return // the proxy answered and closed
+			}
+		}
+	}()
+	b.next(t, "head", 5*time.Second)
+	start := time.Now()
+	r := readRaw(bufio.NewReader(c), "POST")
+	if r.Resp == nil {
+		t.Fatalf("no answer while the backend does not read the upload: %v", r)
+	}
+	checkProxyError(t, r.Resp, r.Body, 504, "upstream_timeout")
+	if !strings.Contains(string(r.Body), "stopped reading the request") {
+		t.Errorf("body %q does not say the backend stopped reading", r.Body)
+	}
+	if d := time.Since(start); d > 5*time.Second {
+		t.Errorf("504 came %v after the backend stopped reading, want about upstream_body (500ms) once its buffers filled", d)
+	}
+}

@@ -3,6 +3,7 @@ package proxy
 import (
 	"bytes"
 	"errors"
+	"net"
 	"net/http"
 	"strconv"
 	"time"
@@ -279,6 +280,12 @@ func (x *exchange) sendFailed(err error) {
 	x.outcome = upstreamOutcome(err)
 	switch x.outcome {
 	case OutcomeTimeout:
+		var op *net.OpError
+		if errors.As(err, &op) && op.Op == "write" {
+			x.fail(http.StatusGatewayTimeout, ErrUpstreamTimeout,
+				"backend "+x.backend.URL+" stopped reading the request")
+			return
+		}
 		x.fail(http.StatusGatewayTimeout, ErrUpstreamTimeout,
 			"backend "+x.backend.URL+" sent no response headers in time")
 	case OutcomeConnectError:

@@ -249,6 +249,7 @@ func (x *exchange) awaitHead(c *upConn, queued bool) error {
 		// that waits, and the wait for the head starts after it.
 		rest := c.queued
 		c.queued, queued = nil, false
+		c.armWrite(x.route.UpstreamBody)
 		if _, err := c.nc.Write(rest); err != nil {
 			return err
 		}
@@ -451,6 +452,7 @@ func (x *exchange) write(c *upConn, p []byte) error {
 		return err
 	}
 	x.writes++
+	c.armWrite(x.route.UpstreamBody)
 	_, err := c.nc.Write(p)
 	return err
 }
@@ -461,6 +463,7 @@ func (x *exchange) flush(c *upConn) error {
 		return nil
 	}
 	x.writes++
+	c.armWrite(x.route.UpstreamBody)
 	_, err := c.nc.Write(x.out)
 	x.out = x.out[:0] // the bytes stay, for a replay (see send)
 	return err

@@ -67,6 +67,8 @@ type upConn struct {
 	expires   time.Time // when it must no longer be reused
 	idleSince time.Time // when it was put back in the pool
 	deadline  time.Time // read deadline currently set
+	// writeDeadline is the write deadline currently set.
+	writeDeadline time.Time
 
 	raw      syscall.RawConn
 	peek     func(fd uintptr) bool
@@ -459,6 +461,22 @@ func (c *upConn) setReadDeadline(now time.Time, d time.Duration) error {
 	}
 	c.deadline = want
 	return c.nc.SetReadDeadline(want)
+}
+
+// armWrite bounds a write to the backend that blocks: a backend that stops
+// reading a request holds it for at most d (upstream_body, the pause limit
+// of the exchange's other direction). The deadline is moved only when it
+// would move by more than an eighth of d, which spares a timer update on
+// most writes of a streamed upload.
+func (c *upConn) armWrite(d time.Duration) {
+	if d <= 0 {
+		return
+	}
+	now := time.Now()
+	if want := now.Add(d); c.writeDeadline.IsZero() || want.Sub(c.writeDeadline) >= d/8 {
+		c.writeDeadline = want
+		c.nc.SetWriteDeadline(want)
+	}
 }
 
 // Transport owns the connection pools of every backend address.
