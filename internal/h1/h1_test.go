@@ -27,6 +27,7 @@ type echo struct {
 	mu      sync.Mutex
 	refused []int
 	release chan struct{} // when set, /slow waits for it before answering
+	entered chan struct{} // when set, /slow says on it that it is being served
 	timeout time.Duration // of the body's reads; 1s when 0
 }
 
@@ -55,6 +56,9 @@ func (e *echo) Serve(c *Conn) {
 		c.Body().SetTimeout(e.timeout)
 	}
 	if string(c.Target) == "/slow" && e.release != nil {
+		if e.entered != nil {
+			e.entered <- struct{}{}
+		}
 		<-e.release
 	}
 	var body []byte
@@ -317,16 +321,14 @@ func TestLargeResponseToSlowReader(t *testing.T) {
 // in flight finish (its response says the connection closes), and returns
 // when it has.
 func TestShutdown(t *testing.T) {
-	e := &echo{release: make(chan struct{})}
+	e := &echo{release: make(chan struct{}), entered: make(chan struct{}, 1)}
 	s, addr := start(t, e, nil)
 	idle, idleBR := dial(t, addr)
 	io.WriteString(idle, "GET / HTTP/1.1\r\nHost: x\r\n\r\n")
 	read(t, idleBR)
 	busy, busyBR := dial(t, addr)
 	io.WriteString(busy, "GET /slow HTTP/1.1\r\nHost: x\r\n\r\n")
-	for s.active() == 0 {
-		time.Sleep(time.Millisecond)
-	}
+	<-e.entered
 
 	done := make(chan error, 1)
 	go func() { done <- s.Shutdown(context.Background()) }()
@@ -359,13 +361,11 @@ func TestShutdown(t *testing.T) {
 // TestShutdownDeadline: Shutdown gives up at its context's end, and
 // CloseAll cuts what is left.
 func TestShutdownDeadline(t *testing.T) {
-	e := &echo{release: make(chan struct{})}
+	e := &echo{release: make(chan struct{}), entered: make(chan struct{}, 1)}
 	s, addr := start(t, e, nil)
 	c, br := dial(t, addr)
 	io.WriteString(c, "GET /slow HTTP/1.1\r\nHost: x\r\n\r\n")
-	for s.active() == 0 {
-		time.Sleep(time.Millisecond)
-	}
+	<-e.entered
 	ctx, cancel := context.WithTimeout(context.Background(), 50*time.Millisecond)
 	defer cancel()
 	if err := s.Shutdown(ctx); err != context.DeadlineExceeded {
@@ -378,19 +378,6 @@ func TestShutdownDeadline(t *testing.T) {
 		t.Error("the cut connection is still open")
 	}
 	close(e.release)
-}
-
-// active counts the connections serving a request.
-func (s *Server) active() int {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	n := 0
-	for c := range s.conns {
-		if c.state.Load() == stateActive {
-			n++
-		}
-	}
-	return n
 }
 
 // TestHijack: a hijacked connection comes with the bytes sent past the head.
