@@ -72,10 +72,11 @@ func benchRuntimeWith(tb testing.TB, addr string, m *metrics.Metrics) (*Handler,
 	return NewHandler(Build(cfg, t, nil, nopEvents{}, m), nil), t
 }
 
-// BenchmarkServe is one proxied GET through the handler: admission, routing,
-// the upstream request over a pooled loopback connection, and the response
-// relayed into the engine's response; without metrics and access log, with
-// metrics, and with both.
+// BenchmarkServe is one proxied keep-alive GET, from a client over a real
+// loopback connection, through the h1 engine and the handler: admission,
+// routing, the upstream request over a pooled loopback connection, and the
+// response written back; without metrics and access log, with metrics, and
+// with both. The client does not allocate, so allocs/op are the proxy's.
 func BenchmarkServe(b *testing.B) {
 	addr := cannedBackend(b)
 	b.Run("bare", func(b *testing.B) {
