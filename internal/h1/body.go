@@ -94,9 +94,6 @@ func (b *Body) Read(p []byte) (int, error) {
 	return 0, io.EOF
 }
 
-// Done reports whether the whole body has been read.
-func (b *Body) Done() bool { return b.mode == bodyNone || b.mode == bodyDone }
-
 func (b *Body) sendContinue() error {
 	b.cont = false
 	c := b.c

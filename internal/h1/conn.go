@@ -531,9 +531,6 @@ func (c *Conn) Closing() bool {
 // HTTP11 reports whether the request is HTTP/1.1 or a later HTTP/1.x.
 func (c *Conn) HTTP11() bool { return len(c.Proto) == 8 && c.Proto[5] == '1' && c.Proto[7] >= '1' }
 
-// RemoteAddr returns the client's address.
-func (c *Conn) RemoteAddr() net.Addr { return c.nc.RemoteAddr() }
-
 // RemoteIP returns the client's IP address (IPv4 unmapped), worked out
 // once per connection.
 func (c *Conn) RemoteIP() netip.Addr {
@@ -554,9 +551,6 @@ func (c *Conn) RemoteIP() netip.Addr {
 // NetConn returns the client's connection, for deadlines, peeks and
 // splicing. Reads from it skip what the engine has buffered.
 func (c *Conn) NetConn() net.Conn { return c.nc }
-
-// Buffered reports whether request bytes are in the read buffer.
-func (c *Conn) Buffered() bool { return c.r < c.w }
 
 // Hijack hands the connection to the handler, with the bytes the client
 // sent past the request head (valid until the handler returns). The engine

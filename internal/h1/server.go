@@ -150,6 +150,3 @@ func (s *Server) CloseAll() int {
 	}
 	return len(conns)
 }
-
-// Draining reports whether Shutdown has begun.
-func (s *Server) Draining() bool { return s.draining.Load() }
