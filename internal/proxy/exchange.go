@@ -226,10 +226,7 @@ func (x *exchange) prepare() {
 			}
 			continue
 		}
-		out = append(out, f.name...)
-		out = append(out, ':', ' ')
-		out = append(out, f.value...)
-		out = append(out, '\r', '\n')
+		out = appendField(out, f.name, f.value)
 	}
 	if x.upgrade {
 		out = appendField(out, "Connection", []byte("Upgrade"))

@@ -31,9 +31,8 @@ func (x *exchange) forward() {
 	p := r.Retry
 	r.Budget.Request(x.rec.Time)
 	x.deadline = x.rec.Time.Add(p.TotalTimeout)
-	idempotent := p.Idempotent(x.method, x.head.idemKey) && !x.upgrade
-	x.idempotent = idempotent
-	if x.hasBody() && p.Attempts > 1 && idempotent {
+	x.idempotent = p.Idempotent(x.method, x.head.idemKey) && !x.upgrade
+	if x.hasBody() && p.Attempts > 1 && x.idempotent {
 		if err := x.bufferBody(p.MaxBody); err != nil {
 			x.sendFailed(err)
 			return
@@ -64,7 +63,7 @@ func (x *exchange) forward() {
 		verdict, _ := retry.Decide(retry.Facts{
 			Retryable:  !isClientErr(err),
 			Sent:       !isDialError(err),
-			Idempotent: idempotent,
+			Idempotent: x.idempotent,
 			BodyIntact: !x.hasBody() || x.body != nil || isDialError(err),
 			TriesLeft:  p.Attempts - x.nTried,
 			TimeLeft:   left,
@@ -201,9 +200,8 @@ func (x *exchange) send(fresh bool, left time.Duration, replay int) error {
 		if x.writes == 0 {
 			whole = len(x.out)
 		}
-		if c.first != nil && c.br == nil && len(x.out) > 0 {
+		if c.queue(x.out) {
 			// Written by the wait for the answer (see readFirst).
-			c.queue(x.out)
 			x.writes++
 			x.out = x.out[:0]
 			queued = true

@@ -117,7 +117,7 @@ func responseFieldDropped(name []byte, connection [][]byte) bool {
 }
 
 // appendField appends "name: value\r\n".
-func appendField(dst []byte, name string, value []byte) []byte {
+func appendField[N ~string | ~[]byte](dst []byte, name N, value []byte) []byte {
 	dst = append(dst, name...)
 	dst = append(dst, ':', ' ')
 	dst = append(dst, value...)

@@ -39,10 +39,7 @@ func (x *exchange) respond() {
 			continue
 		}
 		hasDate = hasDate || equalFold(f.name, "date")
-		out = append(out, f.name...)
-		out = append(out, ':', ' ')
-		out = append(out, f.value...)
-		out = append(out, '\r', '\n')
+		out = appendField(out, f.name, f.value)
 	}
 	if rh.status == http.StatusSwitchingProtocols {
 		x.c.Out = out
@@ -328,10 +325,7 @@ func (x *exchange) appendTrailers(out []byte) []byte {
 		}
 		name, value := line[:colon], trimOWS(line[colon+1:])
 		if validFieldValue(value) && !hopByHop(name) {
-			out = append(out, name...)
-			out = append(out, ':', ' ')
-			out = append(out, value...)
-			out = append(out, '\r', '\n')
+			out = appendField(out, name, value)
 		}
 	}
 	return out
@@ -343,7 +337,7 @@ func (x *exchange) tunnel() {
 	out := x.c.Out
 	for _, f := range x.resp.fields {
 		if equalFold(f.name, "upgrade") {
-			out = appendField(out, string(f.name), f.value)
+			out = appendField(out, f.name, f.value)
 		}
 	}
 	out = append(out, "Connection: Upgrade\r\n"...)

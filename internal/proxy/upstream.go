@@ -79,7 +79,7 @@ type upConn struct {
 	first    func(fd uintptr) bool
 	scratch  *[]byte
 	firstN   int
-	firstErr error
+	firstErr error // the attempt's error, wrapped as net's own would be
 	// queued is what readFirst writes before it waits: a request, or
 	// what is left of it.
 	queued []byte
@@ -143,14 +143,7 @@ func (c *upConn) readFirst() error {
 		return err
 	}
 	if c.firstErr != nil {
-		if c.firstErr == errQueuedPartly {
-			return errQueuedPartly
-		}
-		if len(c.queued) > 0 {
-			c.queued = nil
-			return &net.OpError{Op: "write", Net: "tcp", Err: os.NewSyscallError("write", c.firstErr)}
-		}
-		return os.NewSyscallError("read", c.firstErr)
+		return c.firstErr
 	}
 	if c.firstN == 0 {
 		return io.EOF
@@ -185,7 +178,7 @@ func (c *upConn) initFirst() {
 			case nil:
 				c.firstN = n
 			default:
-				c.firstErr = err
+				c.firstErr = os.NewSyscallError("read", err)
 			}
 			if n <= 0 {
 				scratches.Put(c.scratch)
@@ -200,8 +193,16 @@ func (c *upConn) initFirst() {
 // go out at once: the rest, c.queued, is for the caller to write.
 var errQueuedPartly = errors.New("queued request written in part")
 
-// queue sets out to be written by the next readFirst.
-func (c *upConn) queue(out []byte) { c.queued = out }
+// queue sets out to be written by the next readFirst, and reports whether
+// it could: a connection that waits for its answers with readFirst (no
+// read buffer held, not TLS) takes a request that is not empty.
+func (c *upConn) queue(out []byte) bool {
+	if c.first == nil || c.br != nil || len(out) == 0 {
+		return false
+	}
+	c.queued = out
+	return true
+}
 
 // writeQueued is readFirst's callback while a request is queued: it
 // writes it, and asks to wait for the answer when all of it went out.
@@ -217,7 +218,8 @@ func (c *upConn) writeQueued(fd uintptr) bool {
 		case err == syscall.EAGAIN || err == nil && len(c.queued) > 0:
 			c.firstErr = errQueuedPartly
 		case err != nil:
-			c.firstErr = err
+			c.queued = nil
+			c.firstErr = &net.OpError{Op: "write", Net: "tcp", Err: os.NewSyscallError("write", err)}
 		default:
 			return false // all of it: wait for the answer
 		}
@@ -451,12 +453,10 @@ func (c *upConn) initPeek() {
 	}
 }
 
-// setReadDeadline arms a read deadline of d from now. To save work on busy
-// connections it only moves the deadline when it would move by more than an
-// eighth of d.
+// setReadDeadline arms a read deadline of d from now (see moveDeadline).
 func (c *upConn) setReadDeadline(now time.Time, d time.Duration) error {
 	want := now.Add(d)
-	if !c.deadline.IsZero() && want.Sub(c.deadline) < d/8 && c.deadline.After(now) {
+	if !moveDeadline(c.deadline, want, d) {
 		return nil
 	}
 	c.deadline = want
@@ -465,18 +465,23 @@ func (c *upConn) setReadDeadline(now time.Time, d time.Duration) error {
 
 // armWrite bounds a write to the backend that blocks: a backend that stops
 // reading a request holds it for at most d (upstream_body, the pause limit
-// of the exchange's other direction). The deadline is moved only when it
-// would move by more than an eighth of d, which spares a timer update on
-// most writes of a streamed upload.
+// of the exchange's other direction; see moveDeadline).
 func (c *upConn) armWrite(d time.Duration) {
 	if d <= 0 {
 		return
 	}
-	now := time.Now()
-	if want := now.Add(d); c.writeDeadline.IsZero() || want.Sub(c.writeDeadline) >= d/8 {
+	if want := time.Now().Add(d); moveDeadline(c.writeDeadline, want, d) {
 		c.writeDeadline = want
 		c.nc.SetWriteDeadline(want)
 	}
+}
+
+// moveDeadline reports whether a deadline set at cur must move to want, d
+// from now: when it is unset, later than want, or earlier by more than an
+// eighth of d. Keeping one a little early spares a timer update on most
+// reads and writes of a busy connection.
+func moveDeadline(cur, want time.Time, d time.Duration) bool {
+	return cur.IsZero() || cur.After(want) || want.Sub(cur) >= d/8
 }
 
 // Transport owns the connection pools of every backend address.

@@ -239,7 +239,9 @@ func TestReadFirstWritesQueued(t *testing.T) {
 		got <- string(b)
 		io.WriteString(server, head)
 	}()
-	c.queue([]byte(req))
+	if !c.queue([]byte(req)) {
+		t.Fatal("a fresh connection did not take a queued request")
+	}
 	c.nc.SetReadDeadline(time.Now().Add(5 * time.Second))
 	if err := c.readFirst(); err != nil {
 		t.Fatalf("readFirst with a request queued: %v", err)
@@ -254,12 +256,18 @@ func TestReadFirstWritesQueued(t *testing.T) {
 		t.Fatalf("buffered %q, want the answer %q", b, head)
 	}
 	c.br.Discard(len(head))
+	if c.queue([]byte(req)) {
+		t.Fatal("a connection holding its read buffer took a queued request")
+	}
+	c.detach() // as its pool does
 
 	// The backend reads nothing: a big request fills the socket's buffers
 	// and what is left comes back.
 	c.nc.(*net.TCPConn).SetWriteBuffer(4 << 10)
 	big := bytes.Repeat([]byte("x"), 8<<20)
-	c.queue(big)
+	if !c.queue(big) {
+		t.Fatal("the connection did not take a queued request")
+	}
 	if err := c.readFirst(); err != errQueuedPartly {
 		t.Fatalf("readFirst with %d bytes queued to a backend that reads nothing = %v, want errQueuedPartly", len(big), err)
 	}
@@ -274,10 +282,37 @@ func TestReadFirstWritesQueued(t *testing.T) {
 	// The backend goes away without reading what it was sent, which
 	// resets the connection: the next write fails, as a write.
 	server.Close()
-	c.queue([]byte(req))
+	if !c.queue([]byte(req)) {
+		t.Fatal("the connection did not take a queued request")
+	}
 	err := c.readFirst()
 	var op *net.OpError
 	if !errors.As(err, &op) || op.Op != "write" {
 		t.Errorf("readFirst writing to a closed backend = %v, want a write error", err)
+	}
+}
+
+// TestMoveDeadline: a deadline moves when unset, when later than wanted (a
+// shorter limit must not be loosened by a longer one set before), or when
+// more than an eighth of the limit early; otherwise it is kept.
+func TestMoveDeadline(t *testing.T) {
+	now := time.Unix(1000, 0)
+	d := 8 * time.Second
+	want := now.Add(d)
+	for _, tt := range []struct {
+		name string
+		cur  time.Time
+		move bool
+	}{
+		{"unset", time.Time{}, true},
+		{"later than wanted", now.Add(15 * time.Second), true},
+		{"a little early", want.Add(-500 * time.Millisecond), false},
+		{"the same", want, false},
+		{"an eighth early", want.Add(-time.Second), true},
+		{"passed", now.Add(-time.Second), true},
+	} {
+		if got := moveDeadline(tt.cur, want, d); got != tt.move {
+			t.Errorf("%s: moveDeadline = %v, want %v", tt.name, got, tt.move)
+		}
 	}
 }
