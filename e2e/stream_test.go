@@ -292,10 +292,12 @@ func TestRequestBodies(t *testing.T) {
 }
 
 // TestSlowBackendGetsWholeUpload: a backend with a small receive buffer
-// that reads a large upload slowly keeps the proxy's writes waiting on a
-// full socket, a request that fits the proxy's staging buffer included;
-// every byte still arrives, in order, for bodies that are buffered for a
-// retry and bodies that are streamed.
+// that reads a large upload late and slowly keeps the proxy's writes
+// waiting on a full socket; every byte still arrives, in order, for bodies
+// that are buffered for a retry and bodies that are streamed. (A request
+// that fits the proxy's staging buffer but not the socket at once is
+// covered in internal/proxy, TestPartlyWrittenRequestGoesOut: loopback
+// sockets take 128 KiB whole.)
 func TestSlowBackendGetsWholeUpload(t *testing.T) {
 	t.Parallel()
 	srv := httptest.NewUnstartedServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {

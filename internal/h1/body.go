@@ -87,7 +87,7 @@ func (c *Conn) Body() *Body { return &c.body }
 func (b *Body) Read(p []byte) (int, error) {
 	switch b.mode {
 	case bodyLength:
-		return b.readLength(p)
+		return b.readLength(p, false)
 	case bodyChunked:
 		return b.readChunked(p)
 	}
@@ -105,13 +105,18 @@ func (b *Body) sendContinue() error {
 	return err
 }
 
-// readSome reads into p from the buffer, or else from the connection.
-func (b *Body) readSome(p []byte) (int, error) {
+// readSome reads into p from the buffer, or else from the connection:
+// with a read that waits (under the body's timeout), or with one that does
+// not (now), which returns (0, nil) when nothing has arrived.
+func (b *Body) readSome(p []byte, now bool) (int, error) {
 	c := b.c
 	if c.r < c.w {
 		n := copy(p, (*c.in)[c.r:c.w])
 		c.r += n
 		return n, nil
+	}
+	if now {
+		return c.readNow(p)
 	}
 	b.arm()
 	n, err := c.nc.Read(p)
@@ -121,12 +126,20 @@ func (b *Body) readSome(p []byte) (int, error) {
 	return n, err
 }
 
-func (b *Body) readLength(p []byte) (int, error) {
+// readLength reads a body of declared length; now, it does not wait (see
+// ReadNow).
+func (b *Body) readLength(p []byte, now bool) (int, error) {
 	if b.left == 0 {
 		b.mode = bodyDone
 		return 0, io.EOF
 	}
+	if len(p) == 0 {
+		return 0, nil
+	}
 	if b.cont {
+		if now {
+			return 0, nil // the 100 Continue goes with a read that waits
+		}
 		if err := b.sendContinue(); err != nil {
 			return 0, err
 		}
@@ -134,7 +147,7 @@ func (b *Body) readLength(p []byte) (int, error) {
 	if int64(len(p)) > b.left {
 		p = p[:b.left]
 	}
-	n, err := b.readSome(p)
+	n, err := b.readSome(p, now)
 	b.left -= int64(n)
 	if b.left == 0 {
 		b.mode = bodyDone
@@ -152,37 +165,12 @@ func (b *Body) readLength(p []byte) (int, error) {
 // (ReadNow leaves those to Read), or that a 100 Continue is still due.
 func (b *Body) ReadNow(p []byte) (int, error) {
 	switch b.mode {
-	case bodyNone, bodyDone:
-		return 0, io.EOF
 	case bodyLength:
-	default:
+		return b.readLength(p, true)
+	case bodyChunked:
 		return 0, nil
 	}
-	if b.left == 0 {
-		b.mode = bodyDone
-		return 0, io.EOF
-	}
-	if b.cont || len(p) == 0 {
-		return 0, nil
-	}
-	if int64(len(p)) > b.left {
-		p = p[:b.left]
-	}
-	c := b.c
-	var n int
-	var err error
-	if c.r < c.w {
-		n = copy(p, (*c.in)[c.r:c.w])
-		c.r += n
-	} else {
-		n, err = c.readNow(p)
-	}
-	b.left -= int64(n)
-	if b.left == 0 {
-		b.mode = bodyDone
-		return n, io.EOF
-	}
-	return n, err
+	return 0, io.EOF
 }
 
 func (b *Body) readChunked(p []byte) (int, error) {
@@ -215,7 +203,7 @@ func (b *Body) readChunked(p []byte) (int, error) {
 			if int64(len(p)) > b.left {
 				p = p[:b.left]
 			}
-			n, err := b.readSome(p)
+			n, err := b.readSome(p, false)
 			b.left -= int64(n)
 			if b.left == 0 {
 				b.state = chunkEnd

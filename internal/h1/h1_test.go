@@ -89,14 +89,14 @@ func (e *echo) Refuse(c *Conn, status int, reason string) {
 	c.Out = fmt.Appendf(c.Begin(), "HTTP/1.1 %d %s\r\nContent-Length: %d\r\nConnection: close\r\n\r\n%s", status, http.StatusText(status), len(reason), reason)
 }
 
-// start serves e on a loopback listener until the test ends.
-func start(t *testing.T, e *echo, tune func(*Server)) (*Server, string) {
+// start serves h on a loopback listener until the test ends.
+func start(t *testing.T, h Handler, tune func(*Server)) (*Server, string) {
 	t.Helper()
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
 		t.Fatal(err)
 	}
-	s := &Server{Handler: e, MaxHeaderBytes: 8 << 10, HeaderTimeout: 2 * time.Second, IdleTimeout: 5 * time.Second}
+	s := &Server{Handler: h, MaxHeaderBytes: 8 << 10, HeaderTimeout: 2 * time.Second, IdleTimeout: 5 * time.Second}
 	if tune != nil {
 		tune(s)
 	}
@@ -383,20 +383,8 @@ func TestShutdownDeadline(t *testing.T) {
 // TestHijack: a hijacked connection comes with the bytes sent past the head.
 func TestHijack(t *testing.T) {
 	got := make(chan string, 1)
-	h := hijacker{got: got}
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	s := &Server{Handler: h, MaxHeaderBytes: 4096, HeaderTimeout: time.Second, IdleTimeout: time.Second}
-	done := make(chan error, 1)
-	go func() { done <- s.Serve(ln) }()
-	defer func() { s.Shutdown(context.Background()); <-done }()
-	c, err := net.Dial("tcp", ln.Addr().String())
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer c.Close()
+	_, addr := start(t, hijacker{got: got}, nil)
+	c, _ := dial(t, addr)
 	io.WriteString(c, "GET /ws HTTP/1.1\r\nHost: x\r\n\r\nearly")
 	io.WriteString(c, "-later")
 	select {
@@ -452,16 +440,8 @@ func TestParseChunkSize(t *testing.T) {
 // and nothing while the client holds the rest.
 func TestReadNow(t *testing.T) {
 	steps := make(chan string, 8)
-	h := nowHandler{steps: steps}
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	s := &Server{Handler: h, MaxHeaderBytes: 4096, HeaderTimeout: time.Second, IdleTimeout: time.Second}
-	done := make(chan error, 1)
-	go func() { done <- s.Serve(ln) }()
-	defer func() { s.Shutdown(context.Background()); <-done }()
-	c, br := dial(t, ln.Addr().String())
+	_, addr := start(t, nowHandler{steps: steps}, nil)
+	c, br := dial(t, addr)
 	io.WriteString(c, "POST /now HTTP/1.1\r\nHost: x\r\nContent-Length: 10\r\n\r\nhello")
 	for _, want := range []string{"5 <nil> hello", "0 <nil> "} {
 		if got := <-steps; got != want {
