@@ -126,6 +126,16 @@ func (b *Body) readSome(p []byte, now bool) (int, error) {
 	return n, err
 }
 
+// take reads at most what is left of the body or chunk into p.
+func (b *Body) take(p []byte, now bool) (int, error) {
+	if int64(len(p)) > b.left {
+		p = p[:b.left]
+	}
+	n, err := b.readSome(p, now)
+	b.left -= int64(n)
+	return n, err
+}
+
 // readLength reads a body of declared length; now, it does not wait (see
 // ReadNow).
 func (b *Body) readLength(p []byte, now bool) (int, error) {
@@ -144,11 +154,7 @@ func (b *Body) readLength(p []byte, now bool) (int, error) {
 			return 0, err
 		}
 	}
-	if int64(len(p)) > b.left {
-		p = p[:b.left]
-	}
-	n, err := b.readSome(p, now)
-	b.left -= int64(n)
+	n, err := b.take(p, now)
 	if b.left == 0 {
 		b.mode = bodyDone
 		return n, io.EOF
@@ -200,11 +206,7 @@ func (b *Body) readChunked(p []byte) (int, error) {
 			if len(p) == 0 {
 				return 0, nil
 			}
-			if int64(len(p)) > b.left {
-				p = p[:b.left]
-			}
-			n, err := b.readSome(p, false)
-			b.left -= int64(n)
+			n, err := b.take(p, false)
 			if b.left == 0 {
 				b.state = chunkEnd
 			}
