@@ -70,6 +70,13 @@ func run(args []string, stdout, stderr io.Writer) int {
 		return 0
 	}
 
+	// Signals are taken before any listener is bound: from the moment
+	// /readyz can answer, a SIGHUP reloads and a SIGTERM drains, instead of
+	// Go's default action ending the process.
+	signals := make(chan os.Signal, 4)
+	signal.Notify(signals, syscall.SIGTERM, syscall.SIGINT, syscall.SIGHUP)
+	defer signal.Stop(signals)
+
 	var opts []server.Option
 	if *pprof {
 		opts = append(opts, server.WithPprof())
@@ -85,8 +92,6 @@ func run(args []string, stdout, stderr io.Writer) int {
 		printDemoHelp(stdout, srv.Addr().String(), addrString(srv.AdminAddr()))
 	}
 
-	signals := make(chan os.Signal, 4)
-	signal.Notify(signals, syscall.SIGTERM, syscall.SIGINT, syscall.SIGHUP)
 	for {
 		select {
 		case err := <-srv.Errors():
@@ -98,7 +103,6 @@ func run(args []string, stdout, stderr io.Writer) int {
 				srv.ReloadFile()
 				continue
 			}
-			signal.Stop(signals)
 			srv.Shutdown()
 			return 0
 		}
