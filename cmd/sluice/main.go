@@ -1,5 +1,5 @@
-// Command sluice is an HTTP reverse proxy and load balancer. See SPEC.md and
-// the README for its command line and configuration.
+// Command sluice is an HTTP reverse proxy and load balancer. Its command
+// line and configuration are described in docs/configuration.md.
 package main
 
 import (
@@ -14,9 +14,6 @@ import (
 	"github.com/sluice-proxy/sluice/internal/config"
 	"github.com/sluice-proxy/sluice/internal/server"
 )
-
-// version is set at build time with -ldflags "-X main.version=...".
-var version = "dev"
 
 func main() {
 	os.Exit(run(os.Args[1:], os.Stdout, os.Stderr))
@@ -36,7 +33,7 @@ func run(args []string, stdout, stderr io.Writer) int {
 		return 2
 	}
 	if *showVersion {
-		fmt.Fprintln(stdout, "sluice", version)
+		fmt.Fprintln(stdout, "sluice", currentVersion())
 		return 0
 	}
 	log, err := newLogger(stderr, *logFormat, *logLevel)
@@ -87,7 +84,7 @@ func run(args []string, stdout, stderr io.Writer) int {
 		return 1
 	}
 	srv.Serve()
-	log.Info("sluice started", "version", version, "listen", srv.Addr().String(), "admin", addrString(srv.AdminAddr()), "routes", len(cfg.Routes))
+	log.Info("sluice started", "version", currentVersion(), "listen", srv.Addr().String(), "admin", addrString(srv.AdminAddr()), "routes", len(cfg.Routes))
 	if *demo {
 		printDemoHelp(stdout, srv.Addr().String(), addrString(srv.AdminAddr()))
 	}
