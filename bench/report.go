@@ -90,7 +90,7 @@ type scenarioInfo struct {
 // results.json; results.md and chart.svg are views of it.
 type report struct {
 	Started     time.Time         `json:"started"`
-	Command     string            `json:"command"`
+	Command     string            `json:"command"` // as a user types it (userCommand)
 	Duration    string            `json:"duration"`
 	Warmup      string            `json:"warmup"`
 	Reps        int               `json:"reps"`
@@ -120,7 +120,7 @@ type hostInfo struct {
 func newReport(o options, started time.Time, dir string) *report {
 	return &report{
 		Started:     started,
-		Command:     strings.Join(os.Args, " "),
+		Command:     userCommand(os.Args),
 		Duration:    o.duration.String(),
 		Warmup:      o.warmup.String(),
 		Reps:        o.reps,
