@@ -151,7 +151,7 @@ func TestRequests(t *testing.T) {
 		{name: "head in pieces", writes: []string{"GE", "T /p HTTP/1.1\r", "\nHost: x\r\n", "\r\n"}, status: 200, body: "GET /p HTTP/1.1 "},
 		{name: "length body", send: "POST /u HTTP/1.1\r\nHost: x\r\nContent-Length: 5\r\n\r\nhello", status: 200, body: "POST /u HTTP/1.1 hello"},
 		{name: "length body in pieces", writes: []string{"POST /u HTTP/1.1\r\nHost: x\r\nContent-Length: 11\r\n\r\nhel", "lo wo", "rld"}, status: 200, body: "POST /u HTTP/1.1 hello world"},
-		{name: "chunked body with extension and trailer", send: "POST /u HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n\r\n5;ext=1\r\nhello\r\nA \r\n0123456789\r\n0\r\nX-T: 1\r\n\r\n", status: 200, body: "POST /u HTTP/1.1 hello0123456789"},
+		{name: "chunked body with extension and trailer", send: "POST /u HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n\r\n5;ext=1\r\nhello\r\nA ;x\r\n0123456789\r\n0\r\nX-T: 1\r\n\r\n", status: 200, body: "POST /u HTTP/1.1 hello0123456789"},
 		{name: "chunked body in pieces", writes: []string{"POST /u HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n\r\n5", "\r\nhel", "lo\r", "\n0\r\n", "\r\n"}, status: 200, body: "POST /u HTTP/1.1 hello"},
 		{name: "bad chunk size", send: "POST /u HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n\r\nzz\r\nhello\r\n0\r\n\r\n", status: 200, body: "POST /u HTTP/1.1 error: " + ErrBadChunk.Error()},
 		{name: "chunk longer than its size", send: "POST /u HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n\r\n3\r\nhello\r\n0\r\n\r\n", status: 200, body: "POST /u HTTP/1.1 error: " + ErrBadChunk.Error()},
@@ -417,20 +417,8 @@ func (h hijacker) Serve(c *Conn) {
 
 func (h hijacker) Refuse(*Conn, int, string) {}
 
-func TestParseChunkSize(t *testing.T) {
-	for _, tt := range []struct {
-		in   string
-		n    int64
-		okay bool
-	}{
-		{"0", 0, true}, {"a", 10, true}, {"FF", 255, true}, {"10;x=y", 16, true}, {"10 ;x", 16, true},
-		{"", 0, false}, {";x", 0, false}, {"1x", 0, false}, {"-1", 0, false}, {"40000000000000000", 0, false},
-	} {
-		n, ok := ParseChunkSize([]byte(tt.in))
-		if ok != tt.okay || ok && n != tt.n {
-			t.Errorf("ParseChunkSize(%q) = %d, %v; want %d, %v", tt.in, n, ok, tt.n, tt.okay)
-		}
-	}
+// TestContinueLine: the interim response's bytes.
+func TestContinueLine(t *testing.T) {
 	if !bytes.Equal(continueLine, []byte("HTTP/1.1 100 Continue\r\n\r\n")) {
 		t.Error("continueLine changed")
 	}
