@@ -2,6 +2,7 @@ package config
 
 import (
 	"errors"
+	"fmt"
 	"net"
 	"net/netip"
 	"net/url"
@@ -55,9 +56,9 @@ func parseBackendURL(s string) (*url.URL, error) {
 		if errors.As(err, &ue) {
 			err = ue.Err
 		}
-		return nil, errors.New("not a valid URL: " + err.Error())
+		return nil, fmt.Errorf("not a valid URL: %s", err.Error())
 	case !strings.Contains(s, "://") && !strings.HasPrefix(s, "/"):
-		return nil, errors.New("scheme must be http or https (write " + quote("http://"+s) + ")")
+		return nil, fmt.Errorf("scheme must be http or https (write %s)", quote("http://"+s))
 	default:
 		return nil, errors.New("scheme must be http or https")
 	}

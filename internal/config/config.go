@@ -6,19 +6,28 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"io/fs"
 	"os"
 	"reflect"
+	"regexp"
+	"strconv"
 	"strings"
+	"unicode/utf8"
 
 	"go.yaml.in/yaml/v3"
 )
 
 // Load reads the YAML file at path and returns it as Parse does. A file that
-// cannot be read is an *Errors too, whose one FieldError wraps the os error.
+// cannot be read is an *Errors too, whose one FieldError wraps the os error
+// and shows the file name as its value.
 func Load(path string) (*Config, error) {
 	data, err := os.ReadFile(path)
 	if err != nil {
-		return nil, &Errors{List: []FieldError{{Problem: err.Error(), Err: err}}}
+		why := err.Error()
+		if pe, ok := errors.AsType[*fs.PathError](err); ok {
+			why = pe.Err.Error() // the operation and the path are said already
+		}
+		return nil, &Errors{List: []FieldError{{Value: quote(path), Problem: reason("cannot read the file: %s", why), Err: err}}}
 	}
 	return Parse(data)
 }
@@ -58,7 +67,7 @@ func parseYAML(data []byte) (root *yaml.Node, ferr *FieldError) {
 		// The YAML library reports its errors by panicking internally; should
 		// one escape, it is still only a bad file.
 		if r := recover(); r != nil {
-			root, ferr = nil, &FieldError{Problem: fmt.Sprint("yaml: ", r)}
+			root, ferr = nil, &FieldError{Value: quote(string(data)), Problem: reason("yaml: %s", fmt.Sprint(r))}
 		}
 	}()
 	dec := yaml.NewDecoder(bytes.NewReader(data))
@@ -67,14 +76,18 @@ func parseYAML(data []byte) (root *yaml.Node, ferr *FieldError) {
 		if errors.Is(err, io.EOF) {
 			return nil, nil
 		}
-		return nil, &FieldError{Problem: err.Error(), Err: err}
+		return nil, syntaxError(data, err)
 	}
 	var extra yaml.Node
 	switch err := dec.Decode(&extra); {
 	case err == nil:
-		return nil, &FieldError{Problem: "the file holds more than one YAML document; write one", Line: extra.Line}
+		return nil, &FieldError{
+			Value:   quote(lineText(data, extra.Line)),
+			Problem: reason("the file holds more than one YAML document; write one"),
+			Line:    extra.Line,
+		}
 	case !errors.Is(err, io.EOF):
-		return nil, &FieldError{Problem: err.Error(), Err: err}
+		return nil, syntaxError(data, err)
 	}
 	if doc.Kind == yaml.DocumentNode {
 		if len(doc.Content) == 0 {
@@ -83,6 +96,99 @@ func parseYAML(data []byte) (root *yaml.Node, ferr *FieldError) {
 		return doc.Content[0], nil
 	}
 	return &doc, nil
+}
+
+// parserProblems are the problems the YAML library's parser (not its
+// scanner) reports. For these it prints the line of its mark, which counts
+// from 0 (and prints none for the first line); for the scanner's problems,
+// the line counting from 1.
+var parserProblems = map[string]bool{
+	"did not find expected <stream-start>":   true,
+	"did not find expected <document start>": true,
+	"did not find expected node content":     true,
+	"did not find expected key":              true,
+	"did not find expected '-' indicator":    true,
+	"did not find expected ',' or ']'":       true,
+	"did not find expected ',' or '}'":       true,
+	"found duplicate %YAML directive":        true,
+	"found duplicate %TAG directive":         true,
+	"found incompatible YAML document":       true,
+	"found undefined tag handle":             true,
+}
+
+var (
+	lineNumber = regexp.MustCompile(`^line ([0-9]+): `)
+	anchorName = regexp.MustCompile(`anchor '([^']*)'`)
+)
+
+// syntaxError turns an error of the YAML library into a problem of the
+// whole document: the value is the text of the line it names (or, when it
+// names none, the line found by other means, else the first), and the line
+// number in the problem counts from 1 whichever part of the library spoke.
+func syntaxError(data []byte, err error) *FieldError {
+	msg := strings.TrimPrefix(err.Error(), "yaml: ")
+	line := 0
+	if m := lineNumber.FindStringSubmatch(msg); m != nil {
+		msg = msg[len(m[0]):]
+		line, _ = strconv.Atoi(m[1])
+		if parserProblems[msg] {
+			line++
+		}
+	} else if m := anchorName.FindStringSubmatch(msg); m != nil {
+		line = lineOf(data, bytes.Index(data, []byte("*"+m[1])))
+	} else {
+		line = lineOf(data, badByte(data))
+	}
+	line = max(1, min(line, lastLine(data)))
+	return &FieldError{
+		Value:   quote(lineText(data, line)),
+		Problem: reason("yaml: line %d: %s", line, msg),
+		Line:    line,
+		Err:     err,
+	}
+}
+
+// badByte returns the offset of the first byte of data that YAML does not
+// allow (invalid UTF-8, or a control character other than tab, line feed
+// and carriage return), or -1.
+func badByte(data []byte) int {
+	for i := 0; i < len(data); {
+		r, size := utf8.DecodeRune(data[i:])
+		switch {
+		case r == utf8.RuneError && size <= 1,
+			r < 0x20 && r != '\t' && r != '\n' && r != '\r',
+			r >= 0x7f && r < 0xa0 && r != 0x85,
+			r >= 0xd800 && r < 0xe000, r == 0xfffe, r == 0xffff:
+			return i
+		}
+		i += size
+	}
+	return -1
+}
+
+// lineOf returns the line, from 1, of the byte at offset i of data; 0 for a
+// negative i.
+func lineOf(data []byte, i int) int {
+	if i < 0 {
+		return 0
+	}
+	return bytes.Count(data[:i], []byte("\n")) + 1
+}
+
+// lastLine returns the number of the last line of data that holds
+// anything, at least 1.
+func lastLine(data []byte) int {
+	return max(1, lineOf(data, len(bytes.TrimRight(data, "\n"))))
+}
+
+// lineText returns line n of data, from 1, without surrounding spaces.
+func lineText(data []byte, n int) string {
+	for i, l := range bytes.Split(data, []byte("\n")) {
+		if i == n-1 {
+			return string(bytes.TrimSpace(l))
+		}
+	}
+	return ""
 }
 
 // isBad reports whether path, or a path above it, had a decode problem.

@@ -125,17 +125,17 @@ func TestProblems(t *testing.T) {
 		{
 			name: "empty file",
 			doc:  "",
-			want: []string{"routes: at least one route is required"},
+			want: []string{"routes: (missing): at least one route is required"},
 		},
 		{
 			name: "comments only",
 			doc:  "# nothing yet\n",
-			want: []string{"routes: at least one route is required"},
+			want: []string{"routes: (missing): at least one route is required"},
 		},
 		{
 			name: "empty routes",
 			doc:  "routes: []",
-			want: []string{"routes: at least one route is required"},
+			want: []string{"routes: []: at least one route is required"},
 		},
 		{
 			name: "SPEC example",
@@ -159,7 +159,7 @@ routes:
       - ftp://files.example.com
 `,
 			want: []string{
-				"colour: unknown key",
+				`colour: "blue": unknown key`,
 				`timeouts.upstream_header: "5 parsecs": not a duration (write a Go duration such as 250ms, 5s or 1m)`,
 				`routes[0].backends[0]: "ftp://files.example.com": scheme must be http or https`,
 			},
@@ -179,28 +179,28 @@ routes:
         port: 3001
 `,
 			want: []string{
-				"foo: unknown key",
-				"admin.bar: unknown key",
-				"health.active.baz: unknown key",
-				"routes[0].qux: unknown key",
-				"routes[0].retry.x: unknown key",
-				"routes[0].backends[0].port: unknown key",
+				`foo: "1": unknown key`,
+				`admin.bar: "2": unknown key`,
+				`health.active.baz: "3": unknown key`,
+				`routes[0].qux: "4": unknown key`,
+				`routes[0].retry.x: "5": unknown key`,
+				`routes[0].backends[0].port: "3001": unknown key`,
 			},
 		},
 		{
 			name: "unknown key suggests a near one",
 			doc:  "routes: [{path_prefx: /, backends: [http://127.0.0.1:3001]}]",
 			want: []string{
-				`routes[0].path_prefix: required; write "/" to match every path`,
-				"routes[0].path_prefx: unknown key (did you mean path_prefix?)",
+				`routes[0].path_prefix: (missing): required; write "/" to match every path`,
+				`routes[0].path_prefx: "/": unknown key (did you mean path_prefix?)`,
 			},
 		},
 		{
 			name: "missing path_prefix and backends",
 			doc:  "routes: [{name: x}]",
 			want: []string{
-				`routes[0].path_prefix: required; write "/" to match every path`,
-				"routes[0].backends: at least one backend is required",
+				`routes[0].path_prefix: (missing): required; write "/" to match every path`,
+				"routes[0].backends: (missing): at least one backend is required",
 			},
 		},
 		{
@@ -217,36 +217,36 @@ routes:
     backends: [[http://a]]
 `,
 			want: []string{
-				"listen: expected a string, got a list",
+				`listen: ["a"]: expected a string, got a list`,
 				`admin: "x": expected a mapping, got a string`,
 				`trusted_proxies: "10.0.0.0/8": expected a list, got a string`,
 				`timeouts.client_idle: "true": expected a duration, got a boolean`,
-				"limits.max_request_body: expected a size, got a mapping",
+				`limits.max_request_body: {"a": "1"}: expected a size, got a mapping`,
 				`retry.attempts: "3": expected an integer, got a string`,
 				`retry.on_status[0]: "five": expected an integer, got a string`,
 				`routes[0].strip_prefix: "yes": expected true or false, got a string`,
-				"routes[0].backends[0]: expected a URL or a mapping with url and weight, got a list",
+				`routes[0].backends[0]: ["http://a"]: expected a URL or a mapping with url and weight, got a list`,
 			},
 		},
 		{
 			name: "null single values",
 			doc:  "listen:\n" + minimal,
-			want: []string{"listen: no value; remove the key to get the default, or give a value"},
+			want: []string{"listen: null: no value; remove the key to get the default, or give a value"},
 		},
 		{
 			name: "duplicate key",
 			doc:  "listen: \"127.0.0.1:1\"\nlisten: \"127.0.0.1:2\"\n" + minimal,
-			want: []string{"listen: duplicate key (first at line 1)"},
+			want: []string{`listen: "127.0.0.1:2": duplicate key (first at line 1)`},
 		},
 		{
 			name: "more than one document",
 			doc:  minimal + "---\n" + minimal,
-			want: []string{"the file holds more than one YAML document; write one"},
+			want: []string{`(root): "---": the file holds more than one YAML document; write one`},
 		},
 		{
 			name: "not a mapping",
 			doc:  "- a\n- b\n",
-			want: []string{"expected a mapping, got a list"},
+			want: []string{`(root): ["a", "b"]: expected a mapping, got a list`},
 		},
 		{
 			name: "route not a mapping",
@@ -256,7 +256,7 @@ routes:
 		{
 			name: "empty list item",
 			doc:  "routes: [{path_prefix: /, backends: [~]}]",
-			want: []string{"routes[0].backends[0]: empty list item"},
+			want: []string{"routes[0].backends[0]: null: empty list item"},
 		},
 		{
 			name: "listen values",
@@ -300,14 +300,14 @@ retry: {attempts: 0, total_timeout: 0s, budget_percent: -1, budget_min_per_secon
 				`timeouts.client_header: "0s": must be greater than 0`,
 				`timeouts.shutdown: "0s": must be greater than 0`,
 				`timeouts.upstream_body: "-5s": must not be negative`,
-				`limits.max_header_bytes: "0B": must be greater than 0`,
+				`limits.max_header_bytes: "0": must be greater than 0`,
 				`limits.max_response_body: "-1": must not be negative`,
 				`health.active.interval: "0s": must be greater than 0`,
 				`health.active.healthy_threshold: "0": must be at least 1`,
 				`health.active.unhealthy_threshold: "-1": must be at least 1`,
 				`health.passive.consecutive_failures: "0": must be at least 1`,
 				`health.passive.max_ejected_percent: "101": must be 0-100`,
-				`health.passive.max_ejection_time: "30s": must be at least ejection_time (1m0s)`,
+				`health.passive.max_ejection_time: "30s": must be at least ejection_time (1m)`,
 				`retry.attempts: "0": must be at least 1`,
 				`retry.total_timeout: "0s": must be greater than 0`,
 				`retry.budget_percent: "-1": must be 0-100`,
@@ -367,7 +367,7 @@ retry: {attempts: 0, total_timeout: 0s, budget_percent: -1, budget_min_per_secon
 			want: []string{
 				`routes[0].backends[1].weight: "0": must be 1-1000`,
 				`routes[0].backends[2].weight: "1001": must be 1-1000`,
-				`routes[0].backends[3]: url is required`,
+				`routes[0].backends[3]: (missing): url is required`,
 				`routes[0].backends[4]: "http://127.0.0.1:1/": same backend as backends[0]`,
 				`routes[0].backends[5]: "http://user:pw@127.0.0.1:4": userinfo is not allowed (credentials would show in logs and metrics)`,
 				`routes[0].backends[6]: "http://127.0.0.1:5/?q=1": query is not allowed`,
@@ -451,7 +451,7 @@ listen: nope
 	want := []string{
 		`routes[0].backends[0]: "htp://x": scheme must be http or https`,
 		`retry.attempts: "0": must be at least 1`,
-		"zzz: unknown key",
+		`zzz: "1": unknown key`,
 		`listen: "nope": not host:port (e.g. "127.0.0.1:8080" or ":8080")`,
 	}
 	if !slices.Equal(got, want) {
@@ -465,7 +465,7 @@ func TestErrorsFormat(t *testing.T) {
 	if !errors.As(err, &errs) {
 		t.Fatalf("error %T is not *Errors", err)
 	}
-	if got, want := err.Error(), "foo: unknown key\nbar: unknown key"; got != want {
+	if got, want := err.Error(), "foo: \"1\": unknown key\nbar: \"2\": unknown key"; got != want {
 		t.Errorf("Error() = %q, want %q", got, want)
 	}
 	if got := errs.List[1]; got.Line != 2 || got.Column != 1 || got.Path != "bar" {

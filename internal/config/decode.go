@@ -25,6 +25,9 @@ type decoder struct {
 	// pos holds the position of every path met, to place the problems that
 	// validation finds later.
 	pos map[string]position
+	// nodes holds the value node of every path met, for validation to show
+	// values as the document wrote them.
+	nodes map[string]*yaml.Node
 	// bad holds the paths that had a decode problem; validation skips them
 	// and their children so as not to report one mistake twice.
 	bad map[string]bool
@@ -38,7 +41,7 @@ type decoder struct {
 }
 
 func newDecoder() *decoder {
-	return &decoder{pos: map[string]position{}, bad: map[string]bool{}}
+	return &decoder{pos: map[string]position{}, nodes: map[string]*yaml.Node{}, bad: map[string]bool{}}
 }
 
 // listenerWide lists, per section type, the keys that are not allowed in a
@@ -48,23 +51,12 @@ var listenerWide = map[reflect.Type]map[string]bool{
 	reflect.TypeFor[Limits]():   {"max_header_bytes": true},
 }
 
-// fail records a problem at path that is not about one value, such as an
-// unknown key.
-func (d *decoder) fail(n *yaml.Node, path, problem string) {
-	d.add(n, path, "", problem)
-}
-
-// failNode records a problem with the value of n, quoting n's text when it
-// is a scalar.
+// failNode records a problem with the value n at path.
 func (d *decoder) failNode(n *yaml.Node, path, problem string) {
-	value := ""
-	if n.Kind == yaml.ScalarNode {
-		value = quote(n.Value)
-	}
-	d.add(n, path, value, problem)
+	d.add(n, path, render(n), problem)
 }
 
-// add records a problem; value is already quoted, or "".
+// add records a problem at the position of n; value is already rendered.
 func (d *decoder) add(n *yaml.Node, path, value, problem string) {
 	e := FieldError{Path: path, Value: value, Problem: problem}
 	if n != nil {
@@ -74,13 +66,73 @@ func (d *decoder) add(n *yaml.Node, path, value, problem string) {
 	d.bad[path] = true
 }
 
+// maxValue is about the longest value a problem line shows.
+const maxValue = 100
+
 // quote quotes a value for a problem line, shortening a long one.
 func quote(s string) string {
-	const max = 100
-	if len(s) > max {
-		s = s[:max] + "..."
+	if len(s) > maxValue {
+		s = s[:maxValue] + "..."
 	}
 	return strconv.Quote(s)
+}
+
+// render shows the value n for a problem line, as FieldError.Value says: a
+// scalar quoted as written, a null as null, a list or mapping in flow form.
+func render(n *yaml.Node) string {
+	n = resolve(n)
+	var b strings.Builder
+	flow(&b, n)
+	return b.String()
+}
+
+// flow writes n in flow form, with every scalar quoted and aliases as
+// *name; past maxValue it writes ... in place of the remaining items.
+func flow(b *strings.Builder, n *yaml.Node) {
+	switch n.Kind {
+	case yaml.ScalarNode:
+		if isNull(n) {
+			b.WriteString("null")
+		} else {
+			b.WriteString(quote(n.Value))
+		}
+	case yaml.AliasNode:
+		b.WriteString("*")
+		if plainKey(n.Value) {
+			b.WriteString(n.Value)
+		} else {
+			b.WriteString(quote(n.Value))
+		}
+	case yaml.DocumentNode:
+		if len(n.Content) == 0 {
+			b.WriteString("null")
+		} else {
+			flow(b, n.Content[0])
+		}
+	case yaml.SequenceNode, yaml.MappingNode:
+		open, end := "[", "]"
+		if n.Kind == yaml.MappingNode {
+			open, end = "{", "}"
+		}
+		b.WriteString(open)
+		for i, c := range n.Content {
+			switch {
+			case i == 0:
+			case n.Kind == yaml.MappingNode && i%2 == 1:
+				b.WriteString(": ")
+			default:
+				b.WriteString(", ")
+			}
+			if b.Len() > maxValue {
+				b.WriteString("...")
+				break
+			}
+			flow(b, c)
+		}
+		b.WriteString(end)
+	default:
+		b.WriteString("null")
+	}
 }
 
 // resolve follows aliases to the node they stand for.
@@ -115,34 +167,41 @@ func kindName(n *yaml.Node) string {
 		case "!!null":
 			return "no value"
 		}
-		return "a " + strings.TrimPrefix(n.ShortTag(), "!!") + " value"
+		if tag := strings.TrimPrefix(n.ShortTag(), "!!"); plainTag(tag) {
+			return "a " + tag + " value"
+		}
+		return "a value tagged " + quote(n.ShortTag())
 	}
 	return "something else"
 }
 
-// step counts one node visited and reports whether the walk may go on.
-func (d *decoder) step(n *yaml.Node) bool {
+// step counts one node visited, n at path, and reports whether the walk
+// may go on. Past maxSteps the whole document is given up: validation
+// reports nothing more.
+func (d *decoder) step(n *yaml.Node, path string) bool {
 	d.steps++
 	if d.steps == maxSteps+1 {
-		d.fail(n, "", "the document is too large or uses too many aliases")
+		d.failNode(n, path, reason("the document is too large or uses too many aliases"))
+		d.bad[""] = true
 	}
 	return d.steps <= maxSteps
 }
 
 // value decodes n onto v, the field at path.
 func (d *decoder) value(n *yaml.Node, path string, v reflect.Value) {
-	if !d.step(n) {
+	if !d.step(n, path) {
 		return
 	}
 	n = resolve(n)
 	if _, ok := d.pos[path]; !ok {
 		d.pos[path] = position{n.Line, n.Column}
 	}
+	d.nodes[path] = n
 	if isNull(n) {
 		if v.Kind() == reflect.Struct && v.Type() != reflect.TypeFor[StatusRange]() || v.Kind() == reflect.Slice {
 			return // an empty mapping or list key: keep the defaults
 		}
-		d.fail(n, path, "no value; remove the key to get the default, or give a value")
+		d.failNode(n, path, reason("no value; remove the key to get the default, or give a value"))
 		return
 	}
 	switch p := v.Addr().Interface().(type) {
@@ -158,7 +217,7 @@ func (d *decoder) value(n *yaml.Node, path string, v reflect.Value) {
 		} else if n.Kind == yaml.MappingNode {
 			d.structure(n, path, v)
 		} else {
-			d.failNode(n, path, "expected a URL or a mapping with url and weight, got "+kindName(n))
+			d.failNode(n, path, reason("expected a URL or a mapping with url and weight, got %s", kindName(n)))
 		}
 	case *[]Route:
 		d.routes = n
@@ -183,7 +242,7 @@ func (d *decoder) value(n *yaml.Node, path string, v reflect.Value) {
 // structure decodes the mapping n onto the struct v, by yaml tags.
 func (d *decoder) structure(n *yaml.Node, path string, v reflect.Value) {
 	if n.Kind != yaml.MappingNode {
-		d.failNode(n, path, "expected a mapping, got "+kindName(n))
+		d.failNode(n, path, reason("expected a mapping, got %s", kindName(n)))
 		return
 	}
 	fields := fieldIndex(v.Type())
@@ -193,9 +252,13 @@ func (d *decoder) structure(n *yaml.Node, path string, v reflect.Value) {
 		i, ok := fields[key]
 		switch {
 		case !ok:
-			d.fail(kn, p, unknownKey(key, fields))
+			if best := nearKey(key, fields); best != "" {
+				d.add(kn, p, render(vn), reason("unknown key (did you mean %s?)", best))
+			} else {
+				d.add(kn, p, render(vn), reason("unknown key"))
+			}
 		case d.inRoute && listenerWide[v.Type()][key]:
-			d.fail(kn, p, "listener-wide setting, not allowed in a route")
+			d.add(kn, p, render(vn), reason("listener-wide setting, not allowed in a route"))
 		default:
 			d.value(vn, p, v.Field(i))
 		}
@@ -211,12 +274,12 @@ func (d *decoder) mapping(n *yaml.Node, path string, each func(key string, kn, v
 	walk = func(m *yaml.Node, merged bool, depth int) {
 		var merges []*yaml.Node
 		for i := 0; i+1 < len(m.Content); i += 2 {
-			if !d.step(m) {
+			if !d.step(n, path) {
 				return
 			}
 			kn, vn := resolve(m.Content[i]), m.Content[i+1]
 			if kn.Kind != yaml.ScalarNode {
-				d.failNode(kn, path, "mapping keys must be strings, got "+kindName(kn))
+				d.failNode(kn, path, reason("mapping keys must be strings, got %s", kindName(kn)))
 				continue
 			}
 			if kn.ShortTag() == "!!merge" {
@@ -225,7 +288,7 @@ func (d *decoder) mapping(n *yaml.Node, path string, each func(key string, kn, v
 			}
 			if first, dup := seen[kn.Value]; dup {
 				if !merged {
-					d.fail(kn, joinKey(path, kn.Value), "duplicate key (first at line "+strconv.Itoa(first.Line)+")")
+					d.add(kn, joinKey(path, kn.Value), render(vn), reason("duplicate key (first at line %d)", first.Line))
 				}
 				continue
 			}
@@ -241,7 +304,7 @@ func (d *decoder) mapping(n *yaml.Node, path string, each func(key string, kn, v
 			for _, src := range srcs {
 				src = resolve(src)
 				if src.Kind != yaml.MappingNode || depth > 32 {
-					d.failNode(src, path, "<< must merge a mapping or a list of mappings")
+					d.failNode(src, path, reason("<< must merge a mapping or a list of mappings"))
 					continue
 				}
 				walk(src, true, depth+1)
@@ -254,7 +317,7 @@ func (d *decoder) mapping(n *yaml.Node, path string, each func(key string, kn, v
 // list decodes the sequence n into a new slice stored in v.
 func (d *decoder) list(n *yaml.Node, path string, v reflect.Value) {
 	if n.Kind != yaml.SequenceNode {
-		d.failNode(n, path, "expected a list, got "+kindName(n))
+		d.failNode(n, path, reason("expected a list, got %s", kindName(n)))
 		return
 	}
 	s := reflect.MakeSlice(v.Type(), 0, len(n.Content))
@@ -266,7 +329,8 @@ func (d *decoder) list(n *yaml.Node, path string, v reflect.Value) {
 		}
 		if r := resolve(item); isNull(r) {
 			d.pos[p] = position{r.Line, r.Column}
-			d.fail(r, p, "empty list item")
+			d.nodes[p] = r
+			d.failNode(r, p, reason("empty list item"))
 		} else {
 			d.value(item, p, e)
 		}
@@ -283,7 +347,7 @@ func (d *decoder) decodeRoutes(c *Config) {
 		return
 	}
 	if n.Kind != yaml.SequenceNode {
-		d.failNode(n, "routes", "expected a list of routes, got "+kindName(n))
+		d.failNode(n, "routes", reason("expected a list of routes, got %s", kindName(n)))
 		return
 	}
 	for i, item := range n.Content {
@@ -292,7 +356,7 @@ func (d *decoder) decodeRoutes(c *Config) {
 		item = resolve(item)
 		d.pos[p] = position{item.Line, item.Column}
 		if item.Kind != yaml.MappingNode {
-			d.failNode(item, p, "expected a route mapping, got "+kindName(item))
+			d.failNode(item, p, reason("expected a route mapping, got %s", kindName(item)))
 		} else {
 			d.inRoute = true
 			d.value(item, p, reflect.ValueOf(&r).Elem())
@@ -316,18 +380,20 @@ var ambiguous = map[string]bool{
 // the YAML 1.1 boolean words must be quoted.
 func (d *decoder) str(n *yaml.Node, path string, v reflect.Value) {
 	if n.Kind != yaml.ScalarNode {
-		d.failNode(n, path, "expected a string, got "+kindName(n))
+		d.failNode(n, path, reason("expected a string, got %s", kindName(n)))
 		return
 	}
+	// A plain scalar that YAML reads as a boolean is one of a few words, so
+	// n.Value is safe to repeat in the problem.
 	plain := n.Style&(yaml.TaggedStyle|yaml.DoubleQuotedStyle|yaml.SingleQuotedStyle|yaml.LiteralStyle|yaml.FoldedStyle) == 0
 	isBool := n.ShortTag() == "!!bool"
 	switch {
-	case path == "access_log" && (isBool || plain && ambiguous[n.Value]):
-		d.failNode(n, path, "YAML reads a bare "+n.Value+" as a boolean; write access_log: \"off\" with the quotes to turn the access log off")
+	case path == "access_log" && plain && (isBool || ambiguous[n.Value]):
+		d.failNode(n, path, reason("YAML reads a bare %s as a boolean; write access_log: \"off\" with the quotes to turn the access log off", n.Value))
 	case isBool:
-		d.failNode(n, path, "expected a string, got a boolean; quote it if you mean the word")
+		d.failNode(n, path, reason("expected a string, got a boolean; quote it if you mean the word"))
 	case plain && ambiguous[n.Value]:
-		d.failNode(n, path, "YAML 1.1 reads a bare "+n.Value+" as a boolean; quote it")
+		d.failNode(n, path, reason("YAML 1.1 reads a bare %s as a boolean; quote it", n.Value))
 	default:
 		v.SetString(n.Value)
 	}
@@ -335,12 +401,12 @@ func (d *decoder) str(n *yaml.Node, path string, v reflect.Value) {
 
 func (d *decoder) integer(n *yaml.Node, path string, v reflect.Value) {
 	if n.Kind != yaml.ScalarNode || n.ShortTag() != "!!int" {
-		d.failNode(n, path, "expected an integer, got "+kindName(n))
+		d.failNode(n, path, reason("expected an integer, got %s", kindName(n)))
 		return
 	}
 	var i int64
 	if err := n.Decode(&i); err != nil {
-		d.failNode(n, path, "integer out of range")
+		d.failNode(n, path, reason("integer out of range"))
 		return
 	}
 	v.SetInt(i)
@@ -349,28 +415,24 @@ func (d *decoder) integer(n *yaml.Node, path string, v reflect.Value) {
 func (d *decoder) boolean(n *yaml.Node, path string, v reflect.Value) {
 	var b bool
 	if n.Kind != yaml.ScalarNode || n.ShortTag() != "!!bool" || n.Decode(&b) != nil {
-		d.failNode(n, path, "expected true or false, got "+kindName(n))
+		d.failNode(n, path, reason("expected true or false, got %s", kindName(n)))
 		return
 	}
 	v.SetBool(b)
 }
 
-// text returns the text of a scalar that a unit type parses, or reports why
-// n is not one.
-func (d *decoder) text(n *yaml.Node, path, what string) (string, bool) {
-	if n.Kind != yaml.ScalarNode || n.ShortTag() == "!!bool" {
-		d.failNode(n, path, "expected "+what+", got "+kindName(n))
-		return "", false
-	}
-	return n.Value, true
+// isText reports whether n is a scalar that a unit type parses: anything
+// but a boolean.
+func isText(n *yaml.Node) bool {
+	return n.Kind == yaml.ScalarNode && n.ShortTag() != "!!bool"
 }
 
 func (d *decoder) duration(n *yaml.Node, path string, p *Duration) {
-	s, ok := d.text(n, path, "a duration")
-	if !ok {
+	if !isText(n) {
+		d.failNode(n, path, reason("expected a duration, got %s", kindName(n)))
 		return
 	}
-	v, err := ParseDuration(s)
+	v, err := ParseDuration(n.Value)
 	if err != nil {
 		d.failNode(n, path, err.Error())
 		return
@@ -379,8 +441,8 @@ func (d *decoder) duration(n *yaml.Node, path string, p *Duration) {
 }
 
 func (d *decoder) size(n *yaml.Node, path string, p *Size) {
-	s, ok := d.text(n, path, "a size")
-	if !ok {
+	if !isText(n) {
+		d.failNode(n, path, reason("expected a size, got %s", kindName(n)))
 		return
 	}
 	if n.ShortTag() == "!!int" {
@@ -390,13 +452,13 @@ func (d *decoder) size(n *yaml.Node, path string, p *Size) {
 			return
 		}
 		if i < 0 {
-			d.failNode(n, path, "must not be negative")
+			d.failNode(n, path, reason("must not be negative"))
 			return
 		}
 		*p = Size(i)
 		return
 	}
-	v, err := ParseSize(s)
+	v, err := ParseSize(n.Value)
 	if err != nil {
 		d.failNode(n, path, err.Error())
 		return
@@ -405,11 +467,11 @@ func (d *decoder) size(n *yaml.Node, path string, p *Size) {
 }
 
 func (d *decoder) statusRange(n *yaml.Node, path string, p *StatusRange) {
-	s, ok := d.text(n, path, "a status, a range or a list of both")
-	if !ok {
+	if !isText(n) {
+		d.failNode(n, path, reason("expected a status, a range or a list of both, got %s", kindName(n)))
 		return
 	}
-	v, err := ParseStatusRange(s)
+	v, err := ParseStatusRange(n.Value)
 	if err != nil {
 		d.failNode(n, path, err.Error())
 		return
@@ -434,14 +496,7 @@ func fieldIndex(t reflect.Type) map[string]int {
 // joinKey appends key to path, quoting a key that is not a plain name so
 // that a strange key cannot garble the problem line.
 func joinKey(path, key string) string {
-	plain := key != ""
-	for _, r := range key {
-		if !(r >= 'a' && r <= 'z' || r >= 'A' && r <= 'Z' || r >= '0' && r <= '9' || r == '_' || r == '-') {
-			plain = false
-			break
-		}
-	}
-	if !plain {
+	if !plainKey(key) {
 		key = quote(key)
 	}
 	if path == "" {
@@ -450,9 +505,25 @@ func joinKey(path, key string) string {
 	return path + "." + key
 }
 
-// unknownKey words the problem of an unknown key, suggesting a known key
-// that is one or two edits away.
-func unknownKey(key string, fields map[string]int) string {
+// plainKey reports whether key is a plain name: letters, digits, '_' and
+// '-', at least one.
+func plainKey(key string) bool {
+	for _, r := range key {
+		if !(r >= 'a' && r <= 'z' || r >= 'A' && r <= 'Z' || r >= '0' && r <= '9' || r == '_' || r == '-') {
+			return false
+		}
+	}
+	return key != ""
+}
+
+// plainTag reports whether a tag's name can be shown as it is.
+func plainTag(tag string) bool {
+	return plainKey(strings.NewReplacer("!", "", ":", "", "/", "", ".", "").Replace(tag))
+}
+
+// nearKey returns a known key that is one or two edits away from key, for
+// the problem of an unknown key to suggest; "" if none.
+func nearKey(key string, fields map[string]int) string {
 	best, bestDist := "", 3
 	for name := range fields {
 		if dist := editDistance(key, name); dist < bestDist || dist == bestDist && name < best {
@@ -460,9 +531,9 @@ func unknownKey(key string, fields map[string]int) string {
 		}
 	}
 	if best != "" && bestDist < len(key) {
-		return "unknown key (did you mean " + best + "?)"
+		return best
 	}
-	return "unknown key"
+	return ""
 }
 
 // editDistance is the Levenshtein distance of a and b, capped for long

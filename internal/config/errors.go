@@ -2,23 +2,37 @@ package config
 
 import (
 	"cmp"
+	"fmt"
 	"slices"
 	"strings"
 )
 
-// FieldError is one problem in a configuration. Its Error form is
+// FieldError is one problem in a configuration. Its Error form is always
 // `<path>: <value>: <problem>`, e.g.
-// `routes[1].backends[0]: "htp://x": scheme must be http or https`, with the
-// path or the value left out when there is none.
+// `routes[1].backends[0]: "htp://x": scheme must be http or https`.
 type FieldError struct {
 	// Path is the field path, e.g. "routes[1].backends[0]" or "listen"; ""
-	// for a problem with the whole file.
+	// for a problem with the whole document or file, which Error shows as
+	// (root).
 	Path string
-	// Value is the bad value as printed, already quoted ("\"htp://x\""); ""
-	// when the problem is not about one value (an unknown key, a missing
-	// field).
+	// Value is the bad value as printed (see render), never "" once made
+	// by this package:
+	//   - a scalar is its text as written in the file, quoted with %q:
+	//     "htp://x", and numbers and durations too, "0", "1m" (so that a
+	//     value never runs into the text around it);
+	//   - a key written with no value, ~ or null is null;
+	//   - a list or a mapping is written in flow form, its scalars quoted,
+	//     cut with ... when long: ["a", "b"], {"weight": "2"};
+	//   - a key the document leaves out, such as a required path_prefix, is
+	//     (missing) (Error shows an empty Value so too);
+	//   - a value the document does not write but inherits or derives (a
+	//     default, a route's default name) is the value in effect, quoted;
+	//   - for the whole document (Path ""), the text of the line a YAML
+	//     syntax problem names, the document in flow form, or, when the file
+	//     cannot be read, its name.
 	Value string
-	// Problem says what is wrong, e.g. "scheme must be http or https".
+	// Problem says what is wrong, e.g. "scheme must be http or https". It is
+	// written with reason; see messages_test.go.
 	Problem string
 	// Line and Column locate the problem in the YAML file, from 1; 0 when
 	// unknown. They are not part of Error.
@@ -27,20 +41,33 @@ type FieldError struct {
 	Err error
 }
 
-// Error returns the problem as one line.
+const (
+	// rootPath is how Error shows the path of a problem with the whole
+	// document or file.
+	rootPath = "(root)"
+	// missingValue is how a problem line shows the value of a key that the
+	// document leaves out.
+	missingValue = "(missing)"
+)
+
+// Error returns the problem as one line: path, value and problem.
 func (e *FieldError) Error() string {
-	var b strings.Builder
-	if e.Path != "" {
-		b.WriteString(e.Path)
-		b.WriteString(": ")
+	path, value := e.Path, e.Value
+	if path == "" {
+		path = rootPath
 	}
-	if e.Value != "" {
-		b.WriteString(e.Value)
-		b.WriteString(": ")
+	if value == "" {
+		value = missingValue
 	}
-	b.WriteString(e.Problem)
-	return b.String()
+	return path + ": " + value + ": " + e.Problem
 }
+
+// reason formats the words of a problem, the part after the value. Every
+// problem the package reports is written by reason with a constant format,
+// or, in the helpers that return an error, by errors.New or fmt.Errorf with
+// a constant text. messages_test.go finds every such format in the source
+// and fails unless its table has a row that produces it.
+func reason(format string, args ...any) string { return fmt.Sprintf(format, args...) }
 
 // Unwrap returns Err.
 func (e *FieldError) Unwrap() error { return e.Err }

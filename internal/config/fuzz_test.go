@@ -3,12 +3,19 @@ package config
 import (
 	"encoding/json"
 	"errors"
+	"regexp"
+	"slices"
 	"testing"
 )
 
 // FuzzParse checks that Parse never panics and always returns either a
-// usable Config or an *Errors with at least one non-empty line.
+// usable Config or an *Errors with at least one line, each of the shape
+// `path: value: why` with a why of one of the reasons in the source.
 func FuzzParse(f *testing.F) {
+	var patterns []*regexp.Regexp
+	for r := range sourceReasons(f) {
+		patterns = append(patterns, formatPattern(r))
+	}
 	for _, seed := range []string{
 		"",
 		minimal,
@@ -53,8 +60,12 @@ routes:
 				t.Fatalf("*Errors without a problem")
 			}
 			for _, line := range errs.Lines() {
-				if line == "" {
-					t.Fatalf("empty problem line in %q", errs.Lines())
+				_, _, why, ok := splitProblem(line)
+				if !ok {
+					t.Fatalf("problem line %q is not `path: value: why`", line)
+				}
+				if !slices.ContainsFunc(patterns, func(p *regexp.Regexp) bool { return p.MatchString(why) }) {
+					t.Fatalf("problem line %q: %q is of no reason in the source", line, why)
 				}
 			}
 			return

@@ -78,7 +78,7 @@ routes:
 }
 
 func TestListenerWideInRoute(t *testing.T) {
-	const listenerWide = ": listener-wide setting, not allowed in a route"
+	const listenerWide = ": \"1s\": listener-wide setting, not allowed in a route"
 	tests := []struct {
 		name string
 		key  string
@@ -88,9 +88,9 @@ func TestListenerWideInRoute(t *testing.T) {
 		{"client_idle", "timeouts: {client_idle: 1s}", "routes[0].timeouts.client_idle" + listenerWide},
 		{"shutdown_delay", "timeouts: {shutdown_delay: 1s}", "routes[0].timeouts.shutdown_delay" + listenerWide},
 		{"shutdown", "timeouts: {shutdown: 1s}", "routes[0].timeouts.shutdown" + listenerWide},
-		{"max_header_bytes", "limits: {max_header_bytes: 1KiB}", "routes[0].limits.max_header_bytes" + listenerWide},
-		{"top-level key in a route", `listen: ":1"`, "routes[0].listen: unknown key"},
-		{"admin in a route", "admin: {token: x}", "routes[0].admin: unknown key"},
+		{"max_header_bytes", "limits: {max_header_bytes: 1KiB}", `routes[0].limits.max_header_bytes: "1KiB": listener-wide setting, not allowed in a route`},
+		{"top-level key in a route", `listen: ":1"`, `routes[0].listen: ":1": unknown key`},
+		{"admin in a route", "admin: {token: x}", `routes[0].admin: {"token": "x"}: unknown key`},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -174,7 +174,7 @@ func TestRouteSectionProblems(t *testing.T) {
     health: {passive: {ejection_time: 10m}}
     backends: [http://127.0.0.1:1]
 `,
-			want: []string{`routes[0].health.passive.max_ejection_time: "5m0s": must be at least ejection_time (10m0s)`},
+			want: []string{`routes[0].health.passive.max_ejection_time: "5m": must be at least ejection_time (10m)`},
 		},
 		{
 			name: "same bad value written at both levels is reported at both",
@@ -213,7 +213,7 @@ routes:
 `,
 			want: []string{
 				`routes[0].timeouts.upstream_connect: "0s": must be greater than 0`,
-				`routes[0].limits.max_request_body: "0B": must be greater than 0`,
+				`routes[0].limits.max_request_body: "0": must be greater than 0`,
 				`routes[0].health.active.path: "health": must start with "/" ("" disables active checks)`,
 			},
 		},

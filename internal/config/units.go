@@ -42,7 +42,10 @@ func ParseDuration(s string) (Duration, error) {
 	return Duration(v), nil
 }
 
-var errSizeTooLarge = fmt.Errorf("too large (at most %d bytes)", int64(math.MaxInt64))
+var (
+	errSizeTooLarge = fmt.Errorf("too large (at most %d bytes)", int64(math.MaxInt64))
+	errNotSize      = errors.New("not a size (write bytes as an integer, or a number with a unit such as 64KiB or 16MiB)")
+)
 
 // sizeUnits are the units of Size, largest first within each family, in the
 // order String tries them.
@@ -110,11 +113,11 @@ func ParseSize(s string) (Size, error) {
 		return 0, errors.New("must not be negative")
 	}
 	if !isDecimal(num) {
-		return 0, errors.New("not a size (write bytes as an integer, or a number with a unit such as 64KiB or 16MiB)")
+		return 0, errNotSize
 	}
 	r, ok := new(big.Rat).SetString(num)
 	if !ok {
-		return 0, errors.New("not a size")
+		return 0, errNotSize
 	}
 	r.Mul(r, new(big.Rat).SetInt64(mult))
 	if !r.IsInt() {

@@ -108,8 +108,8 @@ func TestDurationInYAML(t *testing.T) {
 		{name: "missing unit", value: "5", problem: `"5": not a duration (write a Go duration such as 250ms, 5s or 1m)`},
 		{name: "negative", value: "-1s", problem: `"-1s": must not be negative`},
 		{name: "boolean", value: "false", problem: `"false": expected a duration, got a boolean`},
-		{name: "list", value: "[1s]", problem: "expected a duration, got a list"},
-		{name: "null", value: "~", problem: "no value; remove the key to get the default, or give a value"},
+		{name: "list", value: "[1s]", problem: `["1s"]: expected a duration, got a list`},
+		{name: "null", value: "~", problem: "null: no value; remove the key to get the default, or give a value"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -172,7 +172,7 @@ func TestStatusRange(t *testing.T) {
 		{name: "word", value: `"5xx"`, problem: `"5xx": "5xx" is not a status code`},
 		{name: "open range", value: `"500-"`, problem: `"500-": "" is not a status code`},
 		{name: "double range", value: `"500-550-599"`, problem: `"500-550-599": "550-599" is not a status code`},
-		{name: "list form", value: "[500]", problem: "expected a status, a range or a list of both, got a list"},
+		{name: "list form", value: "[500]", problem: `["500"]: expected a status, a range or a list of both, got a list`},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {

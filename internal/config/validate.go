@@ -2,10 +2,13 @@ package config
 
 import (
 	"errors"
+	"fmt"
 	"net/netip"
 	"strconv"
 	"strings"
 	"unicode"
+
+	"go.yaml.in/yaml/v3"
 )
 
 // provision fills in what derives from the decoded values: each route's
@@ -33,9 +36,12 @@ func provision(c *Config) {
 type validator struct {
 	errs []FieldError
 	// d is the decoder that produced the Config, or nil. It tells which
-	// paths had decode problems (not to be reported twice) and which paths
-	// the document wrote.
+	// paths had decode problems (not to be reported twice), which paths the
+	// document wrote, and what it wrote there.
 	d *decoder
+	// route is the path of the route being checked plus ".", or "" at the
+	// top level. A route inherits what it does not write from the top level.
+	route string
 }
 
 // validate checks every value of c and returns every problem. d, if not
@@ -43,22 +49,23 @@ type validator struct {
 func validate(c *Config, d *decoder) []FieldError {
 	v := &validator{d: d}
 	if err := checkListen(c.Listen); err != nil {
-		v.add("listen", quote(c.Listen), err.Error())
+		v.add("listen", v.value("listen", c.Listen), err.Error())
 	}
 	if c.Admin.Listen != "" {
 		if err := checkListen(c.Admin.Listen); err != nil {
-			v.add("admin.listen", quote(c.Admin.Listen), err.Error())
+			v.add("admin.listen", v.value("admin.listen", c.Admin.Listen), err.Error())
 		} else if c.Admin.Listen == c.Listen && !strings.HasSuffix(c.Listen, ":0") {
-			v.add("admin.listen", quote(c.Admin.Listen), "same address as listen")
+			v.add("admin.listen", v.value("admin.listen", c.Admin.Listen), reason("same address as listen"))
 		}
 	}
 	for i, s := range c.TrustedProxies {
 		if _, err := parsePrefix(s); err != nil {
-			v.add("trusted_proxies["+strconv.Itoa(i)+"]", quote(s), err.Error())
+			p := "trusted_proxies[" + strconv.Itoa(i) + "]"
+			v.add(p, v.value(p, s), err.Error())
 		}
 	}
 	if c.AccessLog == "" {
-		v.add("access_log", quote(""), `must not be empty; write "off" to turn the access log off`)
+		v.add("access_log", quote(""), reason(`must not be empty; write "off" to turn the access log off`))
 	}
 	v.timeouts("timeouts", c.Timeouts, false)
 	v.limits("limits", c.Limits, false)
@@ -69,13 +76,13 @@ func validate(c *Config, d *decoder) []FieldError {
 	// reported once, at the top level, not again in each route.
 	top := make(map[string]bool, len(v.errs))
 	for _, e := range v.errs {
-		top[e.Error()] = true
+		top[e.Path+": "+e.Problem] = true
 	}
 	if len(c.Routes) == 0 {
-		v.add("routes", "", "at least one route is required")
+		v.add("routes", v.value("routes", ""), reason("at least one route is required"))
 	}
 	for i := range c.Routes {
-		v.route(&c.Routes[i], "routes["+strconv.Itoa(i)+"]", top)
+		v.checkRoute(&c.Routes[i], "routes["+strconv.Itoa(i)+"]", top)
 	}
 	v.unique(c.Routes)
 	return v.errs
@@ -93,6 +100,42 @@ func (v *validator) written(path string) bool {
 	return ok
 }
 
+// node returns the value the document wrote at path or, in a route that
+// does not write path, at the top-level path it inherits; nil if none.
+func (v *validator) node(path string) *yaml.Node {
+	if v.d == nil {
+		return nil
+	}
+	if n, ok := v.d.nodes[path]; ok {
+		return n
+	}
+	if rest, ok := strings.CutPrefix(path, v.route); ok && v.route != "" {
+		return v.d.nodes[rest]
+	}
+	return nil
+}
+
+// value renders the value at path for a problem line: as the document
+// wrote it (see FieldError.Value), else def, the value in effect, quoted;
+// a def of "" there means the key is left out (missingValue).
+func (v *validator) value(path, def string) string {
+	if n := v.node(path); n != nil {
+		return render(n)
+	}
+	if def == "" {
+		return missingValue
+	}
+	return quote(def)
+}
+
+// text returns the scalar the document wrote at path, unquoted, else def.
+func (v *validator) text(path, def string) string {
+	if n := v.node(path); n != nil && n.Kind == yaml.ScalarNode {
+		return n.Value
+	}
+	return def
+}
+
 func (v *validator) add(path, value, problem string) {
 	if v.skip(path) {
 		return
@@ -100,54 +143,61 @@ func (v *validator) add(path, value, problem string) {
 	v.errs = append(v.errs, FieldError{Path: path, Value: value, Problem: problem})
 }
 
-func (v *validator) route(r *Route, p string, top map[string]bool) {
+func (v *validator) checkRoute(r *Route, p string, top map[string]bool) {
 	switch err := checkPathPrefix(r.PathPrefix); {
 	case r.PathPrefix == "":
-		v.add(p+".path_prefix", "", `required; write "/" to match every path`)
+		v.add(p+".path_prefix", v.value(p+".path_prefix", ""), reason(`required; write "/" to match every path`))
 	case err != nil:
-		v.add(p+".path_prefix", quote(r.PathPrefix), err.Error())
+		v.add(p+".path_prefix", v.value(p+".path_prefix", r.PathPrefix), err.Error())
 	}
 	if _, err := normaliseHost(r.Host); err != nil {
-		v.add(p+".host", quote(r.Host), err.Error())
+		v.add(p+".host", v.value(p+".host", r.Host), err.Error())
 	}
 	if strings.ContainsFunc(r.Name, unicode.IsControl) {
-		v.add(p+".name", quote(r.Name), "must not contain control characters")
+		v.add(p+".name", v.value(p+".name", r.Name), reason("must not contain control characters"))
 	}
 	if r.Balancer != defaultBalancer {
-		v.add(p+".balancer", quote(r.Balancer), "unknown balancer; only round_robin is supported")
+		v.add(p+".balancer", v.value(p+".balancer", r.Balancer), reason("unknown balancer; only round_robin is supported"))
 	}
 	if len(r.Backends) == 0 {
-		v.add(p+".backends", "", "at least one backend is required")
+		v.add(p+".backends", v.value(p+".backends", ""), reason("at least one backend is required"))
 	}
 	seen := make(map[string]int, len(r.Backends))
 	for j, b := range r.Backends {
 		bp := p + ".backends[" + strconv.Itoa(j) + "]"
+		// A problem with the URL is the backend's, and shows the URL, also
+		// when the backend is written as a mapping.
+		url := v.value(bp, b.URL)
+		if n := v.node(bp); n != nil && n.Kind == yaml.MappingNode {
+			url = v.value(bp+".url", b.URL)
+		}
 		if _, err := parseBackendURL(b.URL); b.URL == "" {
-			v.add(bp, "", "url is required")
+			if !v.skip(bp + ".url") { // url: with no value, reported as such
+				v.add(bp, url, reason("url is required"))
+			}
 		} else if err != nil {
-			v.add(bp, quote(b.URL), err.Error())
+			v.add(bp, url, err.Error())
 		} else if k, dup := seen[b.Origin()+b.PathPrefix()]; dup {
-			v.add(bp, quote(b.URL), "same backend as backends["+strconv.Itoa(k)+"]")
+			v.add(bp, url, reason("same backend as backends[%d]", k))
 		} else {
 			seen[b.Origin()+b.PathPrefix()] = j
 		}
 		if b.Weight < 1 || b.Weight > 1000 {
-			v.add(bp+".weight", quote(strconv.Itoa(b.Weight)), "must be 1-1000")
+			v.add(bp+".weight", v.value(bp+".weight", strconv.Itoa(b.Weight)), reason("must be %d-%d", 1, 1000))
 		}
 	}
 
 	// The route's sections are the top-level ones with its overrides
 	// applied. A problem with an inherited value is the top level's, and has
 	// been reported (or skipped) there already.
-	sub := &validator{d: v.d}
+	sub := &validator{d: v.d, route: p + "."}
 	sub.timeouts(p+".timeouts", r.Timeouts, true)
 	sub.limits(p+".limits", r.Limits, true)
 	sub.health(p+".health", r.Health)
 	sub.retry(p+".retry", r.Retry)
 	for _, e := range sub.errs {
-		inherited := e
-		inherited.Path = strings.TrimPrefix(e.Path, p+".")
-		if v.written(e.Path) || !top[inherited.Error()] && !v.skip(inherited.Path) {
+		inherited := strings.TrimPrefix(e.Path, p+".")
+		if v.written(e.Path) || !top[inherited+": "+e.Problem] && !v.skip(inherited) {
 			v.errs = append(v.errs, e)
 		}
 	}
@@ -164,7 +214,7 @@ func (v *validator) unique(routes []Route) {
 		if r.PathPrefix != "" {
 			key := r.Host + " " + r.PathPrefix
 			if j, dup := matches[key]; dup {
-				v.add(p+".path_prefix", quote(r.PathPrefix), "routes["+strconv.Itoa(j)+"] has the same host and path_prefix")
+				v.add(p+".path_prefix", v.value(p+".path_prefix", r.PathPrefix), reason("routes[%d] has the same host and path_prefix", j))
 				sameMatch = true
 			} else {
 				matches[key] = i
@@ -176,7 +226,8 @@ func (v *validator) unique(routes []Route) {
 		if j, dup := names[r.Name]; !dup {
 			names[r.Name] = i
 		} else if !sameMatch {
-			v.add(p+".name", quote(r.Name), "name already used by routes["+strconv.Itoa(j)+"]; names must be unique (the default is host + path_prefix)")
+			// The name in effect, which may be the default one.
+			v.add(p+".name", quote(r.Name), reason("name already used by routes[%d]; names must be unique (the default is host + path_prefix)", j))
 		}
 	}
 }
@@ -194,22 +245,18 @@ func (v *validator) timeouts(p string, t Timeouts, route bool) {
 }
 
 func (v *validator) limits(p string, l Limits, route bool) {
-	if !route && l.MaxHeaderBytes <= 0 {
-		v.add(p+".max_header_bytes", quote(l.MaxHeaderBytes.String()), "must be greater than 0")
+	if !route {
+		v.positiveSize(p+".max_header_bytes", l.MaxHeaderBytes)
 	}
-	if l.MaxRequestBody <= 0 {
-		v.add(p+".max_request_body", quote(l.MaxRequestBody.String()), "must be greater than 0")
-	}
-	if l.MaxResponseBody <= 0 {
-		v.add(p+".max_response_body", quote(l.MaxResponseBody.String()), "must be greater than 0")
-	}
+	v.positiveSize(p+".max_request_body", l.MaxRequestBody)
+	v.positiveSize(p+".max_response_body", l.MaxResponseBody)
 }
 
 func (v *validator) health(p string, h Health) {
 	a, ap := h.Active, p+".active"
 	if a.Path != "" {
 		if err := checkProbePath(a.Path); err != nil {
-			v.add(ap+".path", quote(a.Path), err.Error())
+			v.add(ap+".path", v.value(ap+".path", a.Path), err.Error())
 		}
 	}
 	v.positive(ap+".interval", a.Interval)
@@ -223,8 +270,8 @@ func (v *validator) health(p string, h Health) {
 	v.positive(sp+".max_ejection_time", s.MaxEjectionTime)
 	if s.EjectionTime > 0 && s.MaxEjectionTime > 0 && s.MaxEjectionTime < s.EjectionTime &&
 		!v.skip(sp+".ejection_time") {
-		v.add(sp+".max_ejection_time", quote(s.MaxEjectionTime.String()),
-			"must be at least ejection_time ("+s.EjectionTime.String()+")")
+		v.add(sp+".max_ejection_time", v.value(sp+".max_ejection_time", shortDuration(s.MaxEjectionTime)),
+			reason("must be at least ejection_time (%s)", v.text(sp+".ejection_time", shortDuration(s.EjectionTime))))
 	}
 	v.between(sp+".max_ejected_percent", s.MaxEjectedPercent, 0, 100)
 }
@@ -234,12 +281,14 @@ func (v *validator) retry(p string, r Retry) {
 	v.positive(p+".total_timeout", r.TotalTimeout)
 	for i, code := range r.OnStatus {
 		if code < 100 || code > 599 {
-			v.add(p+".on_status["+strconv.Itoa(i)+"]", quote(strconv.Itoa(code)), "must be a status from 100 to 599")
+			ip := p + ".on_status[" + strconv.Itoa(i) + "]"
+			v.add(ip, v.value(ip, strconv.Itoa(code)), reason("must be a status from 100 to 599"))
 		}
 	}
 	for i, m := range r.Methods {
 		if err := checkMethod(m); err != nil {
-			v.add(p+".methods["+strconv.Itoa(i)+"]", quote(m), err.Error())
+			ip := p + ".methods[" + strconv.Itoa(i) + "]"
+			v.add(ip, v.value(ip, m), err.Error())
 		}
 	}
 	v.between(p+".budget_percent", r.BudgetPercent, 0, 100)
@@ -249,7 +298,14 @@ func (v *validator) retry(p string, r Retry) {
 // positive reports a duration that is not greater than zero.
 func (v *validator) positive(path string, d Duration) {
 	if d <= 0 {
-		v.add(path, quote(d.String()), "must be greater than 0")
+		v.add(path, v.value(path, shortDuration(d)), reason("must be greater than 0"))
+	}
+}
+
+// positiveSize reports a size that is not greater than zero.
+func (v *validator) positiveSize(path string, s Size) {
+	if s <= 0 {
+		v.add(path, v.value(path, s.String()), reason("must be greater than 0"))
 	}
 }
 
@@ -257,10 +313,23 @@ func (v *validator) positive(path string, d Duration) {
 func (v *validator) between(path string, n, lo, hi int) {
 	switch {
 	case hi < 0 && n < lo:
-		v.add(path, quote(strconv.Itoa(n)), "must be at least "+strconv.Itoa(lo))
+		v.add(path, v.value(path, strconv.Itoa(n)), reason("must be at least %d", lo))
 	case hi >= 0 && (n < lo || n > hi):
-		v.add(path, quote(strconv.Itoa(n)), "must be "+strconv.Itoa(lo)+"-"+strconv.Itoa(hi))
+		v.add(path, v.value(path, strconv.Itoa(n)), reason("must be %d-%d", lo, hi))
 	}
+}
+
+// shortDuration writes d as Go does without the zero units at its end:
+// "5m" for 5m0s, "1h" for 1h0m0s; for a value the document did not write.
+func shortDuration(d Duration) string {
+	s := d.String()
+	if strings.HasSuffix(s, "m0s") {
+		s = s[:len(s)-2]
+	}
+	if strings.HasSuffix(s, "h0m") {
+		s = s[:len(s)-2]
+	}
+	return s
 }
 
 // checkPathPrefix checks a non-empty route path_prefix.
@@ -311,7 +380,7 @@ func checkMethod(m string) error {
 		}
 	}
 	if up := strings.ToUpper(m); up != m {
-		return errors.New("methods are case-sensitive; write " + quote(up))
+		return fmt.Errorf("methods are case-sensitive; write %s", quote(up))
 	}
 	return nil
 }
