@@ -40,7 +40,8 @@ type proxyConfig struct {
 	accessLog bool     // sluice-log: write the JSON access log to a file in dir
 }
 
-// sluiceProxy runs sluice with a YAML configuration as SPEC.md defines it.
+// sluiceProxy runs sluice with a YAML configuration as docs/configuration.md
+// describes it.
 // With accessLog it is "sluice-log": the same configuration with the JSON
 // access log written to a file, to measure what the log costs.
 type sluiceProxy struct {

@@ -1,7 +1,8 @@
 // Package accesslog owns the JSON access log: one line per request, with the
-// SPEC's keys. Lines are formatted on the request path into a shared buffer
-// and written by one background goroutine, so a slow disk never blocks a
-// request; Close writes what is left, so a graceful shutdown loses no line.
+// keys docs/configuration.md (Access log) lists. Lines are formatted on the
+// request path into a shared buffer and written by one background
+// goroutine, so a slow disk never blocks a request; Close writes what is
+// left, so a graceful shutdown loses no line.
 package accesslog
 
 import (

@@ -23,7 +23,8 @@ const (
 	Ejected
 )
 
-// String returns the SPEC's word for s.
+// String returns the word for s that /backends shows (see
+// docs/configuration.md, Admin endpoints).
 func (s State) String() string {
 	switch s {
 	case Healthy:
@@ -36,8 +37,9 @@ func (s State) String() string {
 	return "unknown"
 }
 
-// Outcome is what one try against a backend came to, in the SPEC's metric
-// words, so that metrics, ejection and logs agree.
+// Outcome is what one try against a backend came to, in the words of the
+// outcome metric label (docs/configuration.md, Metrics), so that metrics,
+// ejection and logs agree.
 type Outcome string
 
 // The outcomes of a try.

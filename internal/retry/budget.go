@@ -8,11 +8,12 @@ import (
 // window is the budget's memory, in one-second buckets.
 const window = 10
 
-// Budget is a route's retry budget, as SPEC defines it: a retry is allowed
-// while the route's retries in the last 10 s are fewer than percent of its
-// client requests (retries not counted) in the last 10 s, or while its
-// retries in the last second are fewer than minPerSecond. Envoy's retry
-// budgets and Finagle's RetryBudget have the same idea.
+// Budget is a route's retry budget, as docs/configuration.md (retry)
+// describes it: a retry is allowed while the route's retries in the last
+// 10 s are fewer than percent of its client requests (retries not counted)
+// in the last 10 s, or while its retries in the last second are fewer than
+// minPerSecond. Envoy's retry budgets and Finagle's RetryBudget have the
+// same idea.
 //
 // Its bookkeeping is a ring of per-second buckets of atomic counters: a
 // request costs one atomic add (and a compare-and-swap once a second), and

@@ -225,11 +225,11 @@ func (s *Server) Reload(cfg *config.Config) {
 	s.cfg = cfg
 }
 
-// Shutdown drains as SPEC says: /readyz turns 503; after shutdown_delay the
-// proxy listener stops accepting and idle keep-alive connections close;
-// requests in flight, streamed responses included, run to completion, or
-// are cut when timeouts.shutdown has passed. It returns the number of
-// connections cut.
+// Shutdown drains as docs/configuration.md (Shutdown) says: /readyz turns
+// 503; after shutdown_delay the proxy listener stops accepting and idle
+// keep-alive connections close; requests in flight, streamed responses
+// included, run to completion, or are cut when timeouts.shutdown has
+// passed. It returns the number of connections cut.
 func (s *Server) Shutdown() int {
 	cfg := s.Config()
 	s.draining.Store(true)
