@@ -6,6 +6,7 @@
 package accesslog
 
 import (
+	"bytes"
 	"io"
 	"net/netip"
 	"os"
@@ -41,10 +42,19 @@ type Entry struct {
 	Error     string
 }
 
+// Lost is told of lines that did not reach the log whole: cause is
+// "write_error" (the writer failed) or "dropped" (it could not keep up).
+type Lost func(cause string, lines int)
+
 // Log writes entries to an io.Writer from a background goroutine.
 type Log struct {
 	w      io.Writer
 	closer io.Closer
+	lost   Lost
+
+	refs     atomic.Int64 // requests holding the log (see Holder)
+	retiring atomic.Bool  // swapped out: close when the last holder is done
+	closing  atomic.Bool  // Close has begun
 
 	mu      sync.Mutex
 	pending []byte
@@ -57,28 +67,81 @@ type Log struct {
 
 // Open returns a log writing to dest: "stderr", "stdout" or a file path
 // (appended to, created with mode 0644). "off" returns nil: Log methods on a
-// nil *Log do nothing.
-func Open(dest string) (*Log, error) {
+// nil *Log do nothing. lost, when not nil, is told of lines lost.
+func Open(dest string, lost Lost) (*Log, error) {
 	switch dest {
 	case "off", "":
 		return nil, nil
 	case "stderr":
-		return New(os.Stderr, nil), nil
+		return New(os.Stderr, nil, lost), nil
 	case "stdout":
-		return New(os.Stdout, nil), nil
+		return New(os.Stdout, nil, lost), nil
 	}
 	f, err := os.OpenFile(dest, os.O_WRONLY|os.O_APPEND|os.O_CREATE, 0o644)
 	if err != nil {
 		return nil, err
 	}
-	return New(f, f), nil
+	return New(f, f, lost), nil
 }
 
-// New returns a log writing to w, closing closer (if any) on Close.
-func New(w io.Writer, closer io.Closer) *Log {
-	l := &Log{w: w, closer: closer, wake: make(chan struct{}, 1), stop: make(chan struct{}), done: make(chan struct{})}
+// New returns a log writing to w, closing closer (if any) on Close; lost,
+// when not nil, is told of lines lost.
+func New(w io.Writer, closer io.Closer, lost Lost) *Log {
+	l := &Log{w: w, closer: closer, lost: lost, wake: make(chan struct{}, 1), stop: make(chan struct{}), done: make(chan struct{})}
 	go l.run()
 	return l
+}
+
+// Holder holds the log in use, swapped by a reload. A request takes the
+// log with Acquire when it starts and gives it back with Release once its
+// line is written; a log swapped out is closed only after the last request
+// that holds it has given it back, so no line is written to a closed log.
+type Holder struct {
+	p atomic.Pointer[Log]
+}
+
+// Store puts l in place, for a holder that had none.
+func (h *Holder) Store(l *Log) { h.p.Store(l) }
+
+// Load returns the log in place, without holding it.
+func (h *Holder) Load() *Log { return h.p.Load() }
+
+// Acquire returns the log in place, held until Release (nil for none).
+func (h *Holder) Acquire() *Log {
+	for {
+		l := h.p.Load()
+		if l == nil {
+			return nil
+		}
+		l.refs.Add(1)
+		if h.p.Load() == l {
+			return l
+		}
+		l.Release() // swapped meanwhile: take the new one
+	}
+}
+
+// Swap puts l in place and retires the log it replaces: that one closes,
+// on a goroutine of its own, when no request holds it any more.
+func (h *Holder) Swap(l *Log) {
+	old := h.p.Swap(l)
+	if old == nil {
+		return
+	}
+	old.retiring.Store(true)
+	if old.refs.Load() == 0 {
+		go old.Close()
+	}
+}
+
+// Release gives back a log taken with Holder.Acquire.
+func (l *Log) Release() {
+	if l == nil {
+		return
+	}
+	if l.refs.Add(-1) == 0 && l.retiring.Load() {
+		go l.Close()
+	}
 }
 
 // Dropped returns how many lines were dropped because the writer could not
@@ -99,6 +162,9 @@ func (l *Log) Write(e *Entry) {
 	if len(l.pending) > maxPending {
 		l.mu.Unlock()
 		l.dropped.Add(1)
+		if l.lost != nil {
+			l.lost("dropped", 1)
+		}
 		return
 	}
 	l.pending = appendEntry(l.pending, e)
@@ -135,16 +201,18 @@ func (l *Log) flush() {
 	l.pending = l.spare[:0]
 	l.mu.Unlock()
 	if len(buf) > 0 {
-		l.w.Write(buf)
+		if n, err := l.w.Write(buf); err != nil && l.lost != nil {
+			l.lost("write_error", bytes.Count(buf[n:], []byte{'\n'}))
+		}
 	}
 	l.mu.Lock()
 	l.spare = buf[:0]
 	l.mu.Unlock()
 }
 
-// Close writes what is pending and closes the file.
+// Close writes what is pending and closes the file, once.
 func (l *Log) Close() error {
-	if l == nil {
+	if l == nil || !l.closing.CompareAndSwap(false, true) {
 		return nil
 	}
 	close(l.stop)

@@ -24,7 +24,7 @@ func entry(id string) *Entry {
 
 func TestLinesAreJSONWithEveryKey(t *testing.T) {
 	path := filepath.Join(t.TempDir(), "access.log")
-	l, err := Open(path)
+	l, err := Open(path, nil)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -77,7 +77,7 @@ func (s stuck) Write(p []byte) (int, error) { <-s.release; return len(p), nil }
 
 func TestSlowWriterNeverBlocksRequests(t *testing.T) {
 	s := stuck{release: make(chan struct{})}
-	l := New(s, nil)
+	l := New(s, nil, nil)
 	done := make(chan struct{})
 	go func() {
 		for i := 0; i < 200000; i++ {
@@ -98,7 +98,7 @@ func TestSlowWriterNeverBlocksRequests(t *testing.T) {
 }
 
 func TestNilLogIsOff(t *testing.T) {
-	l, err := Open("off")
+	l, err := Open("off", nil)
 	if err != nil || l != nil {
 		t.Fatalf("Open(off) = %v, %v", l, err)
 	}
@@ -108,7 +108,7 @@ func TestNilLogIsOff(t *testing.T) {
 
 // BenchmarkWrite is what the access log adds to one request.
 func BenchmarkWrite(b *testing.B) {
-	l := New(io.Discard, nil)
+	l := New(io.Discard, nil, nil)
 	defer l.Close()
 	e := entry("18c0a1b2c3d4-1f")
 	b.ReportAllocs()

@@ -89,15 +89,34 @@ func New(url, addr, origin, pathPrefix string, weight, index int) *Backend {
 }
 
 // Available reports whether the backend may take a request now: it is
-// healthy, or it is ejected, its ejection time has passed and no other
-// trial request is in flight, in which case the caller's request becomes the
-// trial (see Trial). The healthy case is one atomic load.
+// healthy, or it is ejected, its ejection time has passed and no trial
+// request is in flight. It only reads: a balancer asks it of every
+// candidate, and the one chosen is then taken with Admit. The healthy case
+// is one atomic load.
 func (b *Backend) Available() bool {
 	s := State(b.state.Load())
 	if s == Healthy {
 		return true
 	}
-	return s == Ejected && time.Now().UnixNano() >= b.ejectedUntil.Load() && b.trial.CompareAndSwap(false, true)
+	return s == Ejected && !b.trial.Load() && time.Now().UnixNano() >= b.ejectedUntil.Load()
+}
+
+// Admit takes the backend a balancer chose for a request. A healthy
+// backend is taken as it is (trial false). An ejected one whose ejection
+// time has passed is taken only with its half-open trial slot, which one
+// request at a time holds (trial true) until the outcome is observed or
+// the trial abandoned; ok is false when another request holds it, or when
+// the backend is not available any more.
+func (b *Backend) Admit() (ok, trial bool) {
+	switch State(b.state.Load()) {
+	case Healthy:
+		return true, false
+	case Ejected:
+		if time.Now().UnixNano() >= b.ejectedUntil.Load() && b.trial.CompareAndSwap(false, true) {
+			return true, true
+		}
+	}
+	return false, false
 }
 
 // State returns the current health state.

@@ -7,10 +7,13 @@ import (
 	"net"
 	"net/netip"
 	"os"
+	"runtime/debug"
 	"sync"
 	"sync/atomic"
 	"syscall"
 	"time"
+
+	"github.com/sluice-proxy/sluice/internal/wire"
 )
 
 // inSize is the read buffer a connection takes while it reads a request:
@@ -83,6 +86,10 @@ type Conn struct {
 	nowErr error
 
 	peer netip.Addr // RemoteIP, once known
+
+	// PeerGone's callback, made on first use, and its result.
+	gone   func(fd uintptr) bool
+	isGone bool
 }
 
 func newConn(s *Server, nc net.Conn) *Conn {
@@ -106,6 +113,7 @@ var errClosedByShutdown = errors.New("h1: closed by shutdown")
 
 func (c *Conn) serve() {
 	defer c.end()
+	defer c.contain()
 	for first := true; ; first = false {
 		status, reason, err := c.readRequest(first)
 		if err != nil {
@@ -130,6 +138,20 @@ func (c *Conn) serve() {
 			c.dropIn()
 		}
 	}
+}
+
+// contain recovers a panic of the handler's, tells OnPanic with the stack,
+// and drops what is left of the response: the connection then closes (end
+// runs next), and the client learns of the failure from the close.
+func (c *Conn) contain() {
+	v := recover()
+	if v == nil {
+		return
+	}
+	if c.s.OnPanic != nil {
+		c.s.OnPanic(v, debug.Stack())
+	}
+	c.Out, c.sent = c.Out[:0], 0
 }
 
 // end closes the connection and gives its buffers back.
@@ -157,7 +179,7 @@ func (c *Conn) refuse(status int, reason string) {
 func (c *Conn) partialMethod() []byte {
 	if c.in != nil {
 		b := (*c.in)[c.r:c.w]
-		if i := bytes.IndexByte(b, ' '); i > 0 && isToken(b[:i]) {
+		if i := bytes.IndexByte(b, ' '); i > 0 && wire.IsToken(b[:i]) {
 			return b[:i]
 		}
 	}
@@ -298,19 +320,6 @@ func validProto(p []byte) bool {
 
 func isDigit(b byte) bool { return b >= '0' && b <= '9' }
 
-// isToken reports whether b is a non-empty RFC 9110 token.
-func isToken(b []byte) bool {
-	if len(b) == 0 {
-		return false
-	}
-	for _, ch := range b {
-		if ch <= ' ' || ch >= 0x7f || bytes.IndexByte([]byte(`"(),/:;<=>?@[\]{}`), ch) >= 0 {
-			return false
-		}
-	}
-	return true
-}
-
 // waitRead writes what is left in Out, waits for the client's next bytes
 // and reads them into the read buffer. The write and the wait share one
 // RawConn.Read call: the poller forgets the socket's readiness when the
@@ -360,14 +369,11 @@ func (c *Conn) waitRead() error {
 
 // writeThenRead is waitRead's RawConn callback.
 func (c *Conn) writeThenRead(fd uintptr) bool {
-	for c.sent < len(c.Out) {
-		n, err := syscall.Write(int(fd), c.Out[c.sent:])
-		if n > 0 {
-			c.sent += n
-		}
+	if c.sent < len(c.Out) {
+		n, err := wire.WriteFD(fd, c.Out[c.sent:])
+		c.sent += n
 		switch err {
 		case nil:
-		case syscall.EINTR:
 		case syscall.EAGAIN:
 			c.nextPart = true
 			return true
@@ -551,6 +557,32 @@ func (c *Conn) RemoteIP() netip.Addr {
 // NetConn returns the client's connection, for deadlines, peeks and
 // splicing. Reads from it skip what the engine has buffered.
 func (c *Conn) NetConn() net.Conn { return c.nc }
+
+// PeerGone reports whether the client has closed or reset its connection,
+// with one non-blocking peek that consumes nothing: a handler waiting on a
+// slow backend asks it now and then. Nothing else reads the connection
+// meanwhile; the engine sets its own deadline before it reads the next
+// request, and body reads set theirs.
+func (c *Conn) PeerGone() bool {
+	if c.raw == nil {
+		return false
+	}
+	// A read deadline from the request head (client_header) may have
+	// passed during a long wait, and would fail the peek before it is
+	// made.
+	c.nc.SetReadDeadline(time.Time{})
+	if c.gone == nil {
+		c.gone = func(fd uintptr) bool {
+			var buf [1]byte
+			n, _, err := syscall.Recvfrom(int(fd), buf[:], syscall.MSG_PEEK|syscall.MSG_DONTWAIT)
+			c.isGone = err == nil && n == 0 || errors.Is(err, syscall.ECONNRESET)
+			return true
+		}
+	}
+	c.isGone = false
+	c.raw.Read(c.gone)
+	return c.isGone
+}
 
 // Hijack hands the connection to the handler, with the bytes the client
 // sent past the request head (valid until the handler returns). The engine

@@ -41,6 +41,10 @@ type Server struct {
 	// IdleTimeout bounds the wait for a keep-alive connection's next
 	// request, and how long one write to a client may stall.
 	IdleTimeout time.Duration
+	// OnPanic, when set, is told of a panic while a connection was served,
+	// with the value and the goroutine's stack. The engine recovers it and
+	// closes that connection; every other connection goes on.
+	OnPanic func(v any, stack []byte)
 
 	mu       sync.Mutex
 	ln       net.Listener

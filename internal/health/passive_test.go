@@ -51,13 +51,20 @@ func fail(p *Passive, b *backend.Backend, n int) {
 	}
 }
 
-// trial takes the half-open trial slot of b, as a balancer would.
+// trial takes the half-open trial slot of b, as the proxy does with the
+// backend a balancer chose.
 func trial(t *testing.T, b *backend.Backend) {
 	t.Helper()
-	if !b.Available() {
-		t.Fatal("the ejected backend offers no trial after its ejection time")
+	if !b.Available() || !b.Available() {
+		t.Fatal("the ejected backend offers no trial after its ejection time (or asking took it)")
+	}
+	if ok, isTrial := b.Admit(); !ok || !isTrial {
+		t.Fatalf("Admit = %v, %v on an ejected backend past its ejection time, want the trial", ok, isTrial)
 	}
 	if b.Available() {
+		t.Fatal("the backend is still offered while its trial is in flight")
+	}
+	if ok, _ := b.Admit(); ok {
 		t.Fatal("a second trial was allowed while one is in flight")
 	}
 }
@@ -98,8 +105,8 @@ func TestEjectAfterConsecutiveFailures(t *testing.T) {
 	if bs[0].State() != backend.Healthy {
 		t.Fatal("a successful trial did not bring the backend back")
 	}
-	for i := 0; i < 3; i++ { // Available takes a trial slot only when ejected
-		if !bs[0].Available() {
+	for i := 0; i < 3; i++ {
+		if ok, isTrial := bs[0].Admit(); !bs[0].Available() || !ok || isTrial {
 			t.Fatal("a recovered backend is not available to every request")
 		}
 	}

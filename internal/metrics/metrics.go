@@ -19,12 +19,46 @@ var Buckets = []float64{0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.
 // takes them.
 var Outcomes = []string{"ok", "http_error", "connect_error", "timeout", "reset"}
 
-// ErrorWords are the values of the error label.
-var ErrorWords = []string{
-	"bad_request", "no_route", "method_not_allowed", "client_timeout", "request_too_large",
+// ErrorWord is an error word: sent in the proxy's error bodies, written to
+// the access log and counted in sluice_errors_total. The set is closed, so
+// a word without a metric series cannot exist.
+type ErrorWord uint8
+
+// The error words. NoError is the zero value: no error.
+const (
+	NoError ErrorWord = iota
+	ErrBadRequest
+	ErrNoRoute
+	ErrMethodNotAllowed
+	ErrClientTimeout
+	ErrRequestTooLarge
+	ErrHeadersTooLarge
+	ErrUpstream
+	ErrResponseTooLarge
+	ErrNoHealthyBackend
+	ErrRetryBudget
+	ErrUpstreamTimeout
+	ErrClientDisconnect
+	numErrorWords
+)
+
+var errorWords = [numErrorWords]string{
+	"", "bad_request", "no_route", "method_not_allowed", "client_timeout", "request_too_large",
 	"headers_too_large", "upstream_error", "response_too_large", "no_healthy_backend",
 	"retry_budget_exhausted", "upstream_timeout", "client_disconnect",
 }
+
+// String returns the word as it is written ("" for NoError).
+func (w ErrorWord) String() string {
+	if w >= numErrorWords {
+		return ""
+	}
+	return errorWords[w]
+}
+
+// ErrorWords are the values of the error label, in ErrorWord order from
+// ErrBadRequest.
+var ErrorWords = errorWords[1:]
 
 // Metrics is the registry and the metric families of one instance.
 type Metrics struct {
@@ -38,6 +72,8 @@ type Metrics struct {
 	ejections *prometheus.CounterVec
 	errors    *prometheus.CounterVec
 	reloads   *prometheus.CounterVec
+	panics    prometheus.Counter
+	logErrors *prometheus.CounterVec
 }
 
 // New returns the metrics of an instance, with the Go and process
@@ -71,6 +107,15 @@ func New(inFlight func() float64) *Metrics {
 			Name: "sluice_config_reloads_total", Help: "Configuration reloads, by result.",
 		}, []string{"result"}),
 	}
+	m.panics = prometheus.NewCounter(prometheus.CounterOpts{
+		Name: "sluice_panics_total", Help: "Panics recovered while serving a connection; each closed that connection only.",
+	})
+	m.logErrors = prometheus.NewCounterVec(prometheus.CounterOpts{
+		Name: "sluice_access_log_errors_total", Help: "Access log lines not written whole, by cause (write_error, dropped).",
+	}, []string{"cause"})
+	m.logErrors.WithLabelValues("write_error")
+	m.logErrors.WithLabelValues("dropped")
+	m.Registry.MustRegister(m.panics, m.logErrors)
 	m.Registry.MustRegister(m.requests, m.duration, m.upstream, m.retries, m.healthy, m.ejections, m.errors, m.reloads,
 		prometheus.NewGaugeFunc(prometheus.GaugeOpts{
 			Name: "sluice_inflight_requests", Help: "Requests being served, streamed responses included.",
@@ -90,6 +135,15 @@ func (m *Metrics) Reload(ok bool) {
 	} else {
 		m.reloads.WithLabelValues("error").Inc()
 	}
+}
+
+// Panic counts a panic recovered while a connection was served.
+func (m *Metrics) Panic() { m.panics.Inc() }
+
+// AccessLogError counts access log lines that failed to be written (cause
+// "write_error") or were dropped (cause "dropped").
+func (m *Metrics) AccessLogError(cause string, lines int) {
+	m.logErrors.WithLabelValues(cause).Add(float64(lines))
 }
 
 // SetHealthy sets a backend's sluice_backend_healthy.
@@ -135,7 +189,7 @@ type Route struct {
 	name     string
 	duration prometheus.Observer
 	retries  prometheus.Counter
-	errors   [12]prometheus.Counter
+	errors   [numErrorWords]prometheus.Counter
 	upstream [][5]prometheus.Counter // by backend index, then outcome
 	requests [8][600]atomic.Pointer[prometheus.Counter]
 }
@@ -147,8 +201,8 @@ func (m *Metrics) Route(route string, backends []string) *Route {
 		return nil
 	}
 	r := &Route{m: m, name: route, duration: m.duration.WithLabelValues(route), retries: m.retries.WithLabelValues(route)}
-	for i, w := range ErrorWords {
-		r.errors[i] = m.errors.WithLabelValues(route, w)
+	for w := ErrBadRequest; w < numErrorWords; w++ {
+		r.errors[w] = m.errors.WithLabelValues(route, w.String())
 	}
 	r.upstream = make([][5]prometheus.Counter, len(backends))
 	for i, b := range backends {
@@ -199,14 +253,9 @@ func (r *Route) Retry() {
 }
 
 // Error counts a failed request under its error word.
-func (r *Route) Error(word string) {
-	if r == nil {
+func (r *Route) Error(w ErrorWord) {
+	if r == nil || w == NoError || w >= numErrorWords {
 		return
 	}
-	for i, w := range ErrorWords {
-		if w == word {
-			r.errors[i].Inc()
-			return
-		}
-	}
+	r.errors[w].Inc()
 }

@@ -14,7 +14,7 @@ func TestRouteRecorders(t *testing.T) {
 	r.Request([]byte("GET"), 200, 0.01)
 	r.Request([]byte("BREW"), 418, 0.01)
 	r.Upstream(1, "http_error")
-	r.Error("no_healthy_backend")
+	r.Error(ErrNoHealthyBackend)
 	r.Retry()
 	m.Reload(false)
 	m.SetHealthy("api", "http://a", false)

@@ -4,6 +4,7 @@ import (
 	"bufio"
 	"bytes"
 	"context"
+	"github.com/sluice-proxy/sluice/internal/upstream"
 	"io"
 	"net"
 	"strings"
@@ -58,16 +59,16 @@ func cannedBackend(tb testing.TB) string {
 	return ln.Addr().String()
 }
 
-func benchRuntime(tb testing.TB, addr string) (*Handler, *Transport) {
+func benchRuntime(tb testing.TB, addr string) (*Handler, *upstream.Transport) {
 	return benchRuntimeWith(tb, addr, metrics.New(func() float64 { return 0 }))
 }
 
-func benchRuntimeWith(tb testing.TB, addr string, m *metrics.Metrics) (*Handler, *Transport) {
+func benchRuntimeWith(tb testing.TB, addr string, m *metrics.Metrics) (*Handler, *upstream.Transport) {
 	cfg, err := config.Parse([]byte("access_log: \"off\"\nhealth: {active: {path: \"\"}}\nroutes:\n  - path_prefix: /api\n    backends: [http://" + addr + "]\n"))
 	if err != nil {
 		tb.Fatal(err)
 	}
-	t := NewTransport(0)
+	t := upstream.NewTransport(0)
 	tb.Cleanup(t.Close)
 	return NewHandler(Build(cfg, t, nil, nopEvents{}, m), nil), t
 }
@@ -89,7 +90,7 @@ func BenchmarkServe(b *testing.B) {
 	})
 	b.Run("metrics+accesslog", func(b *testing.B) {
 		h, _ := benchRuntime(b, addr)
-		l := accesslog.New(io.Discard, nil)
+		l := accesslog.New(io.Discard, nil, nil)
 		defer l.Close()
 		h.AccessLog.Store(l)
 		benchServe(b, h)
@@ -120,7 +121,7 @@ func TestServeOverCannedBackend(t *testing.T) {
 	}
 	// The three requests shared one pooled connection.
 	rt := h.Runtime()
-	if n := rt.Routes[0].Pools[0].idleCount(); n != 1 {
+	if n := rt.Routes[0].Pools[0].IdleCount(); n != 1 {
 		t.Fatalf("idle connections = %d, want 1", n)
 	}
 }

@@ -1,15 +1,16 @@
 package proxy
 
 import (
-	"context"
 	"errors"
 	"io"
 	"net"
-	"os"
 	"syscall"
 
 	"github.com/sluice-proxy/sluice/internal/backend"
 	"github.com/sluice-proxy/sluice/internal/h1"
+	"github.com/sluice-proxy/sluice/internal/metrics"
+	"github.com/sluice-proxy/sluice/internal/upstream"
+	"github.com/sluice-proxy/sluice/internal/wire"
 )
 
 // Outcome is what one try against a backend came to.
@@ -24,39 +25,36 @@ const (
 	OutcomeReset        = backend.OutcomeReset
 )
 
-// Error words of the SPEC, as sent in error bodies, counted in
-// sluice_errors_total and written to the access log.
+// The error words, as sent in error bodies, counted in sluice_errors_total
+// and written to the access log: one closed set, the metrics package's.
 const (
-	ErrBadRequest       = "bad_request"
-	ErrNoRoute          = "no_route"
-	ErrMethodNotAllowed = "method_not_allowed"
-	ErrClientTimeout    = "client_timeout"
-	ErrRequestTooLarge  = "request_too_large"
-	ErrHeadersTooLarge  = "headers_too_large"
-	ErrUpstream         = "upstream_error"
-	ErrResponseTooLarge = "response_too_large"
-	ErrNoHealthyBackend = "no_healthy_backend"
-	ErrRetryBudget      = "retry_budget_exhausted"
-	ErrUpstreamTimeout  = "upstream_timeout"
-	ErrClientDisconnect = "client_disconnect"
+	ErrBadRequest       = metrics.ErrBadRequest
+	ErrNoRoute          = metrics.ErrNoRoute
+	ErrMethodNotAllowed = metrics.ErrMethodNotAllowed
+	ErrClientTimeout    = metrics.ErrClientTimeout
+	ErrRequestTooLarge  = metrics.ErrRequestTooLarge
+	ErrHeadersTooLarge  = metrics.ErrHeadersTooLarge
+	ErrUpstream         = metrics.ErrUpstream
+	ErrResponseTooLarge = metrics.ErrResponseTooLarge
+	ErrNoHealthyBackend = metrics.ErrNoHealthyBackend
+	ErrRetryBudget      = metrics.ErrRetryBudget
+	ErrUpstreamTimeout  = metrics.ErrUpstreamTimeout
+	ErrClientDisconnect = metrics.ErrClientDisconnect
 )
 
 // clientError is a failure on the client's side of the exchange: a body that
 // is malformed, too slow, too large, or a client that went away. It is never
 // the backend's fault.
 type clientError struct {
-	word string // one of the error words
+	word metrics.ErrorWord
 	err  error
 }
 
-func (e *clientError) Error() string { return e.word + ": " + e.err.Error() }
+func (e *clientError) Error() string { return e.word.String() + ": " + e.err.Error() }
 func (e *clientError) Unwrap() error { return e.err }
 
 // errBodyTooLarge is a request body over the route's limit.
 var errBodyTooLarge = errors.New("request body over the limit")
-
-// errResponseTooLarge is a response body over the route's limit.
-var errResponseTooLarge = errors.New("response body over the limit")
 
 // classifyClientRead turns an error from reading the client's body into a
 // clientError.
@@ -68,7 +66,7 @@ func classifyClientRead(err error) *clientError {
 	switch {
 	case errors.Is(err, errBodyTooLarge):
 		return &clientError{ErrRequestTooLarge, err}
-	case isTimeout(err):
+	case wire.IsTimeout(err):
 		return &clientError{ErrClientTimeout, err}
 	case errors.Is(err, h1.ErrBadChunk):
 		return &clientError{ErrBadRequest, err}
@@ -77,15 +75,6 @@ func classifyClientRead(err error) *clientError {
 		return &clientError{ErrClientDisconnect, err}
 	}
 	return &clientError{ErrBadRequest, err}
-}
-
-// isTimeout reports a deadline that passed.
-func isTimeout(err error) bool {
-	if errors.Is(err, os.ErrDeadlineExceeded) || errors.Is(err, context.DeadlineExceeded) {
-		return true
-	}
-	var ne net.Error
-	return errors.As(err, &ne) && ne.Timeout()
 }
 
 // isDisconnect reports a peer that closed or reset the connection.
@@ -97,11 +86,11 @@ func isDisconnect(err error) bool {
 
 // upstreamOutcome classes an error of a try that got no response headers.
 func upstreamOutcome(err error) Outcome {
-	var de *dialError
+	var de *upstream.DialError
 	switch {
 	case errors.As(err, &de):
 		return OutcomeConnectError
-	case isTimeout(err):
+	case wire.IsTimeout(err):
 		return OutcomeTimeout
 	default:
 		return OutcomeReset
@@ -112,4 +101,17 @@ func upstreamOutcome(err error) Outcome {
 func isClientErr(err error) bool {
 	var ce *clientError
 	return errors.As(err, &ce)
+}
+
+// errClientGone is a client that closed its connection while its request
+// waited on a backend.
+var errClientGone = &clientError{ErrClientDisconnect, upstream.ErrClientGone}
+
+// fromUpstream turns the upstream client's report that the client left into
+// the client's failure; other errors stay as they are.
+func fromUpstream(err error) error {
+	if err == upstream.ErrClientGone {
+		return errClientGone
+	}
+	return err
 }

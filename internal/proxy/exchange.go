@@ -12,17 +12,24 @@ import (
 	"github.com/sluice-proxy/sluice/internal/accesslog"
 	"github.com/sluice-proxy/sluice/internal/backend"
 	"github.com/sluice-proxy/sluice/internal/h1"
+	"github.com/sluice-proxy/sluice/internal/metrics"
 	"github.com/sluice-proxy/sluice/internal/retry"
 	"github.com/sluice-proxy/sluice/internal/route"
+	"github.com/sluice-proxy/sluice/internal/upstream"
+	"github.com/sluice-proxy/sluice/internal/wire"
 )
 
 // exchange carries one request through its phases. Exchanges are pooled.
+// Its two connections are the client's (client, served by the h1 engine)
+// and the backend's for the current try (up, from the upstream package).
 type exchange struct {
 	h       *Handler
-	c       *h1.Conn
+	client  *h1.Conn
 	rt      *Runtime
 	route   *Route
 	rec     accesslog.Entry
+	log     *accesslog.Log // held from begin to finish (see accesslog.Holder)
+	word    metrics.ErrorWord
 	outcome Outcome // the last try's outcome, "" when no backend answered
 
 	head      requestHead
@@ -32,45 +39,55 @@ type exchange struct {
 	query     []byte // query with its "?", or nil
 	host      []byte // authority to send as Host
 	requestID []byte
-	tried     [8]*backend.Backend
-	nTried    int
+	tried     []*backend.Backend // backends tried, in order; backed by triedBuf
+	triedBuf  [8]*backend.Backend
+	nTried    int // tries made, resends included
+	resends   int // tries that were resends after a reused connection failed
 
 	backend *backend.Backend
 	trial   bool // the try is the backend's half-open trial
 	status  int  // the backend's status for this try, 0 when none
-	conn    *upConn
-	resp    responseHead
+	up      *upstream.Conn
+	resp    upstream.Head
 	out     []byte // the upstream request head
 	writes  int    // writes made on the try's connection
+	whole   int    // the whole request was queued at once: its length in out
 
 	idempotent bool // the request may be sent more than once
-	resBody    respBody
-	splice     splicer
 
 	body     *[]byte   // the whole request body, buffered for replay; nil when streamed
 	prefix   *[]byte   // the first bytes of a streamed body, read while trying to buffer it
 	deadline time.Time // end of retry.total_timeout
 	now      time.Time // when the last response head was awaited
-	chunked  chunkedReader
+
+	// gone asks the client's connection whether the client left; made
+	// once per pooled exchange, so that a wait does not allocate.
+	gone func() bool
 
 	upgrade bool   // the client asks for a protocol upgrade the proxy carries
 	errBody []byte // the body of the proxy's own error answer
 }
 
 func (x *exchange) begin(h *Handler, c *h1.Conn) {
-	x.h, x.c, x.rt = h, c, h.rt.Load()
-	x.route, x.backend, x.conn, x.nTried = nil, nil, nil, 0
+	x.h, x.client, x.rt = h, c, h.rt.Load()
+	x.log = h.AccessLog.Acquire()
+	x.route, x.backend, x.up, x.nTried, x.resends = nil, nil, nil, 0, 0
+	x.tried = x.triedBuf[:0]
 	x.rec = accesslog.Entry{Time: c.Time, Client: c.RemoteIP()}
+	x.word = metrics.NoError
 	x.requestID = x.requestID[:0]
 	x.target, x.query, x.host, x.path = x.target[:0], nil, nil, ""
 	x.body, x.prefix, x.upgrade = nil, nil, false
+	if x.gone == nil {
+		x.gone = func() bool { return x.client.PeerGone() }
+	}
 }
 
 // admit validates the request, gives it its ID and matches its route. It
 // answers the request itself and returns false when it must not be
 // forwarded.
 func (x *exchange) admit() bool {
-	c := x.c
+	c := x.client
 	x.method = append(x.method[:0], c.Method...)
 	x.rec.Method = x.method
 	x.target = append(x.target, c.Target...)
@@ -102,7 +119,7 @@ func (x *exchange) admit() bool {
 		c.SetClose()
 	}
 	method := x.rec.Method
-	if !isToken(method) {
+	if !wire.IsToken(method) {
 		c.SetClose()
 		x.fail(http.StatusBadRequest, ErrBadRequest, "invalid method")
 		return false
@@ -151,8 +168,8 @@ func (x *exchange) parseTarget() bool {
 	case len(t) > 0 && t[0] == '/':
 	case string(t) == "*":
 		if string(x.rec.Method) == "OPTIONS" {
-			out := appendStatusLine(x.c.Begin(), http.StatusOK, nil)
-			x.c.Out = x.endHead(appendContentLength(out, 0), false)
+			out := appendStatusLine(x.client.Begin(), http.StatusOK, nil)
+			x.client.Out = x.endHead(appendContentLength(out, 0), false)
 			x.rec.Status = http.StatusOK
 			return false
 		}
@@ -196,7 +213,7 @@ func splitAbsolute(t []byte) (authority, rest []byte) {
 }
 
 func hasSchemePrefix(t []byte) bool {
-	return len(t) > 7 && equalFold(t[:7], "http://") || len(t) > 8 && equalFold(t[:8], "https://")
+	return len(t) > 7 && wire.EqualFold(t[:7], "http://") || len(t) > 8 && wire.EqualFold(t[:8], "https://")
 }
 
 // match finds the route, or nil.
@@ -220,13 +237,13 @@ func (x *exchange) prepare() {
 		out = appendField(out, "Host", x.host)
 	}
 	for _, f := range x.head.fields {
-		if requestFieldDropped(f.name, x.head.connection) {
-			if equalFold(f.name, "te") && hasToken(f.value, "trailers") {
+		if requestFieldDropped(f.Name, x.head.connection) {
+			if wire.EqualFold(f.Name, "te") && wire.HasToken(f.Value, "trailers") {
 				out = append(out, "TE: trailers\r\n"...)
 			}
 			continue
 		}
-		out = appendField(out, f.name, f.value)
+		out = appendField(out, f.Name, f.Value)
 	}
 	if x.upgrade {
 		out = appendField(out, "Connection", []byte("Upgrade"))
@@ -251,13 +268,10 @@ func (x *exchange) prepare() {
 
 // sendFailed answers a try that got no response head.
 func (x *exchange) sendFailed(err error) {
-	if x.conn != nil {
-		x.conn.nc.Close()
-		x.conn = nil
-	}
+	x.dropConn()
 	var ce *clientError
 	if errors.As(err, &ce) {
-		x.c.SetClose()
+		x.client.SetClose()
 		switch ce.word {
 		case ErrRequestTooLarge:
 			x.fail(http.StatusRequestEntityTooLarge, ce.word, "request body is over the limit of "+
@@ -267,7 +281,7 @@ func (x *exchange) sendFailed(err error) {
 		case ErrClientDisconnect:
 			// Nothing can be sent: the client is gone. 499 is what nginx
 			// logs for it.
-			x.rec.Error = ce.word
+			x.word = ce.word
 			x.rec.Status = 499
 		default:
 			x.fail(http.StatusBadRequest, ErrBadRequest, "malformed request body")
@@ -292,10 +306,10 @@ func (x *exchange) sendFailed(err error) {
 	}
 }
 
-// fail answers with the SPEC's JSON error, once.
-func (x *exchange) fail(status int, word, message string) {
+// fail answers with the JSON error body, once.
+func (x *exchange) fail(status int, word metrics.ErrorWord, message string) {
 	x.rec.Status = status
-	x.rec.Error = word
+	x.word = word
 	x.rec.BytesOut = int64(x.writeError(status, word, message))
 }
 
@@ -307,7 +321,7 @@ func (x *exchange) observe() {
 	if b == nil {
 		return
 	}
-	if x.outcome == "" || isClientWord(x.rec.Error) {
+	if x.outcome == "" || isClientWord(x.word) {
 		x.route.Passive.Abandon(b, x.trial)
 	} else {
 		x.route.Passive.Observe(b, x.outcome, x.status, x.trial)
@@ -319,7 +333,7 @@ func (x *exchange) observe() {
 	x.backend = nil
 }
 
-func isClientWord(w string) bool {
+func isClientWord(w metrics.ErrorWord) bool {
 	switch w {
 	case ErrClientDisconnect, ErrClientTimeout, ErrBadRequest, ErrRequestTooLarge:
 		return true
@@ -341,12 +355,28 @@ func (x *exchange) finish() {
 		m = x.route.Metrics
 	}
 	m.Request(x.rec.Method, x.rec.Status, x.rec.Duration.Seconds())
-	if x.rec.Error != "" {
-		m.Error(x.rec.Error)
-	}
-	x.h.AccessLog.Load().Write(&x.rec)
+	m.Error(x.word)
+	x.rec.Error = x.word.String()
+	x.log.Write(&x.rec)
+	x.log.Release()
 	h := x.h
-	x.h, x.c, x.rt, x.route, x.backend, x.conn = nil, nil, nil, nil, nil, nil
+	x.h, x.client, x.rt, x.route, x.backend, x.up, x.log = nil, nil, nil, nil, nil, nil, nil
 	exchangePool.Put(x)
 	h.inFlight.Add(-1)
+}
+
+// abandon ends an exchange that a panic cut short: the try's connection is
+// closed, not pooled; the backend's in-flight count and any trial it held
+// are given back without an outcome; the request stops counting as in
+// flight. The exchange itself is dropped, not pooled: what it held may be
+// half-changed.
+func (x *exchange) abandon() {
+	x.dropConn()
+	if b := x.backend; b != nil {
+		x.route.Passive.Abandon(b, x.trial)
+		b.Release()
+		x.backend = nil
+	}
+	x.log.Release()
+	x.h.inFlight.Add(-1)
 }

@@ -1,11 +1,9 @@
 package proxy
 
 import (
-	"bufio"
-	"bytes"
 	"context"
-	"errors"
 	"io"
+	"log/slog"
 	"net/http"
 	"slices"
 	"strconv"
@@ -13,6 +11,8 @@ import (
 
 	"github.com/sluice-proxy/sluice/internal/backend"
 	"github.com/sluice-proxy/sluice/internal/retry"
+	"github.com/sluice-proxy/sluice/internal/upstream"
+	"github.com/sluice-proxy/sluice/internal/wire"
 )
 
 // errTotalTimeout is retry.total_timeout spent before a response.
@@ -24,8 +24,8 @@ func (totalTimeout) Error() string   { return "retry.total_timeout spent" }
 func (totalTimeout) Timeout() bool   { return true }
 func (totalTimeout) Temporary() bool { return true }
 
-// forward sends the request to a backend, retrying on another backend when
-// the retry policy allows it, and relays the answer.
+// forward sends the request to a backend, and again when retry.Decide
+// allows it, and relays the answer.
 func (x *exchange) forward() {
 	r := x.route
 	p := r.Retry
@@ -38,46 +38,29 @@ func (x *exchange) forward() {
 			return
 		}
 	}
-	b := r.Balancer.Pick(nil)
+	b, trial := x.pick(nil)
 	if b == nil {
 		x.fail(http.StatusServiceUnavailable, ErrNoHealthyBackend, "route "+r.Name+" has no healthy backend")
 		return
 	}
+	fresh := false
 	for {
-		x.start(b)
-		err := x.try()
-		if err == nil && !p.RetryStatus(x.resp.status) {
+		x.start(b, trial)
+		err := x.try(fresh)
+		if err == nil && !p.RetryStatus(x.resp.Status) {
 			x.respond()
 			return
 		}
-		if err == nil {
-			x.status = x.resp.status
-			x.outcome = OutcomeOK
-			if r.Passive.Failure(x.status) {
-				x.outcome = OutcomeHTTPError
-			}
-		} else if !isClientErr(err) {
-			x.outcome = upstreamOutcome(err)
-		}
-		left := time.Until(x.deadline)
-		verdict, _ := retry.Decide(retry.Facts{
-			Retryable:  !isClientErr(err),
-			Sent:       !isDialError(err),
-			Idempotent: x.idempotent,
-			BodyIntact: !x.hasBody() || x.body != nil || isDialError(err),
-			TriesLeft:  p.Attempts - x.nTried,
-			TimeLeft:   left,
-			BudgetOK:   true,
-		})
-		var next *backend.Backend
+		x.judge(err)
+		candidate := r.Balancer.Pick(x.tried)
+		verdict, why := retry.Decide(x.facts(err, candidate))
 		if verdict == retry.Retry {
-			if !r.Budget.Allow(time.Now()) {
-				verdict = retry.StopBudget
-			} else if next = r.Balancer.Pick(x.tried[:x.nTried]); next == nil {
-				verdict = retry.Stop // every backend has been tried
+			if b, trial = x.pick(candidate); b == nil {
+				verdict, why = retry.Stop, "every available backend has been tried"
 			}
 		}
-		if verdict != retry.Retry {
+		x.debugDecision(verdict, why, err)
+		if verdict == retry.Stop || verdict == retry.StopBudget {
 			switch {
 			case err == nil:
 				x.respond() // the last failure is the backend's own response
@@ -89,207 +72,242 @@ func (x *exchange) forward() {
 			}
 			return
 		}
+		same := x.backend
 		x.discard(err == nil)
+		x.keepWholeBody()
 		x.observe()
 		r.Budget.Retry(time.Now())
 		r.Metrics.Retry()
-		if d := retry.Backoff(p.Backoff, x.nTried, time.Until(x.deadline), nil); d > 0 {
+		fresh = verdict == retry.Resend
+		if fresh {
+			x.resends++
+			if x.admit1(same, &trial) {
+				b = same
+				continue
+			}
+			// The failure just observed ejected it: another one, then.
+			if b, trial = x.pick(nil); b == nil {
+				x.fail(http.StatusServiceUnavailable, ErrNoHealthyBackend, "route "+r.Name+" has no healthy backend")
+				return
+			}
+			fresh = false
+		}
+		if d := retry.Backoff(p.Backoff, x.nTried-x.resends, time.Until(x.deadline), nil); d > 0 {
 			time.Sleep(d)
 		}
-		b = next
 	}
 }
 
-// start begins a try against b.
-func (x *exchange) start(b *backend.Backend) {
-	x.backend = b
-	x.trial = b.State() == backend.Ejected
-	x.status, x.outcome = 0, ""
-	if x.nTried < len(x.tried) {
-		x.tried[x.nTried] = b
+// pick chooses a backend not yet tried. The balancer picks among the
+// available ones with no side effect (first, when given, is its pick
+// already made); the chosen one is then admitted: an ejected backend only
+// with its half-open trial, which one request at a time holds. One whose
+// trial another request took meanwhile is passed over.
+func (x *exchange) pick(first *backend.Backend) (*backend.Backend, bool) {
+	avoid := x.tried
+	b := first
+	for {
+		if b == nil {
+			if b = x.route.Balancer.Pick(avoid); b == nil {
+				return nil, false
+			}
+		}
+		var trial bool
+		if x.admit1(b, &trial) {
+			return b, trial
+		}
+		avoid = append(slices.Clip(avoid), b) // rare: a copy, x.tried stays
+		b = nil
 	}
+}
+
+// admit1 admits b for the next try, setting trial when the try is b's
+// half-open trial.
+func (x *exchange) admit1(b *backend.Backend, trial *bool) bool {
+	ok, t := b.Admit()
+	*trial = t
+	return ok
+}
+
+// judge records what the failed try came to, for passive health and the
+// metrics: the backend's status, or the kind of failure.
+func (x *exchange) judge(err error) {
+	switch {
+	case err == nil:
+		x.status = x.resp.Status
+		x.outcome = OutcomeOK
+		if x.route.Passive.Failure(x.status) {
+			x.outcome = OutcomeHTTPError
+		}
+	case !isClientErr(err):
+		x.outcome = upstreamOutcome(err)
+	}
+}
+
+// facts gathers what retry.Decide needs to know of the failed try; other
+// is the backend a retry would go to, nil when none is left.
+func (x *exchange) facts(err error, other *backend.Backend) retry.Facts {
+	up := x.up
+	now := time.Now()
+	return retry.Facts{
+		Retryable:     !isClientErr(err),
+		Sent:          err == nil || up != nil && up.Written(),
+		Reused:        up != nil && up.Reused(),
+		ResponseBytes: err == nil || up != nil && up.ResponseStarted(),
+		TimedOut:      err != nil && wire.IsTimeout(err),
+		Resent:        x.resends > 0,
+		Idempotent:    x.idempotent,
+		BodyIntact:    x.bodyIntact(err),
+		TriesLeft:     x.route.Retry.Attempts - (x.nTried - x.resends),
+		TimeLeft:      x.deadline.Sub(now),
+		OthersLeft:    other != nil,
+		SameAvailable: x.backend.Available(),
+		BudgetOK:      x.route.Budget.Allow(now),
+	}
+}
+
+// debugDecision logs a retry decision, when the debug level is on.
+func (x *exchange) debugDecision(v retry.Verdict, why string, err error) {
+	log := x.h.log
+	if log == nil || !log.Enabled(context.Background(), slog.LevelDebug) {
+		return
+	}
+	failure := "status " + strconv.Itoa(x.status)
+	if err != nil {
+		failure = err.Error()
+	}
+	log.LogAttrs(context.Background(), slog.LevelDebug, "retry decision",
+		slog.String("request_id", string(x.requestID)), slog.String("route", x.route.Name),
+		slog.String("backend", x.backend.URL), slog.Int("try", x.nTried),
+		slog.String("failure", failure), slog.String("verdict", v.String()), slog.String("why", why))
+}
+
+// start begins a try against b; trial says whether it is b's half-open
+// trial.
+func (x *exchange) start(b *backend.Backend, trial bool) {
+	x.backend = b
+	x.trial = trial
+	x.status, x.outcome = 0, ""
+	x.tried = append(x.tried, b)
 	x.nTried++
 	x.rec.Backend = b.URL
 	x.rec.Attempts = x.nTried
 	b.Acquire()
 }
 
-// discard ends a failed try whose answer will not be relayed: a response
-// that is short and already here is read out so its connection can serve
-// again; anything else closes the connection.
+// discard ends a failed try whose answer will not be relayed (see
+// upstream.Conn.DiscardShort).
 func (x *exchange) discard(hasResponse bool) {
-	c := x.conn
-	if c == nil {
+	up := x.up
+	if up == nil {
 		return
 	}
-	x.conn = nil
-	if hasResponse && !x.resp.chunked && !x.resp.closeAfter {
-		n := x.resp.contentLength
-		if bodyless(x.method, x.resp.status) {
-			n = 0
-		}
-		if n >= 0 && int64(c.br.Buffered()) >= n {
-			c.br.Discard(int(n))
-			x.conn = c
-			x.release(c, true)
-			return
-		}
+	x.up = nil
+	if hasResponse {
+		up.DiscardShort(&x.resp, x.method, x.now)
+		return
 	}
-	c.nc.Close()
+	up.Close()
 }
 
 // dropConn closes the try's connection, if any.
 func (x *exchange) dropConn() {
-	if x.conn != nil {
-		x.conn.nc.Close()
-		x.conn = nil
+	if x.up != nil {
+		x.up.Close()
+		x.up = nil
 	}
 }
 
-func isDialError(err error) bool {
-	var de *dialError
-	return errors.As(err, &de)
-}
-
 // try sends the request to x.backend and reads the response head into
-// x.resp, within what is left of the total timeout.
-func (x *exchange) try() error {
+// x.resp, within what is left of the total timeout; fresh asks for a new
+// connection.
+func (x *exchange) try(fresh bool) error {
 	left := time.Until(x.deadline)
 	if left <= 0 {
 		return errTotalTimeout
 	}
-	return x.send(false, left, 0)
+	err := x.send(fresh, left)
+	if err != nil && wire.IsTimeout(err) && time.Until(x.deadline) <= 0 {
+		return errTotalTimeout
+	}
+	return fromUpstream(err)
 }
 
 // hasBody reports whether the client sends a request body.
 func (x *exchange) hasBody() bool { return x.head.chunked || x.head.contentLength > 0 }
 
+// bodyIntact reports whether the request body can be sent again after the
+// try failed with err: there is none, it is buffered, none of it was read
+// (a connect failure comes before the body is read), or all of it went in
+// the one write of the whole request, whose bytes are still at hand (see
+// keepWholeBody).
+func (x *exchange) bodyIntact(err error) bool {
+	return !x.hasBody() || x.body != nil || x.up == nil && err != nil || x.wholeBody() != nil
+}
+
+// wholeBody returns the body of a request of declared length that went out
+// whole in the one write that queued it, still in out's array, or nil.
+func (x *exchange) wholeBody() []byte {
+	n := x.head.contentLength
+	if x.whole == 0 || x.head.chunked || n <= 0 || int64(x.whole) < n {
+		return nil
+	}
+	return x.out[x.whole-int(n) : x.whole]
+}
+
+// keepWholeBody buffers the body of a request that went out whole in one
+// write, before out is written over, so that the request can be sent
+// again with it.
+func (x *exchange) keepWholeBody() {
+	if x.body != nil {
+		return
+	}
+	if b := x.wholeBody(); b != nil {
+		buf := retry.GetBuffer()
+		*buf = append(*buf, b...)
+		x.body = buf
+	}
+}
+
 // send writes the request to a connection of the chosen backend and reads
 // the response head into x.resp, in at most left. fresh asks for a new
-// connection. replay, when above 0, is the length of the whole request,
-// head and body, still in x.out from the try before, to be sent as it is.
-func (x *exchange) send(fresh bool, left time.Duration, replay int) error {
+// connection.
+func (x *exchange) send(fresh bool, left time.Duration) error {
 	r := x.route
-	if replay > 0 {
-		x.out = x.out[:replay]
-	} else {
-		x.prepare()
-	}
+	x.prepare()
+	x.whole = 0
 	pool := r.Pools[x.backend.Index]
-	var c *upConn
+	var up *upstream.Conn
 	var err error
 	if fresh {
-		c, err = pool.dial(context.Background(), min(r.UpstreamConnect, left))
+		up, err = pool.Dial(min(r.UpstreamConnect, left))
 	} else {
-		c, err = pool.get(context.Background(), x.rec.Time, min(r.UpstreamConnect, left))
+		up, err = pool.Get(x.rec.Time, min(r.UpstreamConnect, left))
 	}
 	if err != nil {
-		if isTimeout(err) && time.Until(x.deadline) <= 0 {
-			return errTotalTimeout
-		}
 		return err
 	}
-	x.conn = c
+	x.up = up
 	x.writes = 0
-	if replay == 0 && x.hasBody() {
-		err = x.writeBody(c)
+	if x.hasBody() {
+		err = x.writeBody(up)
 	}
-	whole := 0 // the whole request is in x.out, for the one write below
-	queued := false
-	if err == nil {
-		if x.writes == 0 {
-			whole = len(x.out)
-		}
-		if c.queue(x.out) {
-			// Written by the wait for the answer (see readFirst).
-			x.writes++
-			x.out = x.out[:0]
-			queued = true
-		} else {
-			err = x.flush(c)
-		}
-	}
-	if err == nil {
-		err = x.awaitHead(c, queued)
-	}
-	if err != nil && c.reused && (!x.hasBody() || x.body != nil || whole > 0 && x.idempotent) && !isTimeout(err) && !isClientErr(err) {
-		// The keep-alive race: the backend closed this idle connection as
-		// it was reused, before reading anything of the request. A request
-		// without a body, or whose body is buffered, is sent again on a
-		// fresh connection, whatever its method; an idempotent one whose
-		// body was streamed too, when all of it is still in x.out.
-		c.nc.Close()
-		x.conn = nil
-		return x.send(true, time.Until(x.deadline), whole)
-	}
-	return err
-}
-
-// awaitHead arms the wait for the response head and reads it, after what
-// is left of a request queued on c (queued) went out.
-func (x *exchange) awaitHead(c *upConn, queued bool) error {
-	for {
-		// The wait for the head is armed here, not deeper down in
-		// readHead: setting a deadline takes about 1 KiB of stack, and
-		// the request path fits in a 4 KiB goroutine stack only if that
-		// happens this high up (awaitBackend then finds it armed).
-		now := time.Now()
-		x.now = now
-		limit := min(x.route.UpstreamHeader, x.deadline.Sub(now))
-		if err := c.armWait(now, now.Add(limit)); err != nil {
-			return err
-		}
-		err := x.readHead(c, now, limit)
-		if !queued || err != errQueuedPartly {
-			return err
-		}
-		// The socket's buffer was full: the rest goes out in a write
-		// that waits, and the wait for the head starts after it.
-		rest := c.queued
-		c.queued, queued = nil, false
-		c.armWrite(x.route.UpstreamBody)
-		if _, err := c.nc.Write(rest); err != nil {
-			return err
-		}
-	}
-}
-
-// readHead reads the response head, skipping interim 1xx responses, within
-// limit from now (upstream_header and the total timeout).
-func (x *exchange) readHead(c *upConn, now time.Time, limit time.Duration) error {
-	if err := x.waitReadable(c, now, limit); err != nil {
-		if isTimeout(err) && time.Until(x.deadline) <= 0 {
-			return errTotalTimeout
-		}
+	if err != nil {
 		return err
 	}
-	// The head has begun to arrive. Unless all of it is here, the rest of
-	// it gets the same time.
-	if !headBuffered(c.br) {
-		if err := c.setReadDeadline(time.Now(), limit); err != nil {
-			return err
-		}
+	if x.writes == 0 {
+		x.whole = len(x.out)
 	}
-	for {
-		if err := readResponseHead(c.br, &x.resp); err != nil {
-			return err
-		}
-		if x.resp.status >= 200 {
-			return nil
-		}
-		if x.resp.status == 101 {
-			if x.upgrade {
-				return nil
-			}
-			return errBadResponse // a switch the client did not ask for
-		}
+	if up.Queue(x.out, r.UpstreamBody) {
+		// Written by the wait for the answer.
+		x.writes++
+		x.out = x.out[:0] // the bytes stay, for keepWholeBody
+	} else if err := x.flush(up); err != nil {
+		return err
 	}
-}
-
-// headBuffered reports whether a whole response head is in br's buffer.
-func headBuffered(br *bufio.Reader) bool {
-	b, _ := br.Peek(br.Buffered())
-	return bytes.Contains(b, []byte("\r\n\r\n"))
+	now := time.Now()
+	x.now = now
+	return up.AwaitHead(&x.resp, now, min(r.UpstreamHeader, x.deadline.Sub(now)), x.upgrade, x.gone)
 }
 
 // bufferBody reads the request body into a pooled buffer, up to max bytes,
@@ -297,7 +315,7 @@ func headBuffered(br *bufio.Reader) bool {
 // prefix and is streamed. Nothing is sent upstream before the body is read,
 // so a client that leaves meanwhile costs the backend nothing.
 func (x *exchange) bufferBody(max int64) error {
-	src := x.c.Body()
+	src := x.client.Body()
 	buf := retry.GetBuffer()
 	limit := min(max, x.route.MaxRequestBody)
 	for {
@@ -333,136 +351,4 @@ func (x *exchange) bufferBody(max int64) error {
 	// Too long to buffer: stream it, starting with what was read.
 	x.prefix = buf
 	return nil
-}
-
-// writeBody writes the request body to the backend connection: the buffer,
-// or the prefix and then the rest of the client's stream.
-func (x *exchange) writeBody(c *upConn) error {
-	if x.body != nil {
-		return x.write(c, *x.body)
-	}
-	var n64 int64
-	if x.prefix != nil {
-		if err := x.writeBodyPart(c, *x.prefix); err != nil {
-			return err
-		}
-		n64 = int64(len(*x.prefix))
-	}
-	src := x.c.Body()
-	limit := x.route.MaxRequestBody
-	var buf []byte
-	if x.head.chunked {
-		bp := copyBufs.Get().(*[]byte)
-		defer copyBufs.Put(bp)
-		buf = *bp
-	}
-	for {
-		var n int
-		var rerr error
-		if x.head.chunked {
-			n, rerr = src.Read(buf)
-		} else {
-			// A body of declared length is read straight behind what is
-			// queued for the backend: no copy between the two.
-			if cap(x.out)-len(x.out) < 16<<10 {
-				if len(x.out) >= maxPending/2 {
-					if err := x.flush(c); err != nil {
-						return err
-					}
-				}
-				x.out = slices.Grow(x.out, 64<<10)
-			}
-			// What has already arrived is taken without waiting; only
-			// when nothing has does what came go out, before the wait:
-			// the backend gets the upload as the client sends it, and a
-			// burst goes out in one write.
-			dst := x.out[len(x.out):cap(x.out)]
-			n, rerr = src.ReadNow(dst)
-			if n == 0 && rerr == nil {
-				if err := x.flush(c); err != nil {
-					return err
-				}
-				n, rerr = src.Read(x.out[len(x.out):cap(x.out)])
-			}
-		}
-		if n > 0 {
-			n64 += int64(n)
-			if n64 > limit {
-				return &clientError{ErrRequestTooLarge, errBodyTooLarge}
-			}
-			if !x.head.chunked {
-				x.out = x.out[:len(x.out)+n]
-			} else if err := x.writeBodyPart(c, buf[:n]); err != nil {
-				return err
-			} else if rerr == nil {
-				// A chunked body, which may grow past its limit, goes
-				// out as it comes.
-				if err := x.flush(c); err != nil {
-					return err
-				}
-			}
-		}
-		if rerr == io.EOF {
-			if !x.head.chunked && n64 < x.head.contentLength {
-				return &clientError{ErrClientDisconnect, io.ErrUnexpectedEOF}
-			}
-			break
-		}
-		if rerr != nil {
-			return classifyClientRead(rerr)
-		}
-	}
-	x.rec.BytesIn = n64
-	if x.head.chunked {
-		x.out = append(x.out, "0\r\n\r\n"...)
-	}
-	return nil
-}
-
-// writeBodyPart writes p with the request's framing.
-func (x *exchange) writeBodyPart(c *upConn, p []byte) error {
-	if x.head.chunked {
-		x.out = strconv.AppendUint(x.out, uint64(len(p)), 16)
-		x.out = append(x.out, '\r', '\n')
-		if err := x.write(c, p); err != nil {
-			return err
-		}
-		x.out = append(x.out, '\r', '\n')
-		return nil
-	}
-	return x.write(c, p)
-}
-
-// maxPending bounds the bytes of a request queued in x.out before they
-// are written.
-const maxPending = 128 << 10
-
-// write queues p to be sent on c after the pending bytes of x.out, so that
-// a request head and its body go out in as few system calls as they can;
-// past maxPending, what is queued is written and p is written from where it
-// is.
-func (x *exchange) write(c *upConn, p []byte) error {
-	if len(x.out)+len(p) <= maxPending {
-		x.out = append(x.out, p...)
-		return nil
-	}
-	if err := x.flush(c); err != nil {
-		return err
-	}
-	x.writes++
-	c.armWrite(x.route.UpstreamBody)
-	_, err := c.nc.Write(p)
-	return err
-}
-
-// flush sends the pending bytes of x.out on c.
-func (x *exchange) flush(c *upConn) error {
-	if len(x.out) == 0 {
-		return nil
-	}
-	x.writes++
-	c.armWrite(x.route.UpstreamBody)
-	_, err := c.nc.Write(x.out)
-	x.out = x.out[:0] // the bytes stay, for a replay (see send)
-	return err
 }

@@ -21,17 +21,18 @@ import (
 type Handler struct {
 	rt atomic.Pointer[Runtime]
 
-	// Log receives the proxy's own events (not the access log).
-	Log *slog.Logger
-	// AccessLog gets one line per request; nil for none.
-	AccessLog atomic.Pointer[accesslog.Log]
+	// log receives the proxy's own events (not the access log): retry
+	// decisions at debug level.
+	log *slog.Logger
+	// AccessLog gets one line per request; it holds nil for none.
+	AccessLog accesslog.Holder
 
 	inFlight atomic.Int64
 }
 
-// NewHandler returns a handler serving rt.
+// NewHandler returns a handler serving rt, logging its own events to log.
 func NewHandler(rt *Runtime, log *slog.Logger) *Handler {
-	h := &Handler{Log: log}
+	h := &Handler{log: log}
 	h.rt.Store(rt)
 	return h
 }
@@ -49,15 +50,24 @@ func (h *Handler) InFlight() int64 { return h.inFlight.Load() }
 
 var exchangePool = sync.Pool{New: func() any { return new(exchange) }}
 
-// Serve serves one request of the proxy listener.
+// Serve serves one request of the proxy listener. A panic on the way is
+// the engine's to recover (it closes this connection only); on its way out
+// the exchange gives back what it holds (see abandon) and is not reused.
 func (h *Handler) Serve(c *h1.Conn) {
 	h.inFlight.Add(1)
 	x := exchangePool.Get().(*exchange)
 	x.begin(h, c)
+	done := false
+	defer func() {
+		if !done {
+			x.abandon()
+		}
+	}()
 	if x.admit() {
 		x.forward()
 	}
 	x.finish()
+	done = true
 }
 
 // trusted reports whether ip is in one of prefixes.

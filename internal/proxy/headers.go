@@ -1,6 +1,10 @@
 package proxy
 
-import "net/netip"
+import (
+	"net/netip"
+
+	"github.com/sluice-proxy/sluice/internal/wire"
+)
 
 // hopByHop reports the hop-by-hop fields of RFC 9110 section 7.6.1 and the
 // others the proxy never forwards as they are: framing (the proxy sets its
@@ -8,21 +12,21 @@ import "net/netip"
 func hopByHop(name []byte) bool {
 	switch len(name) {
 	case 2:
-		return equalFold(name, "te")
+		return wire.EqualFold(name, "te")
 	case 7:
-		return equalFold(name, "trailer") || equalFold(name, "upgrade")
+		return wire.EqualFold(name, "trailer") || wire.EqualFold(name, "upgrade")
 	case 10:
-		return equalFold(name, "connection") || equalFold(name, "keep-alive")
+		return wire.EqualFold(name, "connection") || wire.EqualFold(name, "keep-alive")
 	case 14:
-		return equalFold(name, "content-length") || equalFold(name, "http2-settings")
+		return wire.EqualFold(name, "content-length") || wire.EqualFold(name, "http2-settings")
 	case 16:
-		return equalFold(name, "proxy-connection")
+		return wire.EqualFold(name, "proxy-connection")
 	case 17:
-		return equalFold(name, "transfer-encoding")
+		return wire.EqualFold(name, "transfer-encoding")
 	case 18:
-		return equalFold(name, "proxy-authenticate")
+		return wire.EqualFold(name, "proxy-authenticate")
 	case 19:
-		return equalFold(name, "proxy-authorization")
+		return wire.EqualFold(name, "proxy-authorization")
 	}
 	return false
 }
@@ -31,9 +35,9 @@ func hopByHop(name []byte) bool {
 // removing them would change framing or routing, or let a client strip the
 // proxy's own headers.
 func protectedFromConnection(name []byte) bool {
-	return equalFold(name, "host") || equalFold(name, "content-length") ||
-		equalFold(name, "transfer-encoding") || equalFold(name, "x-request-id") ||
-		len(name) > 12 && equalFold(name[:12], "x-forwarded-")
+	return wire.EqualFold(name, "host") || wire.EqualFold(name, "content-length") ||
+		wire.EqualFold(name, "transfer-encoding") || wire.EqualFold(name, "x-request-id") ||
+		len(name) > 12 && wire.EqualFold(name[:12], "x-forwarded-")
 }
 
 // namedIn reports whether name is a token of one of the Connection values.
@@ -45,7 +49,7 @@ func namedIn(connection [][]byte, name []byte) bool {
 			for i < len(v) && v[i] != ',' {
 				i++
 			}
-			part = trimOWS(v[:i])
+			part = wire.TrimOWS(v[:i])
 			if i < len(v) {
 				v = v[i+1:]
 			} else {
@@ -81,22 +85,22 @@ func equalFoldBytes(a, b []byte) bool {
 func forwardingField(name []byte) bool {
 	switch len(name) {
 	case 9:
-		return equalFold(name, "forwarded")
+		return wire.EqualFold(name, "forwarded")
 	case 12:
-		return equalFold(name, "x-request-id")
+		return wire.EqualFold(name, "x-request-id")
 	case 15:
-		return equalFold(name, "x-forwarded-for")
+		return wire.EqualFold(name, "x-forwarded-for")
 	case 16:
-		return equalFold(name, "x-forwarded-host")
+		return wire.EqualFold(name, "x-forwarded-host")
 	case 17:
-		return equalFold(name, "x-forwarded-proto")
+		return wire.EqualFold(name, "x-forwarded-proto")
 	}
 	return false
 }
 
 // requestFieldDropped reports whether a client's header field stays behind.
 func requestFieldDropped(name []byte, connection [][]byte) bool {
-	if hopByHop(name) || forwardingField(name) || equalFold(name, "host") || equalFold(name, "expect") {
+	if hopByHop(name) || forwardingField(name) || wire.EqualFold(name, "host") || wire.EqualFold(name, "expect") {
 		return true
 	}
 	for _, c := range name {
@@ -110,7 +114,7 @@ func requestFieldDropped(name []byte, connection [][]byte) bool {
 // responseFieldDropped reports whether a backend's header field stays
 // behind.
 func responseFieldDropped(name []byte, connection [][]byte) bool {
-	if hopByHop(name) || equalFold(name, "x-request-id") {
+	if hopByHop(name) || wire.EqualFold(name, "x-request-id") {
 		return true
 	}
 	return len(connection) > 0 && !protectedFromConnection(name) && namedIn(connection, name)
@@ -136,18 +140,18 @@ func appendForwarding(dst []byte, fields []field, peer netip.Addr, trusted bool,
 	if trusted {
 		for _, f := range fields {
 			switch {
-			case equalFold(f.name, "x-forwarded-for"):
+			case wire.EqualFold(f.Name, "x-forwarded-for"):
 				if !sentXFF {
 					dst = append(dst, "X-Forwarded-For: "...)
 					sentXFF = true
 				} else {
 					dst = append(dst[:len(dst)-2], ", "...)
 				}
-				dst = append(append(dst, f.value...), '\r', '\n')
-			case equalFold(f.name, "x-forwarded-proto"):
-				proto = f.value
-			case equalFold(f.name, "x-forwarded-host"):
-				xhost = f.value
+				dst = append(append(dst, f.Value...), '\r', '\n')
+			case wire.EqualFold(f.Name, "x-forwarded-proto"):
+				proto = f.Value
+			case wire.EqualFold(f.Name, "x-forwarded-host"):
+				xhost = f.Value
 			}
 		}
 	}
@@ -169,14 +173,14 @@ func appendForwarding(dst []byte, fields []field, peer netip.Addr, trusted bool,
 	}
 	if trusted {
 		for _, f := range fields {
-			if equalFold(f.name, "forwarded") {
+			if wire.EqualFold(f.Name, "forwarded") {
 				if !sentFwd {
 					dst = append(dst, "Forwarded: "...)
 					sentFwd = true
 				} else {
 					dst = append(dst[:len(dst)-2], ", "...)
 				}
-				dst = append(append(dst, f.value...), '\r', '\n')
+				dst = append(append(dst, f.Value...), '\r', '\n')
 			}
 		}
 	}
@@ -204,7 +208,7 @@ func appendForwarding(dst []byte, fields []field, peer netip.Addr, trusted bool,
 // appendForwardedValue appends v as a Forwarded token, or quoted when it
 // holds characters a token may not (a host with a port has a colon).
 func appendForwardedValue(dst, v []byte) []byte {
-	if isToken(v) {
+	if wire.IsToken(v) {
 		return append(dst, v...)
 	}
 	dst = append(dst, '"')

@@ -9,29 +9,30 @@ import (
 	"time"
 
 	"github.com/sluice-proxy/sluice/internal/accesslog"
+	"github.com/sluice-proxy/sluice/internal/metrics"
 )
 
-// writeError answers the client with the SPEC's JSON error body, and
-// returns the length of the body sent.
-func (x *exchange) writeError(status int, word, message string) int {
+// writeError answers the client with the JSON error body, and returns
+// the length of the body sent.
+func (x *exchange) writeError(status int, word metrics.ErrorWord, message string) int {
 	b := x.errBody[:0]
 	b = append(b, `{"error":`...)
-	b = accesslog.AppendString(b, word)
+	b = accesslog.AppendString(b, word.String())
 	b = append(b, `,"message":`...)
 	b = accesslog.AppendString(b, message)
 	b = append(b, `,"request_id":`...)
 	b = accesslog.AppendString(b, string(x.requestID))
 	b = append(b, "}\n"...)
 	x.errBody = b
-	out := appendStatusLine(x.c.Begin(), status, nil)
+	out := appendStatusLine(x.client.Begin(), status, nil)
 	out = append(out, "Content-Type: application/json\r\n"...)
 	out = appendContentLength(out, int64(len(b)))
 	out = x.endHead(out, false)
 	if string(x.method) == "HEAD" {
-		x.c.Out = out
+		x.client.Out = out
 		return 0
 	}
-	x.c.Out = append(out, b...)
+	x.client.Out = append(out, b...)
 	return len(b)
 }
 
@@ -85,9 +86,6 @@ var idPrefix = func() string {
 }()
 
 var idCounter atomic.Uint64
-
-// NewRequestID returns a fresh request ID.
-func NewRequestID() []byte { return appendRequestID(nil) }
 
 // appendRequestID appends a fresh request ID: the process prefix and a
 // counter, in hex.

@@ -2,13 +2,12 @@ package proxy
 
 import (
 	"bytes"
+
+	"github.com/sluice-proxy/sluice/internal/wire"
 )
 
-// field is one header field of a message: name and value are slices of the
-// raw header block they were parsed from.
-type field struct {
-	name, value []byte
-}
+// field is one header field of a message.
+type field = wire.Field
 
 // requestHead is what admit learns from a request's raw header block.
 type requestHead struct {
@@ -80,19 +79,19 @@ func parseRequestHead(h *requestHead, raw []byte, http11 bool) *headerError {
 			return errNoColon
 		}
 		name := line[:colon]
-		if !isToken(name) {
+		if !wire.IsToken(name) {
 			return errHeaderName
 		}
-		value := trimOWS(line[colon+1:])
-		if !validFieldValue(value) {
+		value := wire.TrimOWS(line[colon+1:])
+		if !wire.ValidFieldValue(value) {
 			return errHeaderValue
 		}
 		switch {
-		case equalFold(name, "host"):
+		case wire.EqualFold(name, "host"):
 			h.hostCount++
 			h.host = value
-		case equalFold(name, "content-length"):
-			n, ok := parseContentLength(value)
+		case wire.EqualFold(name, "content-length"):
+			n, ok := wire.ParseContentLength(value)
 			if !ok {
 				return errCLValue
 			}
@@ -100,21 +99,21 @@ func parseRequestHead(h *requestHead, raw []byte, http11 bool) *headerError {
 				return errCLConflict
 			}
 			h.contentLength = n
-		case equalFold(name, "transfer-encoding"):
+		case wire.EqualFold(name, "transfer-encoding"):
 			te = value
 			teCount++
-		case equalFold(name, "connection"):
+		case wire.EqualFold(name, "connection"):
 			h.connection = append(h.connection, value)
-		case equalFold(name, "expect"):
+		case wire.EqualFold(name, "expect"):
 			h.expect = true
-		case equalFold(name, "x-request-id"):
+		case wire.EqualFold(name, "x-request-id"):
 			h.requestID = value
-		case equalFold(name, "idempotency-key"):
+		case wire.EqualFold(name, "idempotency-key"):
 			h.idemKey = true
-		case equalFold(name, "upgrade"):
+		case wire.EqualFold(name, "upgrade"):
 			h.upgrade = value
 		}
-		h.fields = append(h.fields, field{name: name, value: value})
+		h.fields = append(h.fields, field{Name: name, Value: value})
 	}
 	if http11 && h.hostCount != 1 || h.hostCount > 1 {
 		return errHostCount
@@ -128,7 +127,7 @@ func parseRequestHead(h *requestHead, raw []byte, http11 bool) *headerError {
 		}
 		// Only a single "chunked" coding is forwarded; anything else
 		// (identity, gzip, a list) is refused rather than guessed at.
-		if teCount > 1 || !equalFold(te, "chunked") {
+		if teCount > 1 || !wire.EqualFold(te, "chunked") {
 			return errTEUnsupported
 		}
 		if h.contentLength >= 0 {
@@ -137,36 +136,6 @@ func parseRequestHead(h *requestHead, raw []byte, http11 bool) *headerError {
 		h.chunked = true
 	}
 	return nil
-}
-
-// parseContentLength accepts 1*DIGIT, also a list of identical values
-// ("5, 5") as RFC 9110 section 8.6 allows.
-func parseContentLength(v []byte) (int64, bool) {
-	var first int64 = -1
-	for len(v) > 0 {
-		part := v
-		if i := bytes.IndexByte(v, ','); i >= 0 {
-			part, v = trimOWS(v[:i]), v[i+1:]
-		} else {
-			v = nil
-		}
-		part = trimOWS(part)
-		if len(part) == 0 || len(part) > 18 {
-			return 0, false
-		}
-		var n int64
-		for _, c := range part {
-			if c < '0' || c > '9' {
-				return 0, false
-			}
-			n = n*10 + int64(c-'0')
-		}
-		if first >= 0 && n != first {
-			return 0, false
-		}
-		first = n
-	}
-	return first, first >= 0
 }
 
 // validHost accepts reg-name, IPv4 or a bracketed IPv6 literal, with an
@@ -182,7 +151,7 @@ func validHost(h []byte) bool {
 			return false
 		}
 		for _, c := range h[1:end] {
-			if !(isHex(c) || c == ':' || c == '.') {
+			if !(wire.IsHex(c) || c == ':' || c == '.') {
 				return false
 			}
 		}
@@ -205,7 +174,7 @@ func validHost(h []byte) bool {
 		return false
 	}
 	for _, c := range host {
-		if !(isAlnum(c) || c == '-' || c == '.' || c == '_' || c == '~' || c == '%' ||
+		if !(wire.IsAlnum(c) || c == '-' || c == '.' || c == '_' || c == '~' || c == '%' ||
 			c == '!' || c == '$' || c == '&' || c == '\'' || c == '(' || c == ')' ||
 			c == '*' || c == '+' || c == ',' || c == ';' || c == '=') {
 			return false
@@ -226,101 +195,16 @@ func allDigits(b []byte) bool {
 	return true
 }
 
-func isAlnum(c byte) bool {
-	return c >= 'a' && c <= 'z' || c >= 'A' && c <= 'Z' || c >= '0' && c <= '9'
-}
-
-func isHex(c byte) bool {
-	return c >= '0' && c <= '9' || c >= 'a' && c <= 'f' || c >= 'A' && c <= 'F'
-}
-
-// tokenChars marks the tchar of RFC 9110 section 5.6.2.
-var tokenChars = func() (t [256]bool) {
-	for c := 0; c < 256; c++ {
-		t[c] = isAlnum(byte(c))
-	}
-	for _, c := range []byte("!#$%&'*+-.^_`|~") {
-		t[c] = true
-	}
-	return t
-}()
-
-func isToken(b []byte) bool {
-	if len(b) == 0 {
-		return false
-	}
-	for _, c := range b {
-		if !tokenChars[c] {
-			return false
-		}
-	}
-	return true
-}
-
-// validFieldValue refuses control characters other than HTAB, and DEL.
-func validFieldValue(b []byte) bool {
-	for _, c := range b {
-		if c < ' ' && c != '\t' || c == 0x7f {
-			return false
-		}
-	}
-	return true
-}
-
-func trimOWS(b []byte) []byte {
-	for len(b) > 0 && (b[0] == ' ' || b[0] == '\t') {
-		b = b[1:]
-	}
-	for len(b) > 0 && (b[len(b)-1] == ' ' || b[len(b)-1] == '\t') {
-		b = b[:len(b)-1]
-	}
-	return b
-}
-
-// equalFold compares b with the lower-case ASCII string s, ignoring case.
-func equalFold(b []byte, s string) bool {
-	if len(b) != len(s) {
-		return false
-	}
-	for i := 0; i < len(b); i++ {
-		c := b[i]
-		if c >= 'A' && c <= 'Z' {
-			c += 'a' - 'A'
-		}
-		if c != s[i] {
-			return false
-		}
-	}
-	return true
-}
-
-// hasToken reports whether the comma-separated list v holds token t
-// (lower-case), ignoring case.
-func hasToken(v []byte, t string) bool {
-	for len(v) > 0 {
-		var part []byte
-		if i := bytes.IndexByte(v, ','); i >= 0 {
-			part, v = v[:i], v[i+1:]
-		} else {
-			part, v = v, nil
-		}
-		if equalFold(trimOWS(part), t) {
-			return true
-		}
-	}
-	return false
-}
-
 // wantsUpgrade reports a request for a protocol upgrade that the proxy
 // carries through (WebSocket, say): an Upgrade header named in Connection.
 // h2c is never carried: HTTP/2 cleartext through an HTTP/1.1 hop is request
 // smuggling waiting to happen.
 func (h *requestHead) wantsUpgrade() bool {
-	if len(h.upgrade) == 0 || hasToken(h.upgrade, "h2c") {
+	if len(h.upgrade) == 0 || wire.HasToken(h.upgrade, "h2c") {
 		return false
 	}
 	for _, c := range h.connection {
-		if hasToken(c, "upgrade") {
+		if wire.HasToken(c, "upgrade") {
 			return true
 		}
 	}
@@ -332,10 +216,10 @@ func (h *requestHead) wantsUpgrade() bool {
 // when it sent "Connection: keep-alive".
 func (h *requestHead) keepAlive(http11 bool) bool {
 	for _, v := range h.connection {
-		if hasToken(v, "close") {
+		if wire.HasToken(v, "close") {
 			return false
 		}
-		if !http11 && hasToken(v, "keep-alive") {
+		if !http11 && wire.HasToken(v, "keep-alive") {
 			return true
 		}
 	}

@@ -9,87 +9,78 @@ import (
 	"sync"
 	"time"
 
-	"github.com/sluice-proxy/sluice/internal/h1"
+	"github.com/sluice-proxy/sluice/internal/upstream"
+	"github.com/sluice-proxy/sluice/internal/wire"
 )
 
 // respond relays the backend's response: the head, then the body, which
 // goes out with the head when it already arrived whole and is streamed
 // otherwise.
 func (x *exchange) respond() {
-	c := x.conn
+	if testHookRespond != nil {
+		testHookRespond(x.path)
+	}
+	up := x.up
 	rh := &x.resp
-	x.status = rh.status
+	x.status = rh.Status
 	x.outcome = OutcomeOK
-	if x.route.Passive.Failure(rh.status) {
+	if x.route.Passive.Failure(rh.Status) {
 		x.outcome = OutcomeHTTPError
 	}
-	if rh.contentLength > x.route.MaxResponseBody {
-		x.conn = nil
-		c.nc.Close()
+	if rh.ContentLength > x.route.MaxResponseBody {
+		x.dropConn()
 		x.fail(http.StatusBadGateway, ErrResponseTooLarge, "backend "+x.backend.URL+" declared a "+
-			strconv.FormatInt(rh.contentLength, 10)+"-byte response, over the limit of "+
+			strconv.FormatInt(rh.ContentLength, 10)+"-byte response, over the limit of "+
 			strconv.FormatInt(x.route.MaxResponseBody, 10))
 		return
 	}
-	x.rec.Status = rh.status
-	out := appendStatusLine(x.c.Begin(), rh.status, rh.reason)
+	x.rec.Status = rh.Status
+	out := appendStatusLine(x.client.Begin(), rh.Status, rh.Reason)
 	hasDate := false
-	for _, f := range rh.fields {
-		if responseFieldDropped(f.name, rh.connection) || equalFold(f.name, "content-length") {
+	for _, f := range rh.Fields {
+		if responseFieldDropped(f.Name, rh.Connection) || wire.EqualFold(f.Name, "content-length") {
 			continue
 		}
-		hasDate = hasDate || equalFold(f.name, "date")
-		out = appendField(out, f.name, f.value)
+		hasDate = hasDate || wire.EqualFold(f.Name, "date")
+		out = appendField(out, f.Name, f.Value)
 	}
-	if rh.status == http.StatusSwitchingProtocols {
-		x.c.Out = out
+	if rh.Status == http.StatusSwitchingProtocols {
+		x.client.Out = out
 		x.tunnel()
 		return
 	}
 
 	switch {
-	case bodyless(x.method, rh.status):
-		if rh.contentLength >= 0 && string(x.method) == "HEAD" {
-			out = appendContentLength(out, rh.contentLength)
+	case upstream.Bodyless(x.method, rh.Status):
+		if rh.ContentLength >= 0 && string(x.method) == "HEAD" {
+			out = appendContentLength(out, rh.ContentLength)
 		}
-		x.c.Out = x.endHead(out, hasDate)
-		x.release(c, true)
+		x.client.Out = x.endHead(out, hasDate)
+		x.release()
 		return
-	case rh.contentLength == 0:
-		x.c.Out = x.endHead(appendContentLength(out, 0), hasDate)
-		x.release(c, true)
+	case rh.ContentLength == 0:
+		x.client.Out = x.endHead(appendContentLength(out, 0), hasDate)
+		x.release()
 		return
-	case rh.contentLength > 0 && int64(c.br.Buffered()) >= rh.contentLength:
+	case rh.ContentLength > 0 && int64(len(up.Buffered())) >= rh.ContentLength:
 		// All of it is here: it goes out with the head, in one write.
-		n := int(rh.contentLength)
-		b, _ := c.br.Peek(n)
-		out = x.endHead(appendContentLength(out, rh.contentLength), hasDate)
-		x.c.Out = append(out, b...)
-		c.br.Discard(n)
+		n := int(rh.ContentLength)
+		out = x.endHead(appendContentLength(out, rh.ContentLength), hasDate)
+		x.client.Out = append(out, up.Buffered()[:n]...)
+		up.Consume(n)
 		x.rec.BytesOut = int64(n)
-		x.release(c, true)
+		x.release()
 		return
 	}
 
-	x.resBody = respBody{x: x, left: rh.contentLength, max: x.route.MaxResponseBody}
-	switch {
-	case rh.chunked:
-		x.chunked.reset(c.br)
-		x.resBody.r = &x.chunked
-	case rh.contentLength > 0:
-		x.resBody.r = c.br
-	default:
-		// Delimited by the connection's close.
-		x.resBody.r = c.br
-		rh.closeAfter = true
-	}
-	if rh.contentLength > 0 {
-		out = appendContentLength(out, rh.contentLength)
-	} else if x.c.HTTP11() {
+	body := up.Body(rh, x.route.MaxResponseBody, x.route.UpstreamBody, x.gone)
+	if rh.ContentLength > 0 {
+		out = appendContentLength(out, rh.ContentLength)
+	} else if x.client.HTTP11() {
 		out = append(out, "Transfer-Encoding: chunked\r\n"...)
-		if len(rh.trailer) > 0 {
+		if len(rh.Trailer) > 0 {
 			out = append(out, "Trailer: "...)
-			for i, name := range rh.trailer {
+			for i, name := range rh.Trailer {
 				if i > 0 {
 					out = append(out, ',', ' ')
 				}
@@ -99,20 +90,21 @@ func (x *exchange) respond() {
 		}
 	} else {
 		// An HTTP/1.0 client reads to the close.
-		x.c.SetClose()
+		x.client.SetClose()
 	}
-	x.c.Out = x.endHead(out, hasDate)
-	// Reads of the body may block in the middle of its framing: give them
-	// the body's pause limit from the start.
-	c.setReadDeadline(time.Now(), x.route.UpstreamBody)
+	x.client.Out = x.endHead(out, hasDate)
 	// The head goes out at once: a client waiting on a slow body knows where
 	// it stands, and a body cut later is seen as a cut, not as no answer.
-	werr := x.c.Flush()
+	werr := x.client.Flush()
 	if werr == nil {
-		werr = x.resBody.writeTo(x.c)
+		werr = x.relay(body)
 	}
-	x.resBody.end(werr)
+	x.endBody(body, werr)
 }
+
+// testHookRespond, set by tests only, is called with the request's path as
+// a response is about to be relayed.
+var testHookRespond func(path string)
 
 // endHead appends the fields every response carries and the empty line
 // that ends the head.
@@ -124,207 +116,152 @@ func (x *exchange) endHead(out []byte, hasDate bool) []byte {
 		out = appendDate(out)
 	}
 	switch {
-	case x.c.Closing():
+	case x.client.Closing():
 		out = append(out, "Connection: close\r\n"...)
-	case !x.c.HTTP11():
+	case !x.client.HTTP11():
 		out = append(out, "Connection: keep-alive\r\n"...)
 	}
 	return append(out, '\r', '\n')
 }
 
-// release ends the use of c: back to its pool when reusable is set and the
-// backend keeps the connection open, closed otherwise.
-func (x *exchange) release(c *upConn, reusable bool) {
-	x.conn = nil
-	if !reusable || x.resp.closeAfter {
-		c.nc.Close()
-		return
-	}
-	var keep time.Duration
-	if n := x.resp.keepAlive; n > 0 {
-		// Retire it well before the backend's own Keep-Alive timeout.
-		keep = time.Duration(n) * time.Second * 3 / 4
-	}
-	c.pool.put(c, x.now, keep)
+// release gives the try's connection back after a response read whole.
+func (x *exchange) release() {
+	up := x.up
+	x.up = nil
+	up.Release(&x.resp, x.now)
 }
 
-// respBody is a streamed response body: it reads the backend's body with
-// the upstream_body pause limit and the size limit.
-type respBody struct {
-	x    *exchange
-	r    io.Reader
-	left int64 // bytes left of a fixed-length body, -1 when not fixed
-	max  int64
-	n    int64
-	eof  bool
-	err  error
-}
-
-func (b *respBody) Read(p []byte) (int, error) {
-	if b.left == 0 {
-		b.eof = true
-		return 0, io.EOF
-	}
-	if b.left > 0 && int64(len(p)) > b.left {
-		p = p[:b.left]
-	}
-	n, err := b.read(p)
-	b.n += int64(n)
-	if b.left > 0 {
-		b.left -= int64(n)
-		if err == io.EOF && b.left > 0 {
-			err = io.ErrUnexpectedEOF
-		}
-	}
-	if b.n > b.max {
-		n -= int(b.n - b.max)
-		b.n = b.max
-		err = errResponseTooLarge
-	}
-	switch {
-	case err == io.EOF:
-		b.eof = true
-	case err != nil:
-		b.err = err
-	}
-	return n, err
-}
-
-// read reads from the backend's body, waiting at most upstream_body for
-// bytes and checking every pollInterval meanwhile that the client is still
-// there. A body not chunked is read straight into p when the buffer is
-// empty, so large bodies move in large reads.
-func (b *respBody) read(p []byte) (int, error) {
-	x := b.x
-	c := x.conn
-	if c.br.Buffered() > 0 {
-		return b.r.Read(p)
-	}
-	if x.resp.chunked {
-		// The chunked parser must not be interrupted mid-line: wait for
-		// bytes without consuming any, then read.
-		if err := x.waitReadable(c, time.Now(), x.route.UpstreamBody); err != nil {
-			return 0, err
-		}
-		if err := c.setReadDeadline(time.Now(), x.route.UpstreamBody); err != nil {
-			return 0, err
-		}
-		return b.r.Read(p)
-	}
-	var n int
-	var rerr error
-	err := x.awaitBackend(c, time.Now(), x.route.UpstreamBody, func() error {
-		n, rerr = b.r.Read(p)
-		if n > 0 {
-			return nil
-		}
-		return rerr
-	})
-	if n > 0 {
-		return n, rerr
-	}
-	return 0, err
-}
-
-// writeTo copies the body to the client in reads of up to 64 KiB, so a
+// relay copies the body to the client in reads of up to 64 KiB, so a
 // large body costs few system calls; a large body of known length moves
-// by splice. A chunked body is framed again for the client, or passed as
+// by splice. A body of unknown length is framed in chunks for an HTTP/1.1
+// client, each chunk's size line, data and CRLF going out together (a
+// client may wait for the CRLF before it hands a chunk on), or passed as
 // it is to an HTTP/1.0 client, which reads to the close; its last chunk
-// and trailers are left in w.Out, to go out with the wait for the next
-// request.
-func (b *respBody) writeTo(w *h1.Conn) error {
-	if b.left >= spliceMin {
+// and trailers are left in Out, to go out with the wait for the next
+// request. A failure of the backend's side ends the relay with nil: the
+// body keeps it (see endBody).
+func (x *exchange) relay(body *upstream.Body) error {
+	w := x.client
+	if body.Left() >= upstream.SpliceMin {
 		// Pass on what is already buffered, then splice the rest.
-		if n := b.x.conn.br.Buffered(); n > 0 {
-			p, _ := b.x.conn.br.Peek(n)
+		if p := body.Buffered(); len(p) > 0 {
 			m, err := w.Write(p)
-			b.x.conn.br.Discard(m)
-			b.n += int64(m)
-			b.left -= int64(m)
+			body.Consume(m)
 			if err != nil {
 				return err
 			}
 		}
-		_, err := b.spliceBody(w.NetConn())
-		if err != errSpliceUnsupported {
+		_, err := body.SpliceTo(w.NetConn(), x.rt.Config.Timeouts.ClientIdle.D())
+		if err != upstream.ErrSpliceUnsupported {
+			if _, failed := body.End(); failed != nil {
+				return nil // the backend's failure (or the client gone), kept in body
+			}
 			return err
 		}
 	}
-	frame := b.left < 0 && w.HTTP11()
-	buf := copyBufs.Get().(*[]byte)
-	defer copyBufs.Put(buf)
+	frame := body.Left() < 0 && w.HTTP11()
+	bp := copyBufs.Get().(*[]byte)
+	defer copyBufs.Put(bp)
+	// A chunk is built around its data in one buffer: the size line goes
+	// in the room before it, the CRLF after it, so that all three go out
+	// in one write (a client may wait for the CRLF before it hands a
+	// chunk on) with no copy.
+	buf, head, tail := *bp, 0, 0
+	if frame {
+		head, tail = chunkHead, 2
+	}
 	for {
-		n, err := b.Read(*buf)
+		n, err := body.Read(buf[head : len(buf)-tail])
 		if n > 0 {
+			p := buf[head : head+n]
 			if frame {
-				w.Out = strconv.AppendUint(w.Out, uint64(n), 16)
-				w.Out = append(w.Out, '\r', '\n')
+				p = frameChunk(buf, n)
 			}
-			if _, werr := w.Write((*buf)[:n]); werr != nil {
+			if _, werr := w.Write(p); werr != nil {
 				return werr
-			}
-			if frame {
-				w.Out = append(w.Out, '\r', '\n')
 			}
 		}
 		if err == io.EOF {
 			if frame {
 				w.Out = append(w.Out, '0', '\r', '\n')
-				w.Out = b.x.appendTrailers(w.Out)
+				w.Out = appendTrailers(w.Out, body.Trailers())
 				w.Out = append(w.Out, '\r', '\n')
 			}
 			return nil
 		}
 		if err != nil {
-			return nil // a failure of the backend's side, kept in b.err
+			return nil // a failure of the backend's side, kept in body
 		}
 	}
+}
+
+// chunkHead is the room kept before a chunk's data for its size line: 16
+// hex digits and a CRLF.
+const chunkHead = 18
+
+// frameChunk frames the n bytes of data at buf[chunkHead:] as one chunk,
+// its size line written into the room before them and its CRLF after
+// them, and returns the chunk.
+func frameChunk(buf []byte, n int) []byte {
+	end := chunkHead + n
+	buf[end], buf[end+1] = '\r', '\n'
+	i := chunkHead - 2
+	buf[i], buf[i+1] = '\r', '\n'
+	for v := uint64(n); ; v >>= 4 {
+		i--
+		buf[i] = "0123456789abcdef"[v&0xf]
+		if v < 16 {
+			break
+		}
+	}
+	return buf[i : end+2]
 }
 
 // copyBufs are the buffers of body copies.
 var copyBufs = sync.Pool{New: func() any { b := make([]byte, 64<<10); return &b }}
 
-// end records how the body's relay ended, werr being the client's
+// endBody records how the body's relay ended, werr being the client's
 // failure, and gives the backend connection back when the body was read
 // whole. A body cut short closes the client's connection too: that is how
 // the client learns of the cut.
-func (b *respBody) end(werr error) {
-	x := b.x
-	c := x.conn
-	x.rec.BytesOut = b.n
-	complete := b.eof || b.left == 0
-	x.release(c, complete && werr == nil && b.err == nil)
-	switch {
-	case b.err == errResponseTooLarge:
-		x.rec.Error = ErrResponseTooLarge
-	case isClientErr(b.err):
-		x.rec.Error = ErrClientDisconnect
-	case b.err != nil && isTimeout(b.err):
-		x.rec.Error, x.outcome = ErrUpstreamTimeout, OutcomeTimeout
-	case b.err != nil:
-		x.rec.Error, x.outcome = ErrUpstream, OutcomeReset
-	case werr != nil || !complete:
-		x.rec.Error = ErrClientDisconnect
+func (x *exchange) endBody(body *upstream.Body, werr error) {
+	complete, err := body.End()
+	x.rec.BytesOut = body.Sent()
+	if complete && werr == nil && err == nil {
+		x.release()
+	} else {
+		x.dropConn()
 	}
-	if werr != nil || !complete || b.err != nil {
-		x.c.SetClose()
+	switch {
+	case err == upstream.ErrResponseTooLarge:
+		x.word = ErrResponseTooLarge
+	case err == upstream.ErrClientGone || isClientErr(err):
+		x.word = ErrClientDisconnect
+	case err != nil && wire.IsTimeout(err):
+		x.word, x.outcome = ErrUpstreamTimeout, OutcomeTimeout
+	case err != nil:
+		x.word, x.outcome = ErrUpstream, OutcomeReset
+	case werr != nil || !complete:
+		x.word = ErrClientDisconnect
+	}
+	if werr != nil || !complete || err != nil {
+		x.client.SetClose()
 	}
 }
 
-// appendTrailers appends the backend's trailer fields that may be passed
-// on: valid ones, not hop-by-hop.
-func (x *exchange) appendTrailers(out []byte) []byte {
-	t := x.chunked.trailers
+// appendTrailers appends the fields of t, a backend's raw trailer lines,
+// that may be passed on: valid ones, not hop-by-hop.
+func appendTrailers(out, t []byte) []byte {
 	for len(t) > 0 {
 		i := bytes.IndexByte(t, '\n')
 		line := bytes.TrimSuffix(t[:i], []byte{'\r'})
 		t = t[i+1:]
 		colon := bytes.IndexByte(line, ':')
-		if colon <= 0 || !isToken(line[:colon]) {
+		if colon <= 0 || !wire.IsToken(line[:colon]) {
 			continue
 		}
-		name, value := line[:colon], trimOWS(line[colon+1:])
-		if validFieldValue(value) && !hopByHop(name) {
+		name, value := line[:colon], wire.TrimOWS(line[colon+1:])
+		if wire.ValidFieldValue(value) && !hopByHop(name) {
 			out = appendField(out, name, value)
 		}
 	}
@@ -334,43 +271,42 @@ func (x *exchange) appendTrailers(out []byte) []byte {
 // tunnel carries an upgraded connection: the 101 goes to the client with
 // the backend's Upgrade, then bytes flow both ways until either side closes.
 func (x *exchange) tunnel() {
-	out := x.c.Out
-	for _, f := range x.resp.fields {
-		if equalFold(f.name, "upgrade") {
-			out = appendField(out, f.name, f.value)
+	out := x.client.Out
+	for _, f := range x.resp.Fields {
+		if wire.EqualFold(f.Name, "upgrade") {
+			out = appendField(out, f.Name, f.Value)
 		}
 	}
 	out = append(out, "Connection: Upgrade\r\n"...)
 	out = appendField(out, "X-Request-Id", x.requestID)
-	x.c.Out = append(out, '\r', '\n')
+	x.client.Out = append(out, '\r', '\n')
 	x.rec.Status = http.StatusSwitchingProtocols
-	up := x.conn
-	x.conn = nil
-	if err := x.c.Flush(); err != nil {
-		up.nc.Close()
-		x.rec.Error = ErrClientDisconnect
+	if err := x.client.Flush(); err != nil {
+		x.dropConn()
+		x.word = ErrClientDisconnect
 		return
 	}
-	client, early := x.c.Hijack()
-	up.nc.SetReadDeadline(time.Time{})
+	upConn, fromUp := x.up.Hijack()
+	x.up = nil
+	client, early := x.client.Hijack()
 	client.SetDeadline(time.Time{})
 	var in int64
 	if len(early) > 0 {
 		// What the client sent past its request head is the tunnel's.
-		n, _ := up.nc.Write(early)
+		n, _ := upConn.Write(early)
 		in += int64(n)
 	}
 	done := make(chan int64, 1)
 	go func() {
-		// Bytes the backend sent after its 101 are in up.br.
-		n, _ := io.Copy(client, up.br)
+		// Bytes the backend sent after its 101 come first from fromUp.
+		n, _ := io.Copy(client, fromUp)
 		closeWrite(client)
 		done <- n
 	}()
-	n, _ := io.Copy(up.nc, client)
-	closeWrite(up.nc)
+	n, _ := io.Copy(upConn, client)
+	closeWrite(upConn)
 	out64 := <-done
-	up.nc.Close()
+	upConn.Close()
 	x.rec.BytesIn, x.rec.BytesOut = in+n, out64
 }
 

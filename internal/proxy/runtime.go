@@ -15,6 +15,7 @@ import (
 	"github.com/sluice-proxy/sluice/internal/metrics"
 	"github.com/sluice-proxy/sluice/internal/retry"
 	"github.com/sluice-proxy/sluice/internal/route"
+	"github.com/sluice-proxy/sluice/internal/upstream"
 )
 
 // Runtime is one config generation of the data path: the route table and,
@@ -41,7 +42,7 @@ type Route struct {
 	// Backends are the route's backends in config order.
 	Backends []*backend.Backend
 	// Pools holds the connection pool of each backend, by Backend.Index.
-	Pools []*Pool
+	Pools []*upstream.Pool
 	// Balancer picks among Backends.
 	Balancer balance.Balancer
 	// Passive is the route's outlier detector; every try reports to it.
@@ -65,7 +66,7 @@ type Route struct {
 // Build makes a runtime of cfg. Backends of prev with the same route name
 // and URL are carried over, with their health state. Connections come from
 // t's pools; health transitions go to events; m gets the metrics.
-func Build(cfg *config.Config, t *Transport, prev *Runtime, events health.Events, m *metrics.Metrics) *Runtime {
+func Build(cfg *config.Config, t *upstream.Transport, prev *Runtime, events health.Events, m *metrics.Metrics) *Runtime {
 	old := map[string]*backend.Backend{}
 	if prev != nil {
 		for _, r := range prev.Routes {

@@ -47,26 +47,40 @@ func (p *Policy) Idempotent(method []byte, hasIdempotencyKey bool) bool {
 	return hasIdempotencyKey || slices.Contains(p.methods, string(method))
 }
 
-// Facts are what is known when a try has failed.
+// Facts are what is known when a try has failed: everything Decide needs,
+// gathered by the caller; Decide looks at nothing else.
 type Facts struct {
 	// Retryable: the failure is one that retries are for (a connect error,
-	// a reset or a timeout before the response, a status in on_status).
+	// a reset or a timeout before the response, a status in on_status);
+	// false for the client's own failures.
 	Retryable bool
-	// ResponseStarted: some of the response already reached the client.
-	ResponseStarted bool
-	// Sent: some of the request may have reached the backend (false for a
-	// connect failure).
+	// Sent: a byte of the request may have reached the backend (false for
+	// a connect failure, or when every write failed before the socket
+	// took anything).
 	Sent bool
+	// Reused: the try's connection had served a request before.
+	Reused bool
+	// ResponseBytes: a byte of a response arrived from the backend.
+	ResponseBytes bool
+	// TimedOut: the try failed because a limit passed.
+	TimedOut bool
+	// Resent: the request was already sent again once after a reused
+	// connection failed.
+	Resent bool
 	// Idempotent: the method is in methods or the request has an
 	// Idempotency-Key.
 	Idempotent bool
 	// BodyIntact: the request body can be sent again: there is none, it is
 	// buffered, or none of it has been read from the client yet.
 	BodyIntact bool
-	// TriesLeft is attempts less the tries made.
+	// TriesLeft is attempts less the tries made (resends not counted).
 	TriesLeft int
 	// TimeLeft is what remains of total_timeout.
 	TimeLeft time.Duration
+	// OthersLeft: a backend not yet tried is available.
+	OthersLeft bool
+	// SameAvailable: the backend just tried may still take requests.
+	SameAvailable bool
 	// BudgetOK: the retry budget allows one more retry.
 	BudgetOK bool
 }
@@ -77,6 +91,11 @@ type Verdict int
 const (
 	// Retry: send the request to another backend.
 	Retry Verdict = iota
+	// Resend: send the request again to the same backend on a fresh
+	// connection: a reused connection failed before any response byte,
+	// which is the keep-alive race (the backend closed the idle
+	// connection as it was reused), not the backend's failure.
+	Resend
 	// Stop: the failure goes to the client; a retry would not be safe or
 	// useful.
 	Stop
@@ -84,27 +103,54 @@ const (
 	StopBudget
 )
 
-// Decide says whether a failed try may be retried, and why not when it may
-// not. The budget is looked at last, so that it only refuses retries that
-// would otherwise have happened.
+// String names the verdict for the debug log.
+func (v Verdict) String() string {
+	switch v {
+	case Retry:
+		return "retry"
+	case Resend:
+		return "resend"
+	case StopBudget:
+		return "stop_budget"
+	}
+	return "stop"
+}
+
+// Decide says whether a failed try may be sent again, and where, with the
+// reason; it is the only place that decides it. It is asked only before
+// any of the response went to the client. A request reaches a backend
+// again only when that is safe: the body can be replayed, and, unless it is idempotent, no
+// byte of it can have reached the backend (as Go's transport decides).
+// After a reused connection failed before any response byte, the same
+// backend gets it once more on a fresh connection, whatever attempts says
+// (the connection failed, not the backend); other retries go to a backend
+// not yet tried, within attempts. The budget is looked at last, so that
+// it only refuses retries that would otherwise have happened; a resend is
+// a retry for it too.
 func Decide(f Facts) (Verdict, string) {
 	switch {
 	case !f.Retryable:
 		return Stop, "not a retryable failure"
-	case f.ResponseStarted:
-		return Stop, "the response has started"
-	case f.TriesLeft <= 0:
-		return Stop, "no attempts left"
 	case f.TimeLeft <= 0:
 		return Stop, "total_timeout spent"
 	case !f.BodyIntact:
 		return Stop, "the request body cannot be replayed"
 	case f.Sent && !f.Idempotent:
-		return Stop, "the request was sent and is not idempotent"
-	case !f.BudgetOK:
+		return Stop, "the request may have reached the backend and is not idempotent"
+	}
+	v, why := Retry, "another backend"
+	switch {
+	case f.Reused && !f.ResponseBytes && !f.TimedOut && !f.Resent && f.SameAvailable:
+		v, why = Resend, "a reused connection failed before any response byte"
+	case f.TriesLeft <= 0:
+		return Stop, "no attempts left"
+	case !f.OthersLeft:
+		return Stop, "every available backend has been tried"
+	}
+	if !f.BudgetOK {
 		return StopBudget, "retry budget exhausted"
 	}
-	return Retry, ""
+	return v, why
 }
 
 // Backoff returns the pause before retry number n (1 for the first retry):

@@ -8,25 +8,44 @@ import (
 )
 
 func TestDecide(t *testing.T) {
-	ok := Facts{Retryable: true, Sent: true, Idempotent: true, BodyIntact: true, TriesLeft: 1, TimeLeft: time.Second, BudgetOK: true}
+	ok := Facts{Retryable: true, Sent: true, Idempotent: true, BodyIntact: true, TriesLeft: 1,
+		TimeLeft: time.Second, OthersLeft: true, SameAvailable: true, BudgetOK: true}
+	const (
+		another = "another backend"
+		race    = "a reused connection failed before any response byte"
+		unsafe  = "the request may have reached the backend and is not idempotent"
+	)
 	tests := []struct {
 		name  string
 		edit  func(f *Facts)
 		want  Verdict
 		cause string
 	}{
-		{"idempotent failure retried", func(f *Facts) {}, Retry, ""},
+		{"idempotent failure retried", func(f *Facts) {}, Retry, another},
 		{"not retryable", func(f *Facts) { f.Retryable = false }, Stop, "not a retryable failure"},
-		{"response started", func(f *Facts) { f.ResponseStarted = true }, Stop, "the response has started"},
 		{"no tries left", func(f *Facts) { f.TriesLeft = 0 }, Stop, "no attempts left"},
 		{"no time left", func(f *Facts) { f.TimeLeft = 0 }, Stop, "total_timeout spent"},
-		{"sent POST", func(f *Facts) { f.Idempotent = false }, Stop, "the request was sent and is not idempotent"},
-		{"POST not sent (connect failure)", func(f *Facts) { f.Idempotent, f.Sent = false, false }, Retry, ""},
-		{"POST with idempotency key", func(f *Facts) { f.Idempotent = true }, Retry, ""},
+		{"no other backend", func(f *Facts) { f.OthersLeft = false }, Stop, "every available backend has been tried"},
+		{"sent POST", func(f *Facts) { f.Idempotent = false }, Stop, unsafe},
+		{"POST not sent (connect failure)", func(f *Facts) { f.Idempotent, f.Sent = false, false }, Retry, another},
+		{"POST with idempotency key", func(f *Facts) { f.Idempotent = true }, Retry, another},
 		{"streamed body already read", func(f *Facts) { f.BodyIntact = false }, Stop, "the request body cannot be replayed"},
-		{"streamed body, connect failure before reading", func(f *Facts) { f.Sent = false; f.BodyIntact = true }, Retry, ""},
+		{"streamed body, connect failure before reading", func(f *Facts) { f.Sent = false; f.BodyIntact = true }, Retry, another},
 		{"budget spent", func(f *Facts) { f.BudgetOK = false }, StopBudget, "retry budget exhausted"},
-		{"budget spent but unsafe anyway", func(f *Facts) { f.BudgetOK = false; f.Idempotent = false }, Stop, "the request was sent and is not idempotent"},
+		{"budget spent but unsafe anyway", func(f *Facts) { f.BudgetOK = false; f.Idempotent = false }, Stop, unsafe},
+
+		// The keep-alive race: a reused connection that failed before
+		// any response byte.
+		{"reused, no response byte: resent on the same backend", func(f *Facts) { f.Reused = true }, Resend, race},
+		{"resent whatever attempts says", func(f *Facts) { f.Reused, f.TriesLeft, f.OthersLeft = true, 0, false }, Resend, race},
+		{"resent once only", func(f *Facts) { f.Reused, f.Resent, f.OthersLeft = true, true, false }, Stop, "every available backend has been tried"},
+		{"reused, a response byte arrived: no resend", func(f *Facts) { f.Reused, f.ResponseBytes, f.TriesLeft = true, true, 0 }, Stop, "no attempts left"},
+		{"reused, a response byte arrived, retry allowed", func(f *Facts) { f.Reused, f.ResponseBytes = true, true }, Retry, another},
+		{"reused, timed out: the backend is slow, not the connection", func(f *Facts) { f.Reused, f.TimedOut, f.TriesLeft = true, true, 0 }, Stop, "no attempts left"},
+		{"reused, sent POST: never again", func(f *Facts) { f.Reused, f.Idempotent = true, false }, Stop, unsafe},
+		{"reused, POST nothing written: resent", func(f *Facts) { f.Reused, f.Idempotent, f.Sent, f.TriesLeft = true, false, false, 0 }, Resend, race},
+		{"reused, the backend was ejected meanwhile", func(f *Facts) { f.Reused, f.SameAvailable = true, false }, Retry, another},
+		{"reused, budget spent", func(f *Facts) { f.Reused, f.BudgetOK = true, false }, StopBudget, "retry budget exhausted"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {

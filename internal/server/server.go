@@ -25,18 +25,18 @@ import (
 	"github.com/sluice-proxy/sluice/internal/health"
 	"github.com/sluice-proxy/sluice/internal/metrics"
 	"github.com/sluice-proxy/sluice/internal/proxy"
+	"github.com/sluice-proxy/sluice/internal/upstream"
 )
 
 // Server is a running sluice instance.
 type Server struct {
 	log       *slog.Logger
 	handler   *proxy.Handler
-	transport *proxy.Transport
+	transport *upstream.Transport
 	engine    *h1.Server
 	ln        net.Listener
 	admin     *http.Server
 	adminLn   net.Listener
-	api       *admin.API
 	active    *health.Active
 	metrics   *metrics.Metrics
 	draining  atomic.Bool
@@ -70,20 +70,21 @@ func New(cfg *config.Config, path string, log *slog.Logger, opts ...Option) (*Se
 			return nil, fmt.Errorf("admin.listen: %w", err)
 		}
 	}
-	s.transport = proxy.NewTransport(proxy.DefaultIdleTimeout)
+	s.transport = upstream.NewTransport(upstream.DefaultIdleTimeout)
 	s.metrics = metrics.New(func() float64 { return float64(s.handler.InFlight()) })
 	events := &healthEvents{log: log, metrics: s.metrics}
 	s.active = health.NewActive(events)
 	s.events = events
 	s.handler = proxy.NewHandler(proxy.Build(cfg, s.transport, nil, events, s.metrics), log)
-	alog, err := accesslog.Open(cfg.AccessLog)
+	alog, err := accesslog.Open(cfg.AccessLog, s.metrics.AccessLogError)
 	if err != nil {
 		s.closeListeners()
 		return nil, fmt.Errorf("access_log: %w", err)
 	}
 	s.handler.AccessLog.Store(alog)
 	s.engine = newEngine(cfg, s.handler)
-	s.api = admin.New(admin.Options{
+	s.engine.OnPanic = s.panicked
+	api := admin.New(admin.Options{
 		Draining: &s.draining,
 		Token:    func() string { return s.Config().Admin.Token },
 		Backends: s.backends,
@@ -92,7 +93,7 @@ func New(cfg *config.Config, path string, log *slog.Logger, opts ...Option) (*Se
 		Metrics:  promhttp.HandlerFor(s.metrics.Registry, promhttp.HandlerOpts{}),
 		Pprof:    s.pprof,
 	})
-	s.admin = &http.Server{Handler: s.api, ReadHeaderTimeout: 10 * time.Second}
+	s.admin = &http.Server{Handler: api, ReadHeaderTimeout: 10 * time.Second}
 	return s, nil
 }
 
@@ -124,11 +125,13 @@ func (s *Server) AdminAddr() net.Addr {
 	return s.adminLn.Addr()
 }
 
-// Handler returns the data-path handler.
-func (s *Server) Handler() *proxy.Handler { return s.handler }
-
-// API returns the admin API, for adding endpoints.
-func (s *Server) API() *admin.API { return s.api }
+// panicked logs, with its stack, a panic recovered while a connection was
+// served, and counts it; the engine has closed that connection only.
+func (s *Server) panicked(v any, stack []byte) {
+	s.metrics.Panic()
+	s.log.Error("panic while serving a connection; that connection was closed",
+		"panic", fmt.Sprint(v), "stack", string(stack))
+}
 
 // Serve starts serving both listeners, and the health checks, in the
 // background.
@@ -213,11 +216,12 @@ func (s *Server) Reload(cfg *config.Config) {
 	// A file is opened again on every reload, so that a log rotated by
 	// renaming it is followed (logrotate, then SIGHUP).
 	if cfg.AccessLog != s.cfg.AccessLog || isFilePath(cfg.AccessLog) {
-		if alog, err := accesslog.Open(cfg.AccessLog); err != nil {
+		if alog, err := accesslog.Open(cfg.AccessLog, s.metrics.AccessLogError); err != nil {
 			s.log.Error("access_log cannot be opened; the previous one stays", "error", err.Error())
 			cfg.AccessLog = s.cfg.AccessLog
 		} else {
-			s.handler.AccessLog.Swap(alog).Close()
+			// The old log closes once the requests holding it are done.
+			s.handler.AccessLog.Swap(alog)
 		}
 	}
 	s.active.Sync(rt.HealthTargets())

@@ -1,4 +1,4 @@
-package proxy
+package upstream
 
 import (
 	"errors"
@@ -12,11 +12,11 @@ import (
 // client's with splice(2) through a pipe, so their bytes never enter the
 // process: the kernel hands pages from one socket to the other.
 const (
-	// spliceMin is the smallest body worth the pipe.
-	spliceMin = 64 << 10
+	// SpliceMin is the smallest body worth the pipe.
+	SpliceMin = 64 << 10
 	// spliceChunk is the most moved by one splice call.
 	spliceChunk = 1 << 20
-	// maxIdlePipes bounds the pipes kept for reuse.
+	// maxIdlePipes bounds the pipes a transport keeps for reuse.
 	maxIdlePipes = 256
 )
 
@@ -26,11 +26,19 @@ type pipe struct {
 	pending int // bytes in the pipe not yet written out
 }
 
-var pipes = make(chan *pipe, maxIdlePipes)
+func (p *pipe) close() {
+	syscall.Close(p.r)
+	syscall.Close(p.w)
+}
 
-func getPipe() (*pipe, error) {
+// pipeCache keeps a transport's idle pipes.
+type pipeCache chan *pipe
+
+func newPipeCache() pipeCache { return make(pipeCache, maxIdlePipes) }
+
+func (pc pipeCache) get() (*pipe, error) {
 	select {
-	case p := <-pipes:
+	case p := <-pc:
 		return p, nil
 	default:
 	}
@@ -41,28 +49,38 @@ func getPipe() (*pipe, error) {
 	return &pipe{r: fds[0], w: fds[1]}, nil
 }
 
-func putPipe(p *pipe) {
+func (pc pipeCache) put(p *pipe) {
 	if p.pending != 0 {
 		p.close() // holds bytes of another body: never reuse
 		return
 	}
 	select {
-	case pipes <- p:
+	case pc <- p:
 	default:
 		p.close()
 	}
 }
 
-func (p *pipe) close() {
-	syscall.Close(p.r)
-	syscall.Close(p.w)
+// close closes the idle pipes; a pipe in use when it runs is closed when it
+// is given back, as the cache is full of nothing and refuses no one: the
+// transport is closed last, after its connections stopped.
+func (pc pipeCache) close() {
+	for {
+		select {
+		case p := <-pc:
+			p.close()
+		default:
+			return
+		}
+	}
 }
 
-// errSpliceUnsupported means the connections are not plain TCP sockets.
-var errSpliceUnsupported = errors.New("splice unsupported")
+// ErrSpliceUnsupported means the connections are not plain TCP sockets,
+// or what is buffered must go first.
+var ErrSpliceUnsupported = errors.New("splice unsupported")
 
-// splicer moves one body. Its callbacks are built once per exchange, so a
-// move does not allocate.
+// splicer moves one body. Its callbacks are built once per connection, so
+// a move does not allocate.
 type splicer struct {
 	p        *pipe
 	want     int
@@ -100,41 +118,48 @@ func (s *splicer) init() {
 	}
 }
 
-// spliceBody moves the rest of a fixed-length body, b.left bytes, from the
-// backend connection to the client's, keeping the upstream_body pause limit
-// and noticing a client that leaves. It returns the bytes moved.
-func (b *respBody) spliceBody(client net.Conn) (int64, error) {
-	x := b.x
-	up, ok1 := x.conn.nc.(*net.TCPConn)
+// SpliceTo moves the rest of a fixed-length body from the backend's socket
+// to dst, the client's, keeping the pause limit and the gone check; a write
+// to dst that blocks is bounded by writeTimeout (none when 0). Nothing may
+// be buffered (pass Buffered on first). It returns the bytes moved, and
+// ErrSpliceUnsupported, having moved nothing, when either side is not a
+// plain TCP socket. A failure to write is the client's and is returned as
+// it is; the backend's failures are also kept for End.
+func (b *Body) SpliceTo(dst net.Conn, writeTimeout time.Duration) (int64, error) {
+	c := b.c
+	up, ok1 := c.nc.(*net.TCPConn)
 	var cl *net.TCPConn
-	switch c := client.(type) {
+	switch d := dst.(type) {
 	case *net.TCPConn:
-		cl = c
+		cl = d
 	case interface{ NetConn() net.Conn }:
-		cl, _ = c.NetConn().(*net.TCPConn)
+		cl, _ = d.NetConn().(*net.TCPConn)
 	}
-	if !ok1 || cl == nil || x.conn.br.Buffered() > 0 {
-		return 0, errSpliceUnsupported
+	if !ok1 || cl == nil || b.isChunk || b.left <= 0 || c.br != nil && c.br.Buffered() > 0 {
+		return 0, ErrSpliceUnsupported
 	}
 	upRaw, err1 := up.SyscallConn()
 	clRaw, err2 := cl.SyscallConn()
 	if err1 != nil || err2 != nil {
-		return 0, errSpliceUnsupported
+		return 0, ErrSpliceUnsupported
 	}
-	p, err := getPipe()
+	pipes := c.pool.t.pipes
+	p, err := pipes.get()
 	if err != nil {
-		return 0, errSpliceUnsupported
+		return 0, ErrSpliceUnsupported
 	}
-	s := &x.splice
+	s := &b.splice
 	if s.fromFunc == nil {
 		s.init()
 	}
 	s.p = p
-	defer func() { putPipe(p); s.p = nil }()
+	defer func() { pipes.put(p); s.p = nil }()
 	var total int64
 	for b.left > 0 {
 		s.want, s.n, s.err = int(min(b.left, spliceChunk)), 0, nil
-		err := b.waitSplice(upRaw)
+		err := c.await(time.Now(), b.pause, b.gone, func() error {
+			return upRaw.Read(s.fromFunc)
+		})
 		if err == nil {
 			err = s.err
 		}
@@ -145,13 +170,11 @@ func (b *respBody) spliceBody(client net.Conn) (int64, error) {
 			b.err = err // the backend's failure (or the client gone)
 			return total, err
 		}
-		b.left -= int64(s.n)
-		b.n += int64(s.n)
+		b.count(s.n)
 		p.pending = s.n
-		if d := x.rt.Config.Timeouts.ClientIdle.D(); d > 0 {
-			cl.SetWriteDeadline(time.Now().Add(d))
+		if writeTimeout > 0 {
+			cl.SetWriteDeadline(time.Now().Add(writeTimeout))
 		}
-		// A failure to write is the client's.
 		if err := clRaw.Write(s.toFunc); err != nil {
 			return total, err
 		}
@@ -162,14 +185,4 @@ func (b *respBody) spliceBody(client net.Conn) (int64, error) {
 	}
 	b.eof = true
 	return total, nil
-}
-
-// waitSplice runs one splice from the backend socket into the pipe, waiting
-// at most upstream_body for bytes and checking every pollInterval meanwhile
-// that the client is still there.
-func (b *respBody) waitSplice(raw syscall.RawConn) error {
-	x := b.x
-	return x.awaitBackend(x.conn, time.Now(), x.route.UpstreamBody, func() error {
-		return raw.Read(x.splice.fromFunc)
-	})
 }

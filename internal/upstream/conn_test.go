@@ -1,13 +1,14 @@
-package proxy
+package upstream
 
 import (
 	"bytes"
-	"context"
 	"errors"
 	"io"
 	"net"
 	"testing"
 	"time"
+
+	"github.com/sluice-proxy/sluice/internal/wire"
 )
 
 func TestPeerOpen(t *testing.T) {
@@ -27,12 +28,12 @@ func TestPeerOpen(t *testing.T) {
 	// peer closed is never handed out again.
 	p.put(c, time.Now(), 0)
 	c.idleSince = time.Now().Add(-time.Second)
-	c2, err := p.get(context.Background(), time.Now(), time.Second)
+	c2, err := p.Get(time.Now(), time.Second)
 	if err != nil {
 		t.Fatal(err)
 	}
 	defer c2.nc.Close()
-	if c2 == c || c2.reused {
+	if c2 == c || c2.Reused() {
 		t.Fatal("the pool reused a connection its peer had closed")
 	}
 }
@@ -41,7 +42,7 @@ func TestPeerOpen(t *testing.T) {
 // deadline has passed while it sat idle is still reused.
 func TestPooledConnectionReusedAfterDeadline(t *testing.T) {
 	p, _ := testPool(t)
-	c, err := p.dial(context.Background(), time.Second)
+	c, err := p.Dial(time.Second)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -50,7 +51,7 @@ func TestPooledConnectionReusedAfterDeadline(t *testing.T) {
 	p.put(c, time.Now(), 0)
 	c.idleSince = time.Now().Add(-time.Second)
 	time.Sleep(5 * time.Millisecond) // the behaviour under test: the deadline passes
-	c2, err := p.get(context.Background(), time.Now(), time.Second)
+	c2, err := p.Get(time.Now(), time.Second)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -68,7 +69,7 @@ func TestDialSlots(t *testing.T) {
 		p.slots <- struct{}{}
 	}
 	t0 := time.Now()
-	c, err := p.dial(context.Background(), 5*time.Second)
+	c, err := p.Dial(5 * time.Second)
 	if err != nil {
 		t.Fatalf("dial with every slot taken: %v, want a connection (dialed without a slot)", err)
 	}
@@ -88,7 +89,7 @@ func TestDialSlots(t *testing.T) {
 		<-p.slots
 	}()
 	t0 = time.Now()
-	c, err = p.dial(context.Background(), 5*time.Second)
+	c, err = p.Dial(5 * time.Second)
 	if err != nil {
 		t.Fatalf("dial after a slot freed: %v", err)
 	}
@@ -103,7 +104,7 @@ func TestDialSlots(t *testing.T) {
 	// A short connect timeout bounds the wait for a slot too.
 	t0 = time.Now()
 	p.slots <- struct{}{}
-	c, err = p.dial(context.Background(), 10*time.Millisecond)
+	c, err = p.Dial(10 * time.Millisecond)
 	if err != nil {
 		t.Fatalf("dial with a 10ms connect timeout: %v", err)
 	}
@@ -124,7 +125,7 @@ func TestReadFirst(t *testing.T) {
 
 	// Nothing arrives: the wait ends at the deadline, holding nothing.
 	c.nc.SetReadDeadline(time.Now().Add(30 * time.Millisecond))
-	if err := c.readFirst(); !isTimeout(err) {
+	if err := c.readFirst(); !wire.IsTimeout(err) {
 		t.Fatalf("readFirst with nothing sent = %v, want a timeout", err)
 	}
 	if c.br != nil || c.scratch != nil {
@@ -163,7 +164,7 @@ func TestReadFirst(t *testing.T) {
 	}
 
 	// The backend closes: the wait ends with EOF.
-	c2, err := p.get(context.Background(), time.Now(), time.Second)
+	c2, err := p.Get(time.Now(), time.Second)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -208,15 +209,17 @@ func testPool(t *testing.T) (*Pool, <-chan net.Conn) {
 		ln.Close()
 		<-done
 	})
-	return newPool(ln.Addr().String(), time.Minute), accepted
+	tr := NewTransport(time.Minute)
+	t.Cleanup(tr.Close)
+	return tr.Pool("http", ln.Addr().String()), accepted
 }
 
 // dialTestPool dials a connection of a testPool and returns the pool, the
 // connection and the listener's side of it, all closed at cleanup.
-func dialTestPool(t *testing.T) (*Pool, *upConn, net.Conn) {
+func dialTestPool(t *testing.T) (*Pool, *Conn, net.Conn) {
 	t.Helper()
 	p, accepted := testPool(t)
-	c, err := p.dial(context.Background(), time.Second)
+	c, err := p.Dial(time.Second)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -239,7 +242,7 @@ func TestReadFirstWritesQueued(t *testing.T) {
 		got <- string(b)
 		io.WriteString(server, head)
 	}()
-	if !c.queue([]byte(req)) {
+	if !c.Queue([]byte(req), time.Second) {
 		t.Fatal("a fresh connection did not take a queued request")
 	}
 	c.nc.SetReadDeadline(time.Now().Add(5 * time.Second))
@@ -256,7 +259,7 @@ func TestReadFirstWritesQueued(t *testing.T) {
 		t.Fatalf("buffered %q, want the answer %q", b, head)
 	}
 	c.br.Discard(len(head))
-	if c.queue([]byte(req)) {
+	if c.Queue([]byte(req), time.Second) {
 		t.Fatal("a connection holding its read buffer took a queued request")
 	}
 	c.detach() // as its pool does
@@ -265,7 +268,7 @@ func TestReadFirstWritesQueued(t *testing.T) {
 	// and what is left comes back.
 	c.nc.(*net.TCPConn).SetWriteBuffer(4 << 10)
 	big := bytes.Repeat([]byte("x"), 8<<20)
-	if !c.queue(big) {
+	if !c.Queue(big, time.Second) {
 		t.Fatal("the connection did not take a queued request")
 	}
 	if err := c.readFirst(); err != errQueuedPartly {
@@ -282,37 +285,12 @@ func TestReadFirstWritesQueued(t *testing.T) {
 	// The backend goes away without reading what it was sent, which
 	// resets the connection: the next write fails, as a write.
 	server.Close()
-	if !c.queue([]byte(req)) {
+	if !c.Queue([]byte(req), time.Second) {
 		t.Fatal("the connection did not take a queued request")
 	}
 	err := c.readFirst()
 	var op *net.OpError
 	if !errors.As(err, &op) || op.Op != "write" {
 		t.Errorf("readFirst writing to a closed backend = %v, want a write error", err)
-	}
-}
-
-// TestMoveDeadline: a deadline moves when unset, when later than wanted (a
-// shorter limit must not be loosened by a longer one set before), or when
-// more than an eighth of the limit early; otherwise it is kept.
-func TestMoveDeadline(t *testing.T) {
-	now := time.Unix(1000, 0)
-	d := 8 * time.Second
-	want := now.Add(d)
-	for _, tt := range []struct {
-		name string
-		cur  time.Time
-		move bool
-	}{
-		{"unset", time.Time{}, true},
-		{"later than wanted", now.Add(15 * time.Second), true},
-		{"a little early", want.Add(-500 * time.Millisecond), false},
-		{"the same", want, false},
-		{"an eighth early", want.Add(-time.Second), true},
-		{"passed", now.Add(-time.Second), true},
-	} {
-		if got := moveDeadline(tt.cur, want, d); got != tt.move {
-			t.Errorf("%s: moveDeadline = %v, want %v", tt.name, got, tt.move)
-		}
 	}
 }
