@@ -12,6 +12,8 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/sluice-proxy/sluice/internal/wire"
 )
 
 // The grammar of RFC 9112 section 7.1 and RFC 9110 section 5, written as
@@ -212,9 +214,9 @@ var chunkLines = []struct {
 func TestParseChunkSize(t *testing.T) {
 	for _, tt := range chunkLines {
 		t.Run(tt.name, func(t *testing.T) {
-			n, ok := ParseChunkSize([]byte(tt.line))
+			n, ok := wire.ParseChunkSize([]byte(tt.line))
 			if ok != tt.ok || ok && n != tt.n {
-				t.Errorf("ParseChunkSize(%q) = %d, %v; want %d, %v", tt.line, n, ok, tt.n, tt.ok)
+				t.Errorf("wire.ParseChunkSize(%q) = %d, %v; want %d, %v", tt.line, n, ok, tt.n, tt.ok)
 			}
 			// The table and the reference agree, so that the fuzz
 			// target's reference is itself checked.
@@ -266,8 +268,8 @@ var trailerLines = []struct {
 func TestValidTrailerLine(t *testing.T) {
 	for _, tt := range trailerLines {
 		t.Run(tt.name, func(t *testing.T) {
-			if got := ValidTrailerLine([]byte(tt.line)); got != tt.ok {
-				t.Errorf("ValidTrailerLine(%q) = %v, want %v", tt.line, got, tt.ok)
+			if got := wire.ValidTrailerLine([]byte(tt.line)); got != tt.ok {
+				t.Errorf("wire.ValidTrailerLine(%q) = %v, want %v", tt.line, got, tt.ok)
 			}
 			if got := refTrailerLine([]byte(tt.line)); got != tt.ok {
 				t.Errorf("the reference says %v for %q; the table %v", got, tt.line, tt.ok)
@@ -452,8 +454,8 @@ func TestChunkSyntaxAllocs(t *testing.T) {
 	line := []byte(`1a2b;name=value ; q="a \"quoted\" value";flag`)
 	trailer := []byte("X-Checksum: \tabc def\x80 ")
 	if n := testing.AllocsPerRun(100, func() {
-		ParseChunkSize(line)
-		ValidTrailerLine(trailer)
+		wire.ParseChunkSize(line)
+		wire.ValidTrailerLine(trailer)
 	}); n != 0 {
 		t.Errorf("%v allocations per run, want 0", n)
 	}
@@ -470,7 +472,7 @@ func BenchmarkParseChunkSize(b *testing.B) {
 			b.ReportAllocs()
 			b.SetBytes(int64(len(line)))
 			for b.Loop() {
-				if _, ok := ParseChunkSize(line); !ok {
+				if _, ok := wire.ParseChunkSize(line); !ok {
 					b.Fatal("not valid")
 				}
 			}
@@ -483,7 +485,7 @@ func BenchmarkValidTrailerLine(b *testing.B) {
 	b.ReportAllocs()
 	b.SetBytes(int64(len(line)))
 	for b.Loop() {
-		if !ValidTrailerLine(line) {
+		if !wire.ValidTrailerLine(line) {
 			b.Fatal("not valid")
 		}
 	}

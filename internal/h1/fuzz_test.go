@@ -8,6 +8,8 @@ import (
 	"net/http"
 	"testing"
 	"time"
+
+	"github.com/sluice-proxy/sluice/internal/wire"
 )
 
 // FuzzConn feeds arbitrary bytes to a connection, as one client's whole
@@ -65,10 +67,10 @@ func FuzzParseChunkSize(f *testing.F) {
 		f.Add([]byte(tt.line))
 	}
 	f.Fuzz(func(t *testing.T, line []byte) {
-		n, ok := ParseChunkSize(line)
+		n, ok := wire.ParseChunkSize(line)
 		rn, rok := refChunkSize(line)
 		if ok != rok || ok && n != rn {
-			t.Fatalf("ParseChunkSize(%q) = %d, %v; the reference says %d, %v", line, n, ok, rn, rok)
+			t.Fatalf("wire.ParseChunkSize(%q) = %d, %v; the reference says %d, %v", line, n, ok, rn, rok)
 		}
 	})
 }
@@ -79,8 +81,8 @@ func FuzzValidTrailerLine(f *testing.F) {
 		f.Add([]byte(tt.line))
 	}
 	f.Fuzz(func(t *testing.T, line []byte) {
-		if got, want := ValidTrailerLine(line), refTrailerLine(line); got != want {
-			t.Fatalf("ValidTrailerLine(%q) = %v; the reference says %v", line, got, want)
+		if got, want := wire.ValidTrailerLine(line), refTrailerLine(line); got != want {
+			t.Fatalf("wire.ValidTrailerLine(%q) = %v; the reference says %v", line, got, want)
 		}
 	})
 }

@@ -6,7 +6,7 @@ import (
 	"io"
 	"time"
 
-	"github.com/sluice-proxy/sluice/internal/h1"
+	"github.com/sluice-proxy/sluice/internal/wire"
 )
 
 // ErrBadChunk is a backend's malformed chunked framing.
@@ -253,7 +253,7 @@ func (r *chunkedReader) size() (int64, error) {
 	if err != nil {
 		return 0, err
 	}
-	n, ok := h1.ParseChunkSize(line)
+	n, ok := wire.ParseChunkSize(line)
 	if !ok {
 		return 0, ErrBadChunk
 	}
@@ -269,7 +269,7 @@ func (r *chunkedReader) readTrailers() error {
 		if len(line) == 0 {
 			return nil
 		}
-		if !h1.ValidTrailerLine(line) || len(r.trailers)+len(line)+2 > maxHead {
+		if !wire.ValidTrailerLine(line) || len(r.trailers)+len(line)+2 > maxHead {
 			return ErrBadChunk
 		}
 		r.trailers = append(append(r.trailers, line...), '\r', '\n')

@@ -26,19 +26,8 @@ func IsHex(c byte) bool {
 	return c >= '0' && c <= '9' || c >= 'a' && c <= 'f' || c >= 'A' && c <= 'F'
 }
 
-// tokenChars marks the tchar of RFC 9110 section 5.6.2.
-var tokenChars = func() (t [256]bool) {
-	for c := 0; c < 256; c++ {
-		t[c] = IsAlnum(byte(c))
-	}
-	for _, c := range []byte("!#$%&'*+-.^_`|~") {
-		t[c] = true
-	}
-	return t
-}()
-
 // IsTokenChar reports whether c is a tchar (RFC 9110 section 5.6.2).
-func IsTokenChar(c byte) bool { return tokenChars[c] }
+func IsTokenChar(c byte) bool { return charClass[c]&isTokenChar != 0 }
 
 // IsToken reports whether b is a non-empty token (RFC 9110 section 5.6.2).
 func IsToken(b []byte) bool {
@@ -46,7 +35,7 @@ func IsToken(b []byte) bool {
 		return false
 	}
 	for _, c := range b {
-		if !tokenChars[c] {
+		if charClass[c]&isTokenChar == 0 {
 			return false
 		}
 	}
