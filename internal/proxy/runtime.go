@@ -1,10 +1,10 @@
 package proxy
 
 import (
-	"fmt"
 	"net"
 	"net/netip"
 	"net/url"
+	"reflect"
 	"strings"
 	"time"
 
@@ -109,7 +109,7 @@ func Build(cfg *config.Config, t *upstream.Transport, prev *Runtime, events heal
 		r.Budget = retry.NewBudget(rc.Retry.BudgetPercent, rc.Retry.BudgetMinPerSecond)
 		if prev != nil {
 			for j, pr := range prev.Routes {
-				if pr.Name == r.Name && fmt.Sprint(prev.Config.Routes[j].Retry) == fmt.Sprint(rc.Retry) {
+				if pr.Name == r.Name && reflect.DeepEqual(prev.Config.Routes[j].Retry, rc.Retry) {
 					r.Budget = pr.Budget
 				}
 			}

@@ -197,14 +197,15 @@ func (s *Server) Reload(cfg *config.Config) {
 	// The engine's own settings are fixed while it runs.
 	for _, c := range []struct {
 		field      string
-		was, isNow string
+		changed    bool
+		was, isNow fmt.Stringer
 	}{
-		{"timeouts.client_header", s.cfg.Timeouts.ClientHeader.String(), cfg.Timeouts.ClientHeader.String()},
-		{"timeouts.client_idle", s.cfg.Timeouts.ClientIdle.String(), cfg.Timeouts.ClientIdle.String()},
-		{"limits.max_header_bytes", s.cfg.Limits.MaxHeaderBytes.String(), cfg.Limits.MaxHeaderBytes.String()},
+		{"timeouts.client_header", s.cfg.Timeouts.ClientHeader != cfg.Timeouts.ClientHeader, s.cfg.Timeouts.ClientHeader, cfg.Timeouts.ClientHeader},
+		{"timeouts.client_idle", s.cfg.Timeouts.ClientIdle != cfg.Timeouts.ClientIdle, s.cfg.Timeouts.ClientIdle, cfg.Timeouts.ClientIdle},
+		{"limits.max_header_bytes", s.cfg.Limits.MaxHeaderBytes != cfg.Limits.MaxHeaderBytes, s.cfg.Limits.MaxHeaderBytes, cfg.Limits.MaxHeaderBytes},
 	} {
-		if c.was != c.isNow {
-			s.log.Warn(c.field+" changed; it takes effect on restart", "running", c.was, "configured", c.isNow)
+		if c.changed {
+			s.log.Warn(c.field+" changed; it takes effect on restart", "running", c.was.String(), "configured", c.isNow.String())
 		}
 	}
 	cfg.Timeouts.ClientHeader, cfg.Timeouts.ClientIdle = s.cfg.Timeouts.ClientHeader, s.cfg.Timeouts.ClientIdle
