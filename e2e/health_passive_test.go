@@ -448,12 +448,14 @@ routes:
 
 	head := "POST /api/up HTTP/1.1\r\nHost: e2e.test\r\nTransfer-Encoding: chunked\r\n\r\n"
 	malformed := []struct{ first, rest string }{
-		{"zz\r\nhello\r\n0\r\n\r\n", ""},               // size is not hex
-		{"5\r\nhello\r\n", "zz\r\n"},                   // bad size after a good chunk
-		{"3\r\nhello\r\n0\r\n\r\n", ""},                // data longer than its size
-		{"5\r\nhello\r\n", "5\r\nhelloXX\r\n0\r\n"},    // no CRLF after the data
-		{"10000000000000000000\r\n", ""},               // size overflows
-		{"5\r\nhello\r\n", "-5\r\nhello\r\n0\r\n\r\n"}, // negative size
+		{"zz\r\nhello\r\n0\r\n\r\n", ""},                   // size is not hex
+		{"5\r\nhello\r\n", "zz\r\n"},                       // bad size after a good chunk
+		{"3\r\nhello\r\n0\r\n\r\n", ""},                    // data longer than its size
+		{"5\r\nhello\r\n", "5\r\nhelloXX\r\n0\r\n"},        // no CRLF after the data
+		{"10000000000000000000\r\n", ""},                   // size overflows
+		{"5\r\nhello\r\n", "-5\r\nhello\r\n0\r\n\r\n"},     // negative size
+		{"5\r\nhello\r\n", "5;a\rb\r\nworld\r\n0\r\n\r\n"}, // bare CR in a chunk extension
+		{"5\r\nhello\r\n", "0\r\nX: a\r\n b\r\n\r\n"},      // obs-fold in trailers
 	}
 	type outcome struct {
 		i    int

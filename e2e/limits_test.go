@@ -1,7 +1,6 @@
 package e2e
 
 import (
-	"bufio"
 	"fmt"
 	"io"
 	"net"
@@ -10,19 +9,6 @@ import (
 	"testing"
 	"time"
 )
-
-// dialProxy opens a raw connection to the proxy, closed at cleanup, with a
-// 10 s deadline as a backstop.
-func dialProxy(t testing.TB, p *proc) (net.Conn, *bufio.Reader) {
-	t.Helper()
-	c, err := net.DialTimeout("tcp", p.Addr, 5*time.Second)
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { c.Close() })
-	c.SetDeadline(time.Now().Add(10 * time.Second))
-	return c, bufio.NewReader(c)
-}
 
 // bodyPair is two body peers (see newBodyPeer) sharing one event channel,
 // for a route where one backend of two can always be ejected, so that a

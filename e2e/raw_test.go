@@ -49,12 +49,27 @@ routes:
 		want []int
 		// reaches: the backend must receive the request (valid rows);
 		// mayReach: it may (the rejection can only come mid-body);
+		// partial: it may receive part of the request, never all of it
+		// (see completeRequests), nor anything pipelined behind it;
 		// otherwise the backend must see nothing.
-		reaches, mayReach bool
+		reaches, mayReach, partial bool
 		// jsonWord, when set, requires the proxy's JSON error body.
 		jsonWord string
+		// closes: the proxy closes the connection after its answer,
+		// answering nothing pipelined behind the request.
+		closes bool
 	}
 	line := func(m string) string { return "GET /api/" + m + " HTTP/1.1\r\n" }
+	// badBody is a row of a chunked request whose body is malformed: 400
+	// bad_request and a close, with a request pipelined behind the body
+	// (its target holds the marker too) that must not be served, and
+	// nothing complete at the backend.
+	badBody := func(name, body string) row {
+		return row{name: name, req: func(m string) string {
+			return "POST /api/" + m + " HTTP/1.1\r\nHost: test.example\r\nTransfer-Encoding: chunked\r\n\r\n" + body +
+				"GET /api/" + m + "-pipelined HTTP/1.1\r\nHost: test.example\r\n\r\n"
+		}, want: []int{400}, partial: true, jsonWord: "bad_request", closes: true}
+	}
 	rows := []row{
 		{name: "valid control row", req: func(m string) string {
 			return line(m) + "Host: test.example\r\n\r\n"
@@ -179,13 +194,35 @@ routes:
 		{name: "chunk data longer than its size", req: func(m string) string {
 			return "POST /api/" + m + " HTTP/1.1\r\nHost: test.example\r\nTransfer-Encoding: chunked\r\n\r\n3\r\nhello\r\n0\r\n\r\n"
 		}, want: []int{400}, mayReach: true, jsonWord: "bad_request"},
+		// Chunk extensions (RFC 9112 section 7.1.1) and trailer fields are
+		// framing: a byte the grammar has no room for is a 400.
+		badBody("chunk extension with a bare CR", "5;a\rb\r\nhello\r\n0\r\n\r\n"),
+		badBody("chunk extension with a bare CR after a good chunk", "5\r\nhello\r\n5;a\rb\r\nworld\r\n0\r\n\r\n"),
+		badBody("chunk size followed by a bare CR", "5\r\r\nhello\r\n0\r\n\r\n"),
+		badBody("chunk extension with an LF inside a quoted value", "5\r\nhello\r\n5;a=\"x\ny\"\r\nworld\r\n0\r\n\r\n"),
+		badBody("chunk extension with a NUL", "5\r\nhello\r\n5;a\x00b\r\nworld\r\n0\r\n\r\n"),
+		badBody("chunk extension with a control character", "5\r\nhello\r\n5;a=b\x01\r\nworld\r\n0\r\n\r\n"),
+		badBody("chunk extension with an unterminated quoted string", "5\r\nhello\r\n5;a=\"world\r\nworld\r\n0\r\n\r\n"),
+		badBody("chunk extension with a non-token name", "5\r\nhello\r\n5;a@b=c\r\nworld\r\n0\r\n\r\n"),
+		badBody("chunk extension with an empty name", "5\r\nhello\r\n5;=c\r\nworld\r\n0\r\n\r\n"),
+		badBody("chunk extension with an equals sign and no value", "5\r\nhello\r\n5;a=\r\nworld\r\n0\r\n\r\n"),
+		badBody("whitespace after the chunk size", "5\r\nhello\r\n5 \r\nworld\r\n0\r\n\r\n"),
+		badBody("whitespace after a chunk extension", "5\r\nhello\r\n5;a=b\t\r\nworld\r\n0\r\n\r\n"),
+		badBody("whitespace inside the chunk size", "5\r\nhello\r\n5 5\r\nworld\r\n0\r\n\r\n"),
+		badBody("last chunk with a NUL in its extension", "5\r\nhello\r\n0;a\x00\r\n\r\n"),
+		badBody("trailer field with a bare CR", "5\r\nhello\r\n0\r\nX: a\rb\r\n\r\n"),
+		badBody("bare CR line after the last chunk, a request pipelined behind", "5\r\nhello\r\n0\r\n\r\r\n"),
+		badBody("obs-fold in trailers", "5\r\nhello\r\n0\r\nX: a\r\n b\r\n\r\n"),
+		badBody("trailer field without a colon", "5\r\nhello\r\n0\r\nX-T 1\r\n\r\n"),
+		badBody("trailer field with a NUL", "5\r\nhello\r\n0\r\nX: a\x00\r\n\r\n"),
+		badBody("trailer field ending in a bare LF", "5\r\nhello\r\n0\r\nX: a\n\r\n"),
 	}
 
 	sentinel := 0
 	for i, r := range rows {
 		t.Run(r.name, func(t *testing.T) {
 			m := fmt.Sprintf("mark%03d", i)
-			res := rawDo(t, p.Addr, r.req(m))
+			res, br := rawSend(t, p.Addr, r.req(m))
 			if res.Resp == nil {
 				t.Fatalf("connection closed without a response (%v), want status %v", res.Err, r.want)
 			}
@@ -199,6 +236,12 @@ routes:
 			if r.jsonWord != "" {
 				checkProxyError(t, res.Resp, res.Body, res.Resp.StatusCode, r.jsonWord)
 			}
+			if r.closes {
+				if !res.Resp.Close {
+					t.Errorf("the answer does not say Connection: close")
+				}
+				checkClosed(t, br)
+			}
 
 			// Barrier: a valid request through the same proxy and backend.
 			sentinel++
@@ -210,6 +253,10 @@ routes:
 			switch {
 			case r.reaches && !seen:
 				t.Errorf("backend never received the valid request")
+			case r.partial:
+				if n := completeRequests(b.Raw(), m); n > 0 {
+					t.Errorf("backend received %d complete requests built from the rejected one (marker %s):\n%s", n, m, rawAround(b.Raw(), m))
+				}
 			case !r.reaches && !r.mayReach && seen:
 				t.Errorf("backend received bytes of a rejected request (marker %s):\n%s", m, rawAround(b.Raw(), m))
 			}
