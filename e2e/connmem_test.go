@@ -1,7 +1,6 @@
 package e2e
 
 import (
-	"bufio"
 	"fmt"
 	"io"
 	"net"
@@ -31,12 +30,7 @@ timeouts:
 %s`, peerRoutes(peerRoute{name: "ok", backends: []string{ok.URL}})))
 
 	t0 := time.Now()
-	c, err := net.DialTimeout("tcp", p.Addr, 5*time.Second)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer c.Close()
-	c.SetDeadline(time.Now().Add(10 * time.Second))
+	c, _ := dialProxy(t, p)
 	stop := make(chan struct{})
 	defer close(stop)
 	go func() {
@@ -103,17 +97,12 @@ func TestStackPerConnection(t *testing.T) {
 
 	cs := make([]net.Conn, conns)
 	for i := range cs {
-		c, err := net.DialTimeout("tcp", p.Addr, 5*time.Second)
-		if err != nil {
-			t.Fatal(err)
-		}
-		defer c.Close()
-		c.SetDeadline(time.Now().Add(20 * time.Second))
+		c, br := dialRaw(t, p.Addr, 20*time.Second)
 		cs[i] = c
 		if _, err := io.WriteString(c, "GET /ok/x HTTP/1.1\r\nHost: test.example\r\n\r\n"); err != nil {
 			t.Fatal(err)
 		}
-		resp, err := http.ReadResponse(bufio.NewReader(c), nil)
+		resp, err := http.ReadResponse(br, nil)
 		if err != nil {
 			t.Fatalf("connection %d: %v", i, err)
 		}
@@ -146,11 +135,7 @@ health:
   active:
     path: ""
 %s`, peerRoutes(peerRoute{name: "slow", backends: []string{silent.URL}})))
-	c, err := net.DialTimeout("tcp", p.Addr, 5*time.Second)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer c.Close()
+	c, _ := dialProxy(t, p)
 	io.WriteString(c, "GET /slow/x HTTP/1.1\r\nHost: test.example\r\n\r\n")
 	silent.next(t, "request", 5*time.Second)
 	// Past client_header, still waiting on the backend.

@@ -7,35 +7,6 @@ import (
 	"testing"
 )
 
-// simpleRoute is a config with one /api route to the given backends.
-func simpleRoute(urls ...string) string {
-	return fmt.Sprintf(`
-routes:
-  - name: api
-    path_prefix: /api
-    backends: [%s]
-`, strings.Join(urls, ", "))
-}
-
-// rawReq builds a request with CRLF line endings from a request line and
-// header lines, adding "Connection: close" unless a Connection line is given.
-func rawReq(line string, headers ...string) string {
-	var b strings.Builder
-	b.WriteString(line + "\r\n")
-	hasConn := false
-	for _, h := range headers {
-		if strings.HasPrefix(strings.ToLower(h), "connection:") {
-			hasConn = true
-		}
-		b.WriteString(h + "\r\n")
-	}
-	if !hasConn {
-		b.WriteString("Connection: close\r\n")
-	}
-	b.WriteString("\r\n")
-	return b.String()
-}
-
 func mustOK(t testing.TB, r rawResult) {
 	t.Helper()
 	if r.Resp == nil || r.Resp.StatusCode != 200 {

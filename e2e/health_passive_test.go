@@ -50,7 +50,7 @@ func TestHealthPassiveEjectionAndTrial(t *testing.T) {
 			io.WriteString(w, "bad")
 		}
 	})
-	p := start(t, fmt.Sprintf(`
+	p := start(t, `
 retry:
   attempts: 1
 health:
@@ -60,11 +60,7 @@ health:
     consecutive_failures: 3
     ejection_time: 1s
     max_ejection_time: 1m
-routes:
-  - name: api
-    path_prefix: /api
-    backends: [%s, %s]
-`, good.URL, bad.URL))
+`+simpleRoute(good.URL, bad.URL))
 	c, _ := newClient(t)
 	getOne := func() (int, string) {
 		resp, err := c.Get(p.URL("/api/x"))
@@ -221,7 +217,7 @@ func TestHealthMaxEjectedPercent(t *testing.T) {
 	for _, n := range []string{"b0", "b1", "b2", "b3"} {
 		bs = append(bs, newBackend(t, n, nil))
 	}
-	p := start(t, fmt.Sprintf(`
+	p := start(t, `
 retry:
   attempts: 4
   backoff: 1ms
@@ -234,11 +230,7 @@ health:
     consecutive_failures: 2
     ejection_time: 1m
     max_ejected_percent: 50
-routes:
-  - name: api
-    path_prefix: /api
-    backends: [%s, %s, %s, %s]
-`, bs[0].URL, bs[1].URL, bs[2].URL, bs[3].URL))
+`+simpleRoute(bs[0].URL, bs[1].URL, bs[2].URL, bs[3].URL))
 	share(t, p, 8) // every backend has served; connections are pooled
 
 	for _, b := range bs[:3] {
@@ -433,18 +425,14 @@ func TestHealthClientFaultsDoNotCount(t *testing.T) {
 		}
 	}
 	b1, b2 := newStreamBackend(t, "b1", h("b1")), newStreamBackend(t, "b2", h("b2"))
-	p := start(t, fmt.Sprintf(`
+	p := start(t, `
 health:
   active:
     path: ""
   passive:
     consecutive_failures: 1
     ejection_time: 1m
-routes:
-  - name: api
-    path_prefix: /api
-    backends: [%s, %s]
-`, b1.URL, b2.URL))
+`+simpleRoute(b1.URL, b2.URL))
 
 	head := "POST /api/up HTTP/1.1\r\nHost: e2e.test\r\nTransfer-Encoding: chunked\r\n\r\n"
 	malformed := []struct{ first, rest string }{
@@ -524,23 +512,6 @@ routes:
 		}
 	}
 	checkMetricsAgree(t, p, nil)
-}
-
-// rawExchange dials addr, writes first, then after pause rest (when not
-// empty), and reads one response.
-func rawExchange(addr, first, rest string, pause time.Duration) rawResult {
-	c, err := net.DialTimeout("tcp", addr, 5*time.Second)
-	if err != nil {
-		return rawResult{Err: err}
-	}
-	defer c.Close()
-	c.SetDeadline(time.Now().Add(5 * time.Second))
-	io.WriteString(c, first)
-	if rest != "" {
-		time.Sleep(pause)
-		io.WriteString(c, rest)
-	}
-	return readRaw(bufio.NewReader(c), "POST")
 }
 
 // abandonUpload starts a 1 MiB upload, sends 64 KiB of it, and goes away:

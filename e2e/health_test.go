@@ -171,7 +171,7 @@ func TestHealthActiveLeavesAndReturns(t *testing.T) {
 	b := newBackend(t, "b", probeHandler("b", "/health", &sick))
 	c := newBackend(t, "c", probeHandler("c", "/health", nil))
 	const interval = 100 * time.Millisecond
-	p := start(t, fmt.Sprintf(`
+	p := start(t, `
 health:
   active:
     path: /health
@@ -179,11 +179,7 @@ health:
     timeout: 1s
     healthy_threshold: 2
     unhealthy_threshold: 3
-routes:
-  - name: api
-    path_prefix: /api
-    backends: [%s, %s, %s]
-`, a.URL, b.URL, c.URL))
+`+simpleRoute(a.URL, b.URL, c.URL))
 
 	checkShare := func(phase string, want map[string]int) {
 		t.Helper()
@@ -260,7 +256,7 @@ func TestHealthFlappingBackend(t *testing.T) {
 		io.WriteString(w, "flap")
 	})
 	steady := newBackend(t, "steady", probeHandler("steady", "/health", nil))
-	p := start(t, fmt.Sprintf(`
+	p := start(t, `
 health:
   active:
     path: /health
@@ -268,11 +264,7 @@ health:
     timeout: 1s
     healthy_threshold: 2
     unhealthy_threshold: 3
-routes:
-  - name: api
-    path_prefix: /api
-    backends: [%s, %s]
-`, flap.URL, steady.URL))
+`+simpleRoute(flap.URL, steady.URL))
 
 	var states []string
 	last := ""

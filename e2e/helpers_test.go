@@ -345,6 +345,43 @@ func (p *proc) waitReady() error {
 }
 
 // ---------------------------------------------------------------------------
+// Configs.
+
+// simpleRoute is a config with one /api route to the given backends.
+func simpleRoute(urls ...string) string {
+	return fmt.Sprintf(`
+routes:
+  - name: api
+    path_prefix: /api
+    backends: [%s]
+`, strings.Join(urls, ", "))
+}
+
+// peerRoute is one route of a test config: a name (also the path prefix), its
+// backends, and extra YAML lines for the route (indented by four spaces).
+type peerRoute struct {
+	name     string
+	backends []string
+	extra    string
+}
+
+// peerRoutes renders routes as the routes: section of a config.
+func peerRoutes(routes ...peerRoute) string {
+	var b strings.Builder
+	b.WriteString("routes:\n")
+	for _, r := range routes {
+		fmt.Fprintf(&b, "  - name: %s\n    path_prefix: /%s\n    backends: [%s]\n", r.name, r.name, strings.Join(r.backends, ", "))
+		if r.extra != "" {
+			b.WriteString(r.extra)
+			if !strings.HasSuffix(r.extra, "\n") {
+				b.WriteString("\n")
+			}
+		}
+	}
+	return b.String()
+}
+
+// ---------------------------------------------------------------------------
 // Backends.
 
 // seen is what a backend received.
@@ -589,67 +626,6 @@ func do(t testing.TB, method, url, body string, hdr ...string) (*http.Response, 
 		t.Fatalf("%s %s: reading body: %v", method, url, err)
 	}
 	return resp, b
-}
-
-// rawResult is the outcome of a raw request.
-type rawResult struct {
-	Resp *http.Response // nil when the connection closed without a response
-	Body []byte
-	Err  error // error reading the response, if any
-}
-
-// rawDo dials addr, writes req verbatim and reads one response (the first
-// non-1xx) with a 5 s deadline. A connection closed without a response gives
-// Resp == nil and Err set.
-func rawDo(t testing.TB, addr, req string) rawResult {
-	t.Helper()
-	c, err := net.DialTimeout("tcp", addr, 5*time.Second)
-	if err != nil {
-		t.Fatalf("dial %s: %v", addr, err)
-	}
-	defer c.Close()
-	c.SetDeadline(time.Now().Add(5 * time.Second))
-	if _, err := io.WriteString(c, req); err != nil {
-		// The server may already have answered and closed; try to read it.
-		_ = err
-	}
-	br := bufio.NewReader(c)
-	return readRaw(br, methodOf(req))
-}
-
-func methodOf(req string) string {
-	m, _, _ := strings.Cut(req, " ")
-	return m
-}
-
-// readRaw reads one final response from br, skipping 1xx responses.
-func readRaw(br *bufio.Reader, method string) rawResult {
-	for {
-		resp, err := http.ReadResponse(br, &http.Request{Method: method})
-		if err != nil {
-			return rawResult{Err: err}
-		}
-		if resp.StatusCode >= 100 && resp.StatusCode < 200 && resp.StatusCode != 101 {
-			continue
-		}
-		body, err := io.ReadAll(resp.Body)
-		resp.Body.Close()
-		return rawResult{Resp: resp, Body: body, Err: err}
-	}
-}
-
-func (r rawResult) String() string {
-	if r.Resp == nil {
-		return fmt.Sprintf("no response (%v)", r.Err)
-	}
-	return fmt.Sprintf("%s %q", r.Resp.Status, truncate(string(r.Body), 300))
-}
-
-func truncate(s string, n int) string {
-	if len(s) > n {
-		return s[:n] + "..."
-	}
-	return s
 }
 
 // ---------------------------------------------------------------------------

@@ -1,39 +1,13 @@
 package e2e
 
 import (
-	"bufio"
 	"fmt"
 	"io"
-	"net"
 	"net/http"
 	"strings"
 	"testing"
 	"time"
 )
-
-// peerRoute is one route of a test config: a name (also the path prefix), its
-// backends, and extra YAML lines for the route (indented by four spaces).
-type peerRoute struct {
-	name     string
-	backends []string
-	extra    string
-}
-
-// peerRoutes renders routes as the routes: section of a config.
-func peerRoutes(routes ...peerRoute) string {
-	var b strings.Builder
-	b.WriteString("routes:\n")
-	for _, r := range routes {
-		fmt.Fprintf(&b, "  - name: %s\n    path_prefix: /%s\n    backends: [%s]\n", r.name, r.name, strings.Join(r.backends, ", "))
-		if r.extra != "" {
-			b.WriteString(r.extra)
-			if !strings.HasSuffix(r.extra, "\n") {
-				b.WriteString("\n")
-			}
-		}
-	}
-	return b.String()
-}
 
 // cutGet GETs url with a keep-alive-less client and reads the whole body,
 // returning the response (nil when none came), what arrived of the body, the
@@ -266,14 +240,8 @@ health:
 		})
 		t.Run("client gone mid-response cancels the upstream request", func(t *testing.T) {
 			t.Parallel()
-			c, err := net.DialTimeout("tcp", p.Addr, 5*time.Second)
-			if err != nil {
-				t.Fatal(err)
-			}
-			defer c.Close()
-			c.SetDeadline(time.Now().Add(10 * time.Second))
+			c, br := dialProxy(t, p)
 			io.WriteString(c, "GET /gone/stream HTTP/1.1\r\nHost: test.example\r\n\r\n")
-			br := bufio.NewReader(c)
 			resp, err := http.ReadResponse(br, &http.Request{Method: "GET"})
 			if err != nil {
 				t.Fatalf("reading the streamed response: %v", err)
@@ -320,11 +288,7 @@ health:
 		})
 		t.Run("client gone while waiting for headers cancels the upstream request", func(t *testing.T) {
 			t.Parallel()
-			c, err := net.DialTimeout("tcp", p.Addr, 5*time.Second)
-			if err != nil {
-				t.Fatal(err)
-			}
-			defer c.Close()
+			c, _ := dialProxy(t, p)
 			io.WriteString(c, "GET /gonewait/x HTTP/1.1\r\nHost: test.example\r\n\r\n")
 			goneWait.next(t, "request", 5*time.Second)
 			c.Close()

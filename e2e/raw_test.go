@@ -1,10 +1,8 @@
 package e2e
 
 import (
-	"bufio"
 	"fmt"
 	"io"
-	"net"
 	"net/http"
 	"strings"
 	"testing"
@@ -18,14 +16,10 @@ import (
 func TestRawRequestStrictness(t *testing.T) {
 	t.Parallel()
 	b := newBackend(t, "b", nil)
-	p := start(t, fmt.Sprintf(`
+	p := start(t, `
 limits:
   max_header_bytes: 8KiB
-routes:
-  - name: api
-    path_prefix: /api
-    backends: [%s]
-`, b.URL))
+`+simpleRoute(b.URL))
 
 	bigHeaders := func(m string) string {
 		var s strings.Builder
@@ -281,14 +275,8 @@ func TestExpectContinue(t *testing.T) {
 	})
 	p := start(t, simpleRoute(b.URL))
 
-	c, err := net.DialTimeout("tcp", p.Addr, 5*time.Second)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer c.Close()
-	c.SetDeadline(time.Now().Add(5 * time.Second))
+	c, br := dialRaw(t, p.Addr, 5*time.Second)
 	io.WriteString(c, "POST /api/upload HTTP/1.1\r\nHost: test.example\r\nContent-Length: 5\r\nExpect: 100-continue\r\nConnection: close\r\n\r\n")
-	br := bufio.NewReader(c)
 	interim, err := http.ReadResponse(br, &http.Request{Method: "POST"})
 	if err != nil {
 		t.Fatalf("reading the interim response before sending the body: %v", err)

@@ -7,6 +7,7 @@ package e2e
 import (
 	"bufio"
 	"errors"
+	"fmt"
 	"io"
 	"net"
 	"net/http"
@@ -88,4 +89,97 @@ func completeRequests(raw, m string) int {
 			n++
 		}
 	}
+}
+
+// rawReq builds a request with CRLF line endings from a request line and
+// header lines, adding "Connection: close" unless a Connection line is given.
+func rawReq(line string, headers ...string) string {
+	var b strings.Builder
+	b.WriteString(line + "\r\n")
+	hasConn := false
+	for _, h := range headers {
+		if strings.HasPrefix(strings.ToLower(h), "connection:") {
+			hasConn = true
+		}
+		b.WriteString(h + "\r\n")
+	}
+	if !hasConn {
+		b.WriteString("Connection: close\r\n")
+	}
+	b.WriteString("\r\n")
+	return b.String()
+}
+
+// rawExchange dials addr, writes first, then after pause rest (when not
+// empty), and reads one response with a 5 s deadline. It takes no
+// testing.TB, for the goroutines of a load: a failed dial is the result's
+// Err.
+func rawExchange(addr, first, rest string, pause time.Duration) rawResult {
+	c, err := net.DialTimeout("tcp", addr, 5*time.Second)
+	if err != nil {
+		return rawResult{Err: err}
+	}
+	defer c.Close()
+	c.SetDeadline(time.Now().Add(5 * time.Second))
+	io.WriteString(c, first)
+	if rest != "" {
+		time.Sleep(pause)
+		io.WriteString(c, rest)
+	}
+	return readRaw(bufio.NewReader(c), "POST")
+}
+
+// rawResult is the outcome of a raw request.
+type rawResult struct {
+	Resp *http.Response // nil when the connection closed without a response
+	Body []byte
+	Err  error // error reading the response, if any
+}
+
+// rawDo dials addr, writes req verbatim and reads one response (the first
+// non-1xx) with a 5 s deadline. A connection closed without a response gives
+// Resp == nil and Err set.
+func rawDo(t testing.TB, addr, req string) rawResult {
+	t.Helper()
+	c, br := dialRaw(t, addr, 5*time.Second)
+	defer c.Close()
+	// A write error is left to the read: the proxy may have answered and
+	// closed before it took all of req.
+	io.WriteString(c, req)
+	return readRaw(br, methodOf(req))
+}
+
+func methodOf(req string) string {
+	m, _, _ := strings.Cut(req, " ")
+	return m
+}
+
+// readRaw reads one final response from br, skipping 1xx responses.
+func readRaw(br *bufio.Reader, method string) rawResult {
+	for {
+		resp, err := http.ReadResponse(br, &http.Request{Method: method})
+		if err != nil {
+			return rawResult{Err: err}
+		}
+		if resp.StatusCode >= 100 && resp.StatusCode < 200 && resp.StatusCode != 101 {
+			continue
+		}
+		body, err := io.ReadAll(resp.Body)
+		resp.Body.Close()
+		return rawResult{Resp: resp, Body: body, Err: err}
+	}
+}
+
+func (r rawResult) String() string {
+	if r.Resp == nil {
+		return fmt.Sprintf("no response (%v)", r.Err)
+	}
+	return fmt.Sprintf("%s %q", r.Resp.Status, truncate(string(r.Body), 300))
+}
+
+func truncate(s string, n int) string {
+	if len(s) > n {
+		return s[:n] + "..."
+	}
+	return s
 }

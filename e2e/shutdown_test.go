@@ -1,7 +1,6 @@
 package e2e
 
 import (
-	"bufio"
 	"errors"
 	"fmt"
 	"io"
@@ -170,14 +169,8 @@ func TestShutdownClosesIdleConnections(t *testing.T) {
 	p := start(t, simpleRoute(b.URL))
 
 	// An idle keep-alive connection: one request answered, then nothing.
-	idle, err := net.DialTimeout("tcp", p.Addr, 5*time.Second)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer idle.Close()
-	idle.SetDeadline(time.Now().Add(10 * time.Second))
+	idle, br := dialProxy(t, p)
 	io.WriteString(idle, "GET /api/fast HTTP/1.1\r\nHost: test.example\r\n\r\n")
-	br := bufio.NewReader(idle)
 	if r := readRaw(br, "GET"); r.Resp == nil || r.Resp.StatusCode != 200 {
 		t.Fatalf("keep-alive request: %v", r)
 	} else if r.Resp.Close {
@@ -195,7 +188,7 @@ func TestShutdownClosesIdleConnections(t *testing.T) {
 		_, err := br.ReadByte()
 		closed <- err
 	}()
-	err = waitChan(t, closed, 6*time.Second, "the idle connection to close")
+	err := waitChan(t, closed, 6*time.Second, "the idle connection to close")
 	var ne net.Error
 	if err == nil {
 		t.Errorf("idle connection got unexpected bytes after SIGTERM")

@@ -1,7 +1,6 @@
 package e2e
 
 import (
-	"bufio"
 	"bytes"
 	"context"
 	"crypto/sha256"
@@ -162,12 +161,7 @@ routes:
 		{"content-length", fmt.Sprintf("Content-Length: %d", len(first)+len(second)), first, second},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
-			c, err := net.DialTimeout("tcp", p.Addr, 5*time.Second)
-			if err != nil {
-				t.Fatal(err)
-			}
-			defer c.Close()
-			c.SetDeadline(time.Now().Add(10 * time.Second))
+			c, br := dialProxy(t, p)
 			io.WriteString(c, "POST /up/"+tc.name+" HTTP/1.1\r\nHost: test.example\r\nConnection: close\r\n"+tc.framing+"\r\n\r\n"+tc.part1)
 			select {
 			case <-gotFirst:
@@ -175,7 +169,7 @@ routes:
 				t.Fatalf("backend did not receive the first part within 3 s while the client held the rest: the upload is buffered")
 			}
 			io.WriteString(c, tc.part2)
-			r := readRaw(bufio.NewReader(c), "POST")
+			r := readRaw(br, "POST")
 			if r.Resp == nil || r.Resp.StatusCode != 200 || string(r.Body) != first+second {
 				t.Errorf("got %v, want 200 %q", r, first+second)
 			}

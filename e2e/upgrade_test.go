@@ -1,14 +1,11 @@
 package e2e
 
 import (
-	"bufio"
 	"fmt"
 	"io"
-	"net"
 	"net/http"
 	"strings"
 	"testing"
-	"time"
 )
 
 // TestUpgradeTunnel: a protocol upgrade the client asks for (SPEC: Upgrade
@@ -47,14 +44,8 @@ routes:
     backends: [%s]
 `, b.URL))
 
-	c, err := net.DialTimeout("tcp", p.Addr, 5*time.Second)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer c.Close()
-	c.SetDeadline(time.Now().Add(10 * time.Second))
+	c, br := dialProxy(t, p)
 	io.WriteString(c, "GET /ws HTTP/1.1\r\nHost: test.example\r\nConnection: Upgrade\r\nUpgrade: echo\r\n\r\n")
-	br := bufio.NewReader(c)
 	resp, err := http.ReadResponse(br, nil)
 	if err != nil {
 		t.Fatalf("reading the 101: %v", err)
@@ -80,14 +71,9 @@ routes:
 	}
 
 	// h2c is not carried: the backend sees no Upgrade and answers plainly.
-	c2, err := net.DialTimeout("tcp", p.Addr, 5*time.Second)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer c2.Close()
-	c2.SetDeadline(time.Now().Add(10 * time.Second))
+	c2, br2 := dialProxy(t, p)
 	io.WriteString(c2, "GET /h2c HTTP/1.1\r\nHost: test.example\r\nConnection: Upgrade, HTTP2-Settings\r\nUpgrade: h2c\r\nHTTP2-Settings: AAMAAABkAAQAoAAAAAIAAAAA\r\n\r\n")
-	resp2, err := http.ReadResponse(bufio.NewReader(c2), nil)
+	resp2, err := http.ReadResponse(br2, nil)
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -1,10 +1,8 @@
 package e2e
 
 import (
-	"bufio"
 	"fmt"
 	"io"
-	"net"
 	"net/http"
 	"strings"
 	"testing"
@@ -23,16 +21,11 @@ routes:
     backends: [%s]
 `, b.URL))
 
-	c, err := net.DialTimeout("tcp", p.Addr, 5*time.Second)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer c.Close()
-	c.SetDeadline(time.Now().Add(5 * time.Second))
+	c, br := dialRaw(t, p.Addr, 5*time.Second)
 	start := time.Now()
 	// Two of the ten declared bytes, then silence.
 	io.WriteString(c, "POST /api/slow-upload HTTP/1.1\r\nHost: test.example\r\nContent-Length: 10\r\n\r\nab")
-	r := readRaw(bufio.NewReader(c), "POST")
+	r := readRaw(br, "POST")
 	if r.Resp == nil {
 		t.Fatalf("no answer to a stalled upload: %v", r)
 	}
@@ -223,12 +216,7 @@ routes:
     backends: [%s]
 `, b.URL))
 
-	c, err := net.DialTimeout("tcp", p.Addr, 5*time.Second)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer c.Close()
-	c.SetDeadline(time.Now().Add(15 * time.Second))
+	c, br := dialRaw(t, p.Addr, 15*time.Second)
 	const size = 12 << 20
 	go func() {
 		fmt.Fprintf(c, "POST /up/big HTTP/1.1\r\nHost: test.example\r\nContent-Length: %d\r\n\r\n", size)
@@ -241,7 +229,7 @@ routes:
 	}()
 	b.next(t, "head", 5*time.Second)
 	start := time.Now()
-	r := readRaw(bufio.NewReader(c), "POST")
+	r := readRaw(br, "POST")
 	if r.Resp == nil {
 		t.Fatalf("no answer while the backend does not read the upload: %v", r)
 	}
