@@ -5,6 +5,7 @@
 package backend
 
 import (
+	"math"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -75,6 +76,19 @@ type Backend struct {
 	inFlight     atomic.Int64
 	failures     atomic.Int64 // consecutive live-traffic failures
 	ejectionTime atomic.Int64 // length of the current ejection, ns
+
+	// upSince is when the backend joined its route or came back to it
+	// (unix ns), for slow start; 0 when it was there from the start.
+	upSince atomic.Int64
+	// latency is the peak-EWMA of response-header latency in ns (float64
+	// bits), 0 until measured; latencyAt is when it was last updated.
+	latency   atomic.Uint64
+	latencyAt atomic.Int64
+	// lastPicked is when a balancer last chose the backend (unix ns).
+	lastPicked atomic.Int64
+	// routeLoad, when set, counts the requests in flight to every backend
+	// of the route, beside inFlight.
+	routeLoad *atomic.Int64
 
 	mu      sync.Mutex // guards since, reason and history
 	since   time.Time
@@ -147,9 +161,13 @@ func (b *Backend) Status() Status {
 
 // SetState records a transition to s at now with its reason; it returns
 // false when s was already the state. Only the health package calls it.
+// A return to Healthy starts the backend's slow start.
 func (b *Backend) SetState(s State, now time.Time, reason string) bool {
 	if State(b.state.Swap(int32(s))) == s {
 		return false
+	}
+	if s == Healthy {
+		b.upSince.Store(now.UnixNano())
 	}
 	b.mu.Lock()
 	b.since, b.reason = now, reason
@@ -192,13 +210,85 @@ func (b *Backend) CopyState(old *Backend) {
 	b.ejectedUntil.Store(old.ejectedUntil.Load())
 	b.ejectionTime.Store(old.ejectionTime.Load())
 	b.failures.Store(old.failures.Load())
+	b.upSince.Store(old.upSince.Load())
+	b.latency.Store(old.latency.Load())
+	b.latencyAt.Store(old.latencyAt.Load())
 }
 
 // Acquire counts a request in flight to b.
-func (b *Backend) Acquire() { b.inFlight.Add(1) }
+func (b *Backend) Acquire() {
+	b.inFlight.Add(1)
+	if b.routeLoad != nil {
+		b.routeLoad.Add(1)
+	}
+}
 
 // Release ends a request counted by Acquire.
-func (b *Backend) Release() { b.inFlight.Add(-1) }
+func (b *Backend) Release() {
+	b.inFlight.Add(-1)
+	if b.routeLoad != nil {
+		b.routeLoad.Add(-1)
+	}
+}
+
+// ShareLoad makes b count its requests in flight in load too, the route's
+// total; it is called once, before b takes requests.
+func (b *Backend) ShareLoad(load *atomic.Int64) { b.routeLoad = load }
+
+// Joined starts b's slow start at now: it joined its route (a reload or
+// discovery added it).
+func (b *Backend) Joined(now time.Time) { b.upSince.Store(now.UnixNano()) }
+
+// UpSince returns when b joined its route or came back to it (unix ns), 0
+// when it has been there since the process started.
+func (b *Backend) UpSince() int64 { return b.upSince.Load() }
+
+// Picked records that a balancer chose b at now (unix ns).
+func (b *Backend) Picked(now int64) { b.lastPicked.Store(now) }
+
+// LastPicked returns when a balancer last chose b (unix ns), 0 for never.
+func (b *Backend) LastPicked() int64 { return b.lastPicked.Load() }
+
+// latencyDecay is the decay time of the latency EWMA.
+const latencyDecay = 10 * time.Second
+
+// ObserveLatency adds a response-header latency measured at now to b's
+// peak-EWMA: a sample above the current value replaces it at once (the
+// peak), one below pulls it down with a weight that grows with the time
+// since the last sample (decay time 10 s).
+func (b *Backend) ObserveLatency(d time.Duration, now time.Time) {
+	rtt := float64(d)
+	if rtt < 1 {
+		rtt = 1
+	}
+	t := now.UnixNano()
+	for {
+		bits := b.latency.Load()
+		old := math.Float64frombits(bits)
+		next := rtt
+		if old > 0 && rtt < old {
+			w := math.Exp(-float64(t-b.latencyAt.Load()) / float64(latencyDecay))
+			next = old*w + rtt*(1-w)
+		}
+		if b.latency.CompareAndSwap(bits, math.Float64bits(next)) {
+			b.latencyAt.Store(t)
+			return
+		}
+	}
+}
+
+// Latency returns b's latency EWMA decayed to now (unix ns), in ns; 0
+// when it has not been measured. Reading changes nothing.
+func (b *Backend) Latency(now int64) float64 {
+	v := math.Float64frombits(b.latency.Load())
+	if v == 0 {
+		return 0
+	}
+	if dt := now - b.latencyAt.Load(); dt > 0 {
+		v *= math.Exp(-float64(dt) / float64(latencyDecay))
+	}
+	return v
+}
 
 // InFlight returns the number of requests in flight to b.
 func (b *Backend) InFlight() int64 { return b.inFlight.Load() }

@@ -1,6 +1,3 @@
-// Package balance owns the load-balancing policies. A Balancer picks one of a
-// route's backends; Pick does no I/O, no logging, no locking and no
-// allocation.
 package balance
 
 import (
@@ -9,13 +6,6 @@ import (
 	"github.com/sluice-proxy/sluice/internal/backend"
 )
 
-// Balancer picks a backend for a request.
-type Balancer interface {
-	// Pick returns an available backend that is not in tried, or nil when
-	// there is none.
-	Pick(tried []*backend.Backend) *backend.Backend
-}
-
 // maxSchedule bounds the precomputed schedule of a weighted route.
 const maxSchedule = 1 << 16
 
@@ -23,17 +13,18 @@ const maxSchedule = 1 << 16
 // e.g. a a b a c a a for weights 5, 1, 1), made lock-free by computing one
 // cycle of the sequence when the route is built: a pick is one atomic add
 // and an index into the cycle. Unavailable or already tried backends are
-// skipped by moving on along the cycle.
+// skipped by moving on along the cycle; one in slow start is kept with the
+// probability of its ramp.
 type RoundRobin struct {
-	backends []*backend.Backend
+	common
 	schedule []uint16 // indexes into backends; one full cycle
 	next     atomic.Uint64
 }
 
 // NewRoundRobin returns a round robin over backends (at most 65535), using
 // their weights.
-func NewRoundRobin(backends []*backend.Backend) *RoundRobin {
-	return &RoundRobin{backends: backends, schedule: smoothSchedule(backends)}
+func NewRoundRobin(backends []*backend.Backend, o Options) *RoundRobin {
+	return &RoundRobin{common: newCommon(backends, o), schedule: smoothSchedule(backends)}
 }
 
 // smoothSchedule computes one cycle of smooth weighted round robin, with the
@@ -73,13 +64,6 @@ func smoothSchedule(backends []*backend.Backend) []uint16 {
 	return schedule
 }
 
-func weight(b *backend.Backend) int {
-	if b.Weight < 1 {
-		return 1
-	}
-	return b.Weight
-}
-
 func gcd(a, b int) int {
 	for b != 0 {
 		a, b = b, a%b
@@ -88,33 +72,33 @@ func gcd(a, b int) int {
 }
 
 // Pick implements Balancer.
-func (r *RoundRobin) Pick(tried []*backend.Backend) *backend.Backend {
+func (r *RoundRobin) Pick(_ Key, tried []*backend.Backend) *backend.Backend {
 	n := uint64(len(r.schedule))
 	if n == 0 {
 		return nil
 	}
+	now := r.nowNanos(false)
 	start := r.next.Add(1) - 1
+	var fallback *backend.Backend // one in slow start that lost its draw
 	for i := uint64(0); i < n; i++ {
 		b := r.backends[r.schedule[(start+i)%n]]
-		if b.Available() && !contains(tried, b) {
-			if i > 0 {
-				// Skipped entries were not served; move the cursor past the
-				// chosen one so the next pick does not land on it again.
-				r.next.Add(i)
+		if !eligible(b, tried) {
+			continue
+		}
+		if !r.admits(b, now) {
+			if fallback == nil {
+				fallback = b
 			}
-			return b
+			continue
 		}
-	}
-	return nil
-}
-
-func contains(tried []*backend.Backend, b *backend.Backend) bool {
-	for _, t := range tried {
-		if t == b {
-			return true
+		if i > 0 {
+			// Skipped entries were not served; move the cursor past the
+			// chosen one so the next pick does not land on it again.
+			r.next.Add(i)
 		}
+		return b
 	}
-	return false
+	return fallback
 }
 
 // Interface guard.

@@ -247,6 +247,8 @@ func (r Route) MarshalJSON() ([]byte, error) {
 		Host        string    `json:"host"`
 		StripPrefix bool      `json:"strip_prefix"`
 		Balancer    string    `json:"balancer"`
+		HashKey     string    `json:"hash_key,omitempty"`
+		SlowStart   Duration  `json:"slow_start"`
 		Backends    []Backend `json:"backends"`
 		Timeouts    timeouts  `json:"timeouts"`
 		Limits      limits    `json:"limits"`
@@ -258,6 +260,8 @@ func (r Route) MarshalJSON() ([]byte, error) {
 		Host:        r.Host,
 		StripPrefix: r.StripPrefix,
 		Balancer:    r.Balancer,
+		HashKey:     r.HashKey,
+		SlowStart:   r.SlowStart,
 		Backends:    backends,
 		Timeouts: timeouts{
 			ClientBody:      r.Timeouts.ClientBody,

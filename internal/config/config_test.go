@@ -344,7 +344,7 @@ retry: {attempts: 0, total_timeout: 0s, budget_percent: -1, budget_min_per_secon
 				`routes[1].path_prefix: "/a?b": must not contain "?" or "#"`,
 				`routes[2].path_prefix: "/a/../b": must not contain "." or ".." segments (request paths are cleaned before matching)`,
 				`routes[3].host: "http://example.com": must be a host name, not a URL`,
-				`routes[3].balancer: "random": unknown balancer; only round_robin is supported`,
+				`routes[3].balancer: "random": unknown balancer; one of round_robin, least_request, ewma or hash`,
 			},
 		},
 		{

@@ -224,9 +224,20 @@ type Route struct {
 	Host string `yaml:"host" json:"host"`
 	// StripPrefix forwards /api/x as /x and /api as /. Default false.
 	StripPrefix bool `yaml:"strip_prefix" json:"strip_prefix"`
-	// Balancer picks the backend; only "round_robin" (the default), a smooth
-	// weighted round robin, exists so far.
+	// Balancer picks the backend: "round_robin" (the default, smooth
+	// weighted round robin), "least_request" (power of two choices on
+	// requests in flight), "ewma" (power of two choices on peak-EWMA
+	// latency times requests in flight) or "hash" (consistent hashing of
+	// HashKey with bounded load).
 	Balancer string `yaml:"balancer" json:"balancer"`
+	// HashKey is what the hash balancer hashes, and is an error with any
+	// other balancer: "client_ip" (the default), "header:<Name>",
+	// "cookie:<name>" or "path". Stored as written; "" means client_ip.
+	HashKey string `yaml:"hash_key" json:"hash_key"`
+	// SlowStart ramps a backend's weight up linearly, from a tenth, over
+	// this time after it joins the route or comes back; 0s (the default)
+	// gives it its full weight at once.
+	SlowStart Duration `yaml:"slow_start" json:"slow_start"`
 	// Backends are the route's backends, at least one, no two alike.
 	Backends []Backend `yaml:"backends" json:"backends"`
 

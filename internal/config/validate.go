@@ -4,10 +4,12 @@ import (
 	"errors"
 	"fmt"
 	"net/netip"
+	"slices"
 	"strconv"
 	"strings"
 	"unicode"
 
+	"github.com/sluice-proxy/sluice/internal/wire"
 	"go.yaml.in/yaml/v3"
 )
 
@@ -30,6 +32,55 @@ func provision(c *Config) {
 			r.Name = r.Host + r.PathPrefix
 		}
 	}
+}
+
+// Balancers are the values of a route's balancer key.
+var Balancers = []string{"round_robin", "least_request", "ewma", "hash"}
+
+// balancer checks a route's balancer, hash_key and slow_start.
+func (v *validator) balancer(r *Route, p string) {
+	if !slices.Contains(Balancers, r.Balancer) {
+		v.add(p+".balancer", v.value(p+".balancer", r.Balancer),
+			reason("unknown balancer; one of round_robin, least_request, ewma or hash"))
+	}
+	switch {
+	case r.HashKey != "" && r.Balancer != "hash":
+		v.add(p+".hash_key", v.value(p+".hash_key", r.HashKey), reason("hash_key is only for balancer hash"))
+	case r.HashKey != "":
+		if _, _, err := ParseHashKey(r.HashKey); err != nil {
+			v.add(p+".hash_key", v.value(p+".hash_key", r.HashKey), err.Error())
+		}
+	}
+}
+
+// The kinds of a hash_key.
+const (
+	HashClientIP = "client_ip"
+	HashHeader   = "header"
+	HashCookie   = "cookie"
+	HashPath     = "path"
+)
+
+// ParseHashKey splits a hash_key into its kind and, for header and
+// cookie, the name ("" means client_ip).
+func ParseHashKey(s string) (kind, name string, err error) {
+	switch {
+	case s == "" || s == HashClientIP:
+		return HashClientIP, "", nil
+	case s == HashPath:
+		return HashPath, "", nil
+	case strings.HasPrefix(s, "header:"):
+		if name = s[len("header:"):]; !wire.IsToken([]byte(name)) {
+			return "", "", errors.New("header:<Name> needs a header field name (a token)")
+		}
+		return HashHeader, name, nil
+	case strings.HasPrefix(s, "cookie:"):
+		if name = s[len("cookie:"):]; !wire.IsToken([]byte(name)) {
+			return "", "", errors.New("cookie:<name> needs a cookie name (a token)")
+		}
+		return HashCookie, name, nil
+	}
+	return "", "", errors.New("must be client_ip, header:<Name>, cookie:<name> or path")
 }
 
 // validator collects the problems of a provisioned Config.
@@ -156,9 +207,7 @@ func (v *validator) checkRoute(r *Route, p string, top map[string]bool) {
 	if strings.ContainsFunc(r.Name, unicode.IsControl) {
 		v.add(p+".name", v.value(p+".name", r.Name), reason("must not contain control characters"))
 	}
-	if r.Balancer != defaultBalancer {
-		v.add(p+".balancer", v.value(p+".balancer", r.Balancer), reason("unknown balancer; only round_robin is supported"))
-	}
+	v.balancer(r, p)
 	if len(r.Backends) == 0 {
 		v.add(p+".backends", v.value(p+".backends", ""), reason("at least one backend is required"))
 	}

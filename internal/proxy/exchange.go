@@ -11,6 +11,7 @@ import (
 
 	"github.com/sluice-proxy/sluice/internal/accesslog"
 	"github.com/sluice-proxy/sluice/internal/backend"
+	"github.com/sluice-proxy/sluice/internal/balance"
 	"github.com/sluice-proxy/sluice/internal/h1"
 	"github.com/sluice-proxy/sluice/internal/metrics"
 	"github.com/sluice-proxy/sluice/internal/retry"
@@ -42,6 +43,7 @@ type exchange struct {
 	tried     []*backend.Backend // backends tried, in order; backed by triedBuf
 	triedBuf  [8]*backend.Backend
 	nTried    int // tries made, resends included
+	key       balance.Key
 	resends   int // tries that were resends after a reused connection failed
 
 	backend *backend.Backend

@@ -1,6 +1,7 @@
 package proxy
 
 import (
+	"bytes"
 	"context"
 	"io"
 	"log/slog"
@@ -10,6 +11,8 @@ import (
 	"time"
 
 	"github.com/sluice-proxy/sluice/internal/backend"
+	"github.com/sluice-proxy/sluice/internal/balance"
+	"github.com/sluice-proxy/sluice/internal/config"
 	"github.com/sluice-proxy/sluice/internal/retry"
 	"github.com/sluice-proxy/sluice/internal/upstream"
 	"github.com/sluice-proxy/sluice/internal/wire"
@@ -38,6 +41,7 @@ func (x *exchange) forward() {
 			return
 		}
 	}
+	x.key = x.hashKey()
 	b, trial := x.pick(nil)
 	if b == nil {
 		x.fail(http.StatusServiceUnavailable, ErrNoHealthyBackend, "route "+r.Name+" has no healthy backend")
@@ -47,12 +51,13 @@ func (x *exchange) forward() {
 	for {
 		x.start(b, trial)
 		err := x.try(fresh)
+		x.noteLatency(err)
 		if err == nil && !p.RetryStatus(x.resp.Status) {
 			x.respond()
 			return
 		}
 		x.judge(err)
-		candidate := r.Balancer.Pick(x.tried)
+		candidate := r.Balancer.Pick(x.key, x.tried)
 		verdict, why := retry.Decide(x.facts(err, candidate))
 		if verdict == retry.Retry {
 			if b, trial = x.pick(candidate); b == nil {
@@ -108,7 +113,7 @@ func (x *exchange) pick(first *backend.Backend) (*backend.Backend, bool) {
 	b := first
 	for {
 		if b == nil {
-			if b = x.route.Balancer.Pick(avoid); b == nil {
+			if b = x.route.Balancer.Pick(x.key, avoid); b == nil {
 				return nil, false
 			}
 		}
@@ -119,6 +124,75 @@ func (x *exchange) pick(first *backend.Backend) (*backend.Backend, bool) {
 		avoid = append(slices.Clip(avoid), b) // rare: a copy, x.tried stays
 		b = nil
 	}
+}
+
+// noteLatency records, for a balancer that reads it (ewma), how long the
+// try waited for its response head: its latency when the head came, the
+// time spent when the wait timed out.
+func (x *exchange) noteLatency(err error) {
+	if !x.route.trackLatency || x.now.IsZero() {
+		return
+	}
+	if err == nil || wire.IsTimeout(err) && !isClientErr(err) {
+		now := time.Now()
+		x.backend.ObserveLatency(now.Sub(x.now), now)
+	}
+}
+
+// hashKey returns the request's key for the hash balancer: the client's
+// address, a header's first value, a cookie's value or the cleaned path,
+// hashed; none (Ok false) for another balancer, or when the header or
+// cookie is missing or empty.
+func (x *exchange) hashKey() balance.Key {
+	switch x.route.hashKind {
+	case config.HashClientIP:
+		ip := x.rec.Client.As16()
+		return balance.HashBytes(ip[:])
+	case config.HashPath:
+		return balance.HashBytes(x.path)
+	case config.HashHeader:
+		for _, f := range x.head.fields {
+			if wire.EqualFold(f.Name, x.route.hashName) {
+				if len(f.Value) == 0 {
+					break
+				}
+				return balance.HashBytes(f.Value)
+			}
+		}
+	case config.HashCookie:
+		for _, f := range x.head.fields {
+			if wire.EqualFold(f.Name, "cookie") {
+				if v, ok := cookieValue(f.Value, x.route.hashName); ok {
+					return balance.HashBytes(v)
+				}
+			}
+		}
+	}
+	return balance.Key{}
+}
+
+// cookieValue returns the value of the cookie name in a Cookie header's
+// value ("a=1; b=2"), and whether it is there with a value.
+func cookieValue(v []byte, name string) ([]byte, bool) {
+	for len(v) > 0 {
+		var part []byte
+		if i := bytes.IndexByte(v, ';'); i >= 0 {
+			part, v = v[:i], v[i+1:]
+		} else {
+			part, v = v, nil
+		}
+		part = wire.TrimOWS(part)
+		eq := bytes.IndexByte(part, '=')
+		if eq < 0 || string(part[:eq]) != name {
+			continue
+		}
+		val := part[eq+1:]
+		if len(val) >= 2 && val[0] == '"' && val[len(val)-1] == '"' {
+			val = val[1 : len(val)-1]
+		}
+		return val, len(val) > 0
+	}
+	return nil, false
 }
 
 // admit1 admits b for the next try, setting trial when the try is b's

@@ -45,6 +45,13 @@ type Route struct {
 	Pools []*upstream.Pool
 	// Balancer picks among Backends.
 	Balancer balance.Balancer
+	// hashKind and hashName say what the hash balancer hashes (see
+	// config.ParseHashKey; a header name lower-cased); hashKind is "" for
+	// the other balancers.
+	hashKind, hashName string
+	// trackLatency says whether the balancer reads backends' latency
+	// (ewma), which each try then records.
+	trackLatency bool
 	// Passive is the route's outlier detector; every try reports to it.
 	Passive *health.Passive
 	// Metrics are the route's resolved metric children.
@@ -97,15 +104,29 @@ func Build(cfg *config.Config, t *upstream.Transport, prev *Runtime, events heal
 			b := old[rc.Name+"\x00"+bc.URL]
 			if b == nil || b.Weight != bc.Weight || b.Index != j {
 				nb := backend.New(bc.URL, addr, u.Scheme+"://"+addr, strings.TrimSuffix(u.EscapedPath(), "/"), bc.Weight, j)
-				if b != nil {
+				switch {
+				case b != nil:
 					nb.CopyState(b)
+				case prev != nil:
+					nb.Joined(time.Now()) // joined the route: slow start
 				}
 				b = nb
 			}
 			r.Backends = append(r.Backends, b)
 			r.Pools = append(r.Pools, t.Pool(u.Scheme, addr))
 		}
-		r.Balancer = balance.NewRoundRobin(r.Backends)
+		bal, err := balance.New(rc.Balancer, r.Backends, balance.Options{SlowStart: rc.SlowStart.D()})
+		if err != nil {
+			bal = balance.NewRoundRobin(r.Backends, balance.Options{SlowStart: rc.SlowStart.D()}) // validated by config
+		}
+		r.Balancer = bal
+		r.trackLatency = rc.Balancer == balance.EWMAName
+		if rc.Balancer == balance.HashName {
+			r.hashKind, r.hashName, _ = config.ParseHashKey(rc.HashKey)
+			if r.hashKind == config.HashHeader {
+				r.hashName = strings.ToLower(r.hashName) // matched ignoring case
+			}
+		}
 		r.Budget = retry.NewBudget(rc.Retry.BudgetPercent, rc.Retry.BudgetMinPerSecond)
 		if prev != nil {
 			for j, pr := range prev.Routes {
