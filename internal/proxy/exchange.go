@@ -330,6 +330,7 @@ func (x *exchange) observe() {
 	}
 	if x.outcome != "" {
 		x.route.Metrics.Upstream(b.Index, string(x.outcome))
+		x.route.Stats.Try(b.Index, x.outcome != OutcomeOK)
 	}
 	b.Release()
 	x.backend = nil
@@ -358,6 +359,7 @@ func (x *exchange) finish() {
 	}
 	m.Request(x.rec.Method, x.rec.Status, x.rec.Duration.Seconds())
 	m.Error(x.word)
+	x.recordStats()
 	x.rec.Error = x.word.String()
 	x.log.Write(&x.rec)
 	x.log.Release()

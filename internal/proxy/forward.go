@@ -83,6 +83,7 @@ func (x *exchange) forward() {
 		x.observe()
 		r.Budget.Retry(time.Now())
 		r.Metrics.Retry()
+		r.Stats.Retry(same.Index)
 		fresh = verdict == retry.Resend
 		if fresh {
 			x.resends++

@@ -15,6 +15,7 @@ import (
 	"github.com/sluice-proxy/sluice/internal/metrics"
 	"github.com/sluice-proxy/sluice/internal/retry"
 	"github.com/sluice-proxy/sluice/internal/route"
+	"github.com/sluice-proxy/sluice/internal/stats"
 	"github.com/sluice-proxy/sluice/internal/upstream"
 )
 
@@ -56,6 +57,9 @@ type Route struct {
 	Passive *health.Passive
 	// Metrics are the route's resolved metric children.
 	Metrics *metrics.Route
+	// Stats are the route's dashboard meters (see internal/stats); they
+	// carry over a reload that keeps the route's name.
+	Stats *stats.Route
 
 	ClientBody      time.Duration
 	UpstreamConnect time.Duration
@@ -142,6 +146,7 @@ func Build(cfg *config.Config, t *upstream.Transport, prev *Runtime, events heal
 			m.SetHealthy(r.Name, b.URL, b.State() == backend.Healthy)
 		}
 		r.Metrics = m.Route(r.Name, urls)
+		r.Stats = routeStats(prev, r.Name, urls)
 		rt.Routes = append(rt.Routes, r)
 		table = append(table, &r.Route)
 	}
