@@ -14,7 +14,7 @@ import (
 	"time"
 )
 
-// accessLogKeys are the keys of every access log line (SPEC, Access log).
+// accessLogKeys are the keys of every access log line (docs/configuration.md, Access log).
 var accessLogKeys = []string{"time", "request_id", "client", "method", "path", "route", "backend", "status",
 	"bytes_in", "bytes_out", "duration_ms", "attempts", "error"}
 

@@ -67,7 +67,7 @@ routes:
 	}
 }
 
-// TestRoundRobinWeightedSmooth checks the SPEC's "smooth weighted round robin":
+// TestRoundRobinWeightedSmooth checks the documented "smooth weighted round robin":
 // with weights 2:1 no backend of weight 1 is picked twice in a row, and the
 // heavy one is never picked three times in a row.
 func TestRoundRobinWeightedSmooth(t *testing.T) {

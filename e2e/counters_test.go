@@ -216,7 +216,7 @@ func backendStates(t testing.TB, p *proc) map[string]map[string]backendState {
 // TestMetricsExactCounters sends a known mix of traffic (successes, a 404, a
 // 413, a retried request and an ejected backend) and checks that every
 // sluice_ series has exactly the value that traffic implies, and the metric
-// types of the SPEC's table.
+// types of the documented metrics table.
 func TestMetricsExactCounters(t *testing.T) {
 	t.Parallel()
 	good := newBackend(t, "good", nil)

@@ -8,7 +8,7 @@ import (
 )
 
 // TestEngineErrorsCounted: a request refused before its headers could be
-// read whole (here, headers over max_header_bytes) still gets the SPEC's
+// read whole (here, headers over max_header_bytes) still gets the documented
 // JSON body with an X-Request-Id, and is counted like any other failed
 // request: route "", error headers_too_large.
 func TestEngineErrorsCounted(t *testing.T) {

@@ -1,6 +1,6 @@
 package e2e
 
-// Health checks as SPEC.md describes them under "health:" and "GET /backends":
+// Health checks as docs/configuration.md describes them under "health:" and "GET /backends":
 // helpers for /backends, active checks, and the /backends report. Passive
 // checks are in health_passive_test.go.
 

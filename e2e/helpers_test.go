@@ -1,7 +1,7 @@
 // Package e2e drives the sluice binary over real sockets. Every test starts its
 // own sluice process with a config written to t.TempDir() and talks to it with
 // net/http clients or raw TCP connections; backends are real httptest servers.
-// The tests are written from /work/shared/SPEC.md, not from the implementation.
+// The tests are written from the user-facing contract (docs/configuration.md says it for users), not from the implementation.
 package e2e
 
 import (

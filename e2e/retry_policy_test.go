@@ -1,6 +1,6 @@
 package e2e
 
-// Retries as SPEC.md describes them under "retry:": which requests may be
+// Retries as docs/configuration.md describes them under "retry:": which requests may be
 // retried, how many tries, the total timeout, replayable bodies; and that
 // metrics and the access log agree with what the backends saw. The budget is
 // in retry_budget_test.go.

@@ -8,7 +8,7 @@ import (
 	"testing"
 )
 
-// TestUpgradeTunnel: a protocol upgrade the client asks for (SPEC: Upgrade
+// TestUpgradeTunnel: a protocol upgrade the client asks for (docs/configuration.md: Upgrade
 // is removed "except on a protocol upgrade that the proxy carries through")
 // is carried: the backend sees Upgrade and Connection: Upgrade, its 101
 // reaches the client with an X-Request-Id, and bytes then flow both ways.

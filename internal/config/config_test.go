@@ -138,7 +138,7 @@ func TestProblems(t *testing.T) {
 			want: []string{"routes: []: at least one route is required"},
 		},
 		{
-			name: "SPEC example",
+			name: "documented example",
 			doc: `routes:
   - path_prefix: /a
     backends: [http://127.0.0.1:3001]

@@ -5,7 +5,7 @@ import (
 	"time"
 )
 
-// Default values from SPEC.md, for the keys whose default is not the zero
+// Default values (docs/configuration.md), for the keys whose default is not the zero
 // value.
 const (
 	defaultListen      = "127.0.0.1:8080"

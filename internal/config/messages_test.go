@@ -346,7 +346,7 @@ var messages = []struct {
 	{name: "backend without scheme", reason: "scheme must be http or https (write %s)",
 		doc:  "routes: [{path_prefix: /, backends: [\"127.0.0.1:7\"]}]\n",
 		want: `routes[0].backends[0]: "127.0.0.1:7": scheme must be http or https (write "http://127.0.0.1:7")`},
-	{name: "backend scheme (SPEC's example)", reason: "scheme must be http or https",
+	{name: "backend scheme (the documented example)", reason: "scheme must be http or https",
 		doc:  "routes:\n  - {path_prefix: /a, backends: [http://a]}\n  - {path_prefix: /b, backends: [htp://x]}\n",
 		want: `routes[1].backends[0]: "htp://x": scheme must be http or https`},
 	{name: "backend scheme in a mapping", reason: "scheme must be http or https",

@@ -1,5 +1,5 @@
 // Package config owns sluice's configuration: the YAML schema, strict decoding
-// (unknown keys are errors), the defaults of SPEC.md, and validation that
+// (unknown keys are errors), the documented defaults (docs/configuration.md), and validation that
 // reports every problem at once with its field path. It opens no sockets and
 // starts no goroutines.
 //

@@ -16,7 +16,7 @@ import (
 // Outcome is what one try against a backend came to.
 type Outcome = backend.Outcome
 
-// The outcomes of a try, in the SPEC's metric words.
+// The outcomes of a try, in the words of the outcome metric label.
 const (
 	OutcomeOK           = backend.OutcomeOK
 	OutcomeHTTPError    = backend.OutcomeHTTPError

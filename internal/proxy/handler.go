@@ -2,7 +2,7 @@
 // to the last byte of its response, as a fixed sequence of small phases on a
 // per-request exchange (admit, pick, prepare, send, respond, fail, finish),
 // with header hygiene, the upstream HTTP/1.1 client and its connection pools,
-// streaming, and the mapping of failures to the SPEC's statuses. It parses no
+// streaming, and the mapping of failures to the documented statuses (docs/configuration.md). It parses no
 // config and owns no goroutine that outlives a request (but the pool reaper
 // of a Transport, which its owner closes).
 package proxy
@@ -81,7 +81,7 @@ func trusted(prefixes []netip.Prefix, ip netip.Addr) bool {
 }
 
 // Refuse answers a request the engine could not read (headers over the
-// limit, too slow, malformed) with the SPEC's JSON body and a fresh request
+// limit, too slow, malformed) with the JSON error body and a fresh request
 // ID, and records it like any other request, with route "".
 func (h *Handler) Refuse(c *h1.Conn, status int, reason string) {
 	word := ErrBadRequest
