@@ -146,23 +146,7 @@ func TestUpstreamKeepAliveTimeoutHint(t *testing.T) {
 // fresh connection, body and all; a POST is not sent twice.
 func TestKeepAliveRaceReplaysWholeRequest(t *testing.T) {
 	t.Parallel()
-	closer := newPeer(t, func(c *peerConn) {
-		for n := 0; ; n++ {
-			req, err := c.readHead()
-			if err != nil {
-				return
-			}
-			body, _ := io.ReadAll(req.Body)
-			c.emit(peerEvent{Kind: "served", Method: req.Method, Path: string(body), N: int64(len(body)), Reused: n > 0})
-			if n > 0 {
-				c.Conn.Close() // gone, as in the keep-alive race
-				return
-			}
-			if c.write("HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok") != nil {
-				return
-			}
-		}
-	})
+	closer := newRaceCloserPeer(t)
 	p := start(t, fmt.Sprintf(`
 retry:
   attempts: 1

@@ -37,6 +37,30 @@ func newHalfHeadPeer(t testing.TB) *peer {
 	})
 }
 
+// newRaceCloserPeer starts a backend that answers the first request of a
+// connection with 200 "ok" and closes a reused connection after reading
+// its request, without answering: the keep-alive race as the proxy sees it.
+// Each request read is a "served" event with its body as Path.
+func newRaceCloserPeer(t testing.TB) *peer {
+	return newPeer(t, func(c *peerConn) {
+		for n := 0; ; n++ {
+			req, err := c.readHead()
+			if err != nil {
+				return
+			}
+			body, _ := io.ReadAll(req.Body)
+			c.emit(peerEvent{Kind: "served", Method: req.Method, Path: string(body), N: int64(len(body)), Reused: n > 0})
+			if n > 0 {
+				c.Conn.Close()
+				return
+			}
+			if c.write("HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok") != nil {
+				return
+			}
+		}
+	})
+}
+
 // accessLines reads the JSON lines of an access log file, waiting until
 // it holds at least n.
 func accessLines(t testing.TB, path string, n int) []map[string]any {
@@ -154,23 +178,7 @@ func TestPartialHeadGETIsARetry(t *testing.T) {
 // and the failure counts against the backend.
 func TestKeepAliveResendIsCounted(t *testing.T) {
 	t.Parallel()
-	closer := newPeer(t, func(c *peerConn) {
-		for n := 0; ; n++ {
-			req, err := c.readHead()
-			if err != nil {
-				return
-			}
-			io.Copy(io.Discard, req.Body)
-			c.emit(peerEvent{Kind: "served", Method: req.Method, Reused: n > 0})
-			if n > 0 {
-				c.Conn.Close() // the keep-alive race, as the proxy sees it
-				return
-			}
-			if c.write("HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok") != nil {
-				return
-			}
-		}
-	})
+	closer := newRaceCloserPeer(t)
 	logPath := filepath.Join(t.TempDir(), "access.log")
 	p := start(t, fmt.Sprintf("access_log: %q\nretry:\n  attempts: 1\n%s", logPath,
 		peerRoutes(peerRoute{name: "race", backends: []string{closer.URL}})))
