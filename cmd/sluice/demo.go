@@ -94,6 +94,7 @@ func demoBackend(name string, flaky, static bool) http.Handler {
 func printDemoHelp(w io.Writer, proxy, admin string) {
 	fmt.Fprintf(w, strings.TrimLeft(`
 sluice demo is running: proxy on http://%[1]s, admin on http://%[2]s
+Dashboard: open http://%[2]s/ in a browser
 Try:
   curl -i http://%[1]s/api/users           # round robin over three backends
   curl -i http://%[1]s/static/logo.png     # strip_prefix: the backend sees /logo.png

@@ -74,7 +74,7 @@ func run(args []string, stdout, stderr io.Writer) int {
 	signal.Notify(signals, syscall.SIGTERM, syscall.SIGINT, syscall.SIGHUP)
 	defer signal.Stop(signals)
 
-	var opts []server.Option
+	opts := []server.Option{server.WithVersion(currentVersion())}
 	if *pprof {
 		opts = append(opts, server.WithPprof())
 	}

@@ -153,8 +153,10 @@ func writeModuleProxy(t *testing.T, root, dir, v string) {
 			}
 			return nil
 		}
-		// The sources and the module files are all a build needs.
-		if !strings.HasSuffix(rel, ".go") && rel != "go.mod" && rel != "go.sum" {
+		// The sources, the files they embed (the dashboard's page) and the
+		// module files are all a build needs.
+		embedded := strings.HasPrefix(filepath.ToSlash(rel), "internal/admin/dashboard/")
+		if !strings.HasSuffix(rel, ".go") && rel != "go.mod" && rel != "go.sum" && !embedded {
 			return nil
 		}
 		data, err := os.ReadFile(path)

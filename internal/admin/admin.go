@@ -28,6 +28,9 @@ type Options struct {
 	Reload func() []string
 	// Metrics serves /metrics; nil leaves it out.
 	Metrics http.Handler
+	// Stats returns the /stats document, which the dashboard at / shows;
+	// nil leaves both out.
+	Stats func() any
 	// Pprof mounts the runtime profiles under /debug/pprof/ (behind the
 	// token), for profiling the live proxy.
 	Pprof bool
@@ -49,6 +52,10 @@ func New(opts Options) *API {
 	a.mux.Handle("POST /reload", a.auth(http.HandlerFunc(a.reload)))
 	if opts.Metrics != nil {
 		a.mux.Handle("GET /metrics", a.auth(opts.Metrics))
+	}
+	if opts.Stats != nil {
+		a.mux.HandleFunc("GET /{$}", a.dashboard) // the page holds no data: no token
+		a.mux.Handle("GET /stats", a.auth(http.HandlerFunc(a.stats)))
 	}
 	if opts.Pprof {
 		a.mux.Handle("GET /debug/pprof/", a.auth(http.HandlerFunc(pprof.Index)))

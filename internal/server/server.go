@@ -42,6 +42,7 @@ type Server struct {
 	draining  atomic.Bool
 
 	events health.Events
+	dash   dashboard
 
 	path  string
 	pprof bool
@@ -72,7 +73,7 @@ func New(cfg *config.Config, path string, log *slog.Logger, opts ...Option) (*Se
 	}
 	s.transport = upstream.NewTransport(upstream.DefaultIdleTimeout)
 	s.metrics = metrics.New(func() float64 { return float64(s.handler.InFlight()) })
-	events := &healthEvents{log: log, metrics: s.metrics}
+	events := &healthEvents{log: log, metrics: s.metrics, note: s.noteTransition}
 	s.active = health.NewActive(events)
 	s.events = events
 	s.handler = proxy.NewHandler(proxy.Build(cfg, s.transport, nil, events, s.metrics), log)
@@ -91,6 +92,7 @@ func New(cfg *config.Config, path string, log *slog.Logger, opts ...Option) (*Se
 		Config:   func() any { return s.Config().Redacted() },
 		Reload:   s.ReloadFile,
 		Metrics:  promhttp.HandlerFor(s.metrics.Registry, promhttp.HandlerOpts{}),
+		Stats:    s.stats,
 		Pprof:    s.pprof,
 	})
 	s.admin = &http.Server{Handler: api, ReadHeaderTimeout: 10 * time.Second}
@@ -137,6 +139,7 @@ func (s *Server) panicked(v any, stack []byte) {
 // background.
 func (s *Server) Serve() {
 	s.active.Sync(s.handler.Runtime().HealthTargets())
+	s.startDashboard()
 	go func() { s.serveErr <- s.engine.Serve(s.ln) }()
 	if s.adminLn != nil {
 		go func() {
@@ -164,6 +167,7 @@ func (s *Server) ReloadFile() []string {
 	if s.path == "" {
 		problems := []string{"no config file to reload (demo mode)"}
 		s.log.Warn("reload failed", "event", "config_reload", "result", "error", "errors", problems)
+		s.dash.reloaded(problems)
 		return problems
 	}
 	cfg, err := config.Load(s.path)
@@ -171,10 +175,12 @@ func (s *Server) ReloadFile() []string {
 		s.metrics.Reload(false)
 		problems := Problems(err)
 		s.log.Error("reload failed; the running configuration stays", "event", "config_reload", "result", "error", "errors", problems)
+		s.dash.reloaded(problems)
 		return problems
 	}
 	s.Reload(cfg)
 	s.metrics.Reload(true)
+	s.dash.reloaded(nil)
 	s.log.Info("configuration reloaded", "event", "config_reload", "result", "ok", "routes", len(cfg.Routes))
 	return nil
 }
@@ -251,6 +257,7 @@ func (s *Server) Shutdown() int {
 		s.log.Warn("shutdown deadline passed; cutting connections", "connections", cut, "requests", inFlight)
 	}
 	s.active.Stop()
+	s.stopDashboard()
 	s.transport.Close()
 	s.handler.AccessLog.Load().Close()
 	if s.adminLn != nil {
@@ -290,6 +297,7 @@ func (s *Server) closeListeners() {
 type healthEvents struct {
 	log     *slog.Logger
 	metrics *metrics.Metrics
+	note    func(route string, b *backend.Backend, from, to backend.State, reason string) // for the dashboard
 }
 
 func (h *healthEvents) Transition(route string, b *backend.Backend, from, to backend.State, reason string) {
@@ -299,6 +307,9 @@ func (h *healthEvents) Transition(route string, b *backend.Backend, from, to bac
 	}
 	h.log.Info("backend state changed", "event", "health_transition", "route", route, "backend", b.URL,
 		"from", from.String(), "to", to.String(), "reason", reason)
+	if h.note != nil {
+		h.note(route, b, from, to, reason)
+	}
 }
 
 // Problems returns a config error as lines, one a problem.
