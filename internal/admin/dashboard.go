@@ -32,12 +32,14 @@ func buildDashboard() ([]byte, string) {
 	}
 	style, script := read("dashboard.css"), read("dashboard.js")
 	page := strings.NewReplacer("{{style}}", style, "{{script}}", script).Replace(read("index.html"))
-	csp := "default-src 'none'; script-src '" + hash(script) + "'; style-src '" + hash(style) + "'; " +
+	csp := "default-src 'none'; script-src '" + cspHash(script) + "'; style-src '" + cspHash(style) + "'; " +
 		"connect-src 'self'; img-src data:; base-uri 'none'; form-action 'none'; frame-ancestors 'none'"
 	return []byte(page), csp
 }
 
-func hash(s string) string {
+// cspHash returns the CSP source expression that allows an inline element
+// whose content is s.
+func cspHash(s string) string {
 	sum := sha256.Sum256([]byte(s))
 	return "sha256-" + base64.StdEncoding.EncodeToString(sum[:])
 }
