@@ -39,13 +39,16 @@ const (
 	ErrRetryBudget
 	ErrUpstreamTimeout
 	ErrClientDisconnect
+	ErrRateLimited
+	ErrBackendOverloaded
 	numErrorWords
 )
 
 var errorWords = [numErrorWords]string{
 	"", "bad_request", "no_route", "method_not_allowed", "client_timeout", "request_too_large",
 	"headers_too_large", "upstream_error", "response_too_large", "no_healthy_backend",
-	"retry_budget_exhausted", "upstream_timeout", "client_disconnect",
+	"retry_budget_exhausted", "upstream_timeout", "client_disconnect", "rate_limited",
+	"backend_overloaded",
 }
 
 // String returns the word as it is written ("" for NoError).
@@ -71,6 +74,7 @@ type Metrics struct {
 	healthy   *prometheus.GaugeVec
 	ejections *prometheus.CounterVec
 	errors    *prometheus.CounterVec
+	limited   *prometheus.CounterVec
 	reloads   *prometheus.CounterVec
 	panics    prometheus.Counter
 	logErrors *prometheus.CounterVec
@@ -103,6 +107,9 @@ func New(inFlight func() float64) *Metrics {
 		errors: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "sluice_errors_total", Help: "Failed requests, by error word.",
 		}, []string{"route", "error"}),
+		limited: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "sluice_rate_limited_total", Help: "Requests refused by the route's rate limit (429).",
+		}, []string{"route"}),
 		reloads: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "sluice_config_reloads_total", Help: "Configuration reloads, by result.",
 		}, []string{"result"}),
@@ -116,7 +123,7 @@ func New(inFlight func() float64) *Metrics {
 	m.logErrors.WithLabelValues("write_error")
 	m.logErrors.WithLabelValues("dropped")
 	m.Registry.MustRegister(m.panics, m.logErrors)
-	m.Registry.MustRegister(m.requests, m.duration, m.upstream, m.retries, m.healthy, m.ejections, m.errors, m.reloads,
+	m.Registry.MustRegister(m.requests, m.duration, m.upstream, m.retries, m.healthy, m.ejections, m.errors, m.limited, m.reloads,
 		prometheus.NewGaugeFunc(prometheus.GaugeOpts{
 			Name: "sluice_inflight_requests", Help: "Requests being served, streamed responses included.",
 		}, inFlight),
@@ -189,6 +196,7 @@ type Route struct {
 	name     string
 	duration prometheus.Observer
 	retries  prometheus.Counter
+	limited  prometheus.Counter // nil for route ""
 	errors   [numErrorWords]prometheus.Counter
 	upstream [][5]prometheus.Counter // by backend index, then outcome
 	requests [8][600]atomic.Pointer[prometheus.Counter]
@@ -203,6 +211,9 @@ func (m *Metrics) Route(route string, backends []string) *Route {
 	r := &Route{m: m, name: route, duration: m.duration.WithLabelValues(route), retries: m.retries.WithLabelValues(route)}
 	for w := ErrBadRequest; w < numErrorWords; w++ {
 		r.errors[w] = m.errors.WithLabelValues(route, w.String())
+	}
+	if route != "" {
+		r.limited = m.limited.WithLabelValues(route)
 	}
 	r.upstream = make([][5]prometheus.Counter, len(backends))
 	for i, b := range backends {
@@ -249,6 +260,14 @@ func (r *Route) Upstream(index int, outcome string) {
 func (r *Route) Retry() {
 	if r != nil {
 		r.retries.Inc()
+	}
+}
+
+// RateLimited counts a request refused by the route's rate limit; its
+// error word is counted by Error as for any other.
+func (r *Route) RateLimited() {
+	if r != nil && r.limited != nil {
+		r.limited.Inc()
 	}
 }
 
