@@ -63,8 +63,14 @@ func run(args []string, stdout, stderr io.Writer) int {
 		return 1
 	}
 	if *check {
+		for _, w := range cfg.Warnings {
+			fmt.Fprintln(stderr, "warning:", w)
+		}
 		fmt.Fprintln(stdout, "configuration ok")
 		return 0
+	}
+	for _, w := range cfg.Warnings {
+		log.Warn("configuration warning", "warning", w)
 	}
 
 	// Signals are taken before any listener is bound: from the moment

@@ -52,6 +52,7 @@ func TestDefaults(t *testing.T) {
 	c := mustParse(t, minimal)
 	want := &Config{
 		Listen:         "127.0.0.1:8080",
+		TLS:            TLS{Certificates: []Certificate{}, MinVersion: "1.2", HTTP2: true, MaxConcurrentStreams: 100},
 		Admin:          Admin{Listen: "127.0.0.1:9901"},
 		TrustedProxies: []string{},
 		AccessLog:      "stderr",

@@ -19,6 +19,7 @@ const (
 func defaults() *Config {
 	return &Config{
 		Listen:         defaultListen,
+		TLS:            TLS{Certificates: []Certificate{}, MinVersion: TLS12, HTTP2: true, MaxConcurrentStreams: defaultMaxStreams},
 		Admin:          Admin{Listen: defaultAdminListen},
 		TrustedProxies: []string{},
 		AccessLog:      defaultAccessLog,
@@ -86,6 +87,7 @@ func (c *Config) Clone() *Config {
 	n := *c
 	n.TrustedProxies = slices.Clone(c.TrustedProxies)
 	n.TrustedPrefixes = slices.Clone(c.TrustedPrefixes)
+	n.TLS.Certificates = slices.Clone(c.TLS.Certificates)
 	n.Health = c.Health.clone()
 	n.Retry = c.Retry.clone()
 	if c.Routes != nil {

@@ -417,6 +417,93 @@ var messages = []struct {
 	{name: "retry method lower case", reason: "methods are case-sensitive; write %s",
 		doc:  "retry: {methods: [get]}\n" + minimal,
 		want: `retry.methods[0]: "get": methods are case-sensitive; write "GET"`},
+	// TLS. The files are in testdata/tls (see gen.go there).
+	{name: "listen off without tls.listen", reason: `"" turns the plain listener off, which needs tls.listen`,
+		doc:  "listen: \"\"\n" + minimal,
+		want: `listen: "": "" turns the plain listener off, which needs tls.listen`},
+	{name: "tls.listen same as listen", reason: "same address as listen",
+		doc:  "listen: \"127.0.0.1:8443\"\ntls: {listen: \"127.0.0.1:8443\", certificates: [{cert: testdata/tls/a.crt, key: testdata/tls/a.key}]}\n" + minimal,
+		want: `tls.listen: "127.0.0.1:8443": same address as listen`},
+	{name: "tls.listen same as admin.listen", reason: "same address as admin.listen",
+		doc:  "admin: {listen: \"127.0.0.1:8443\"}\ntls: {listen: \"127.0.0.1:8443\", certificates: [{cert: testdata/tls/a.crt, key: testdata/tls/a.key}]}\n" + minimal,
+		want: `tls.listen: "127.0.0.1:8443": same address as admin.listen`},
+	{name: "tls.listen without certificates", reason: "at least one certificate is required when tls.listen is set",
+		doc:  "tls: {listen: \":8443\"}\n" + minimal,
+		want: `tls.certificates: (missing): at least one certificate is required when tls.listen is set`},
+	{name: "tls min_version", reason: `must be "1.2" or "1.3"`,
+		doc:  "tls: {min_version: 1.1}\n" + minimal,
+		want: `tls.min_version: "1.1": must be "1.2" or "1.3"`},
+	{name: "tls max_concurrent_streams", reason: "must be at least %d",
+		doc:  "tls: {max_concurrent_streams: 0}\n" + minimal,
+		want: `tls.max_concurrent_streams: "0": must be at least 1`},
+	{name: "redirect_http without tls.listen", reason: "needs tls.listen (where to redirect to)",
+		doc:  "tls: {redirect_http: true}\n" + minimal,
+		want: `tls.redirect_http: "true": needs tls.listen (where to redirect to)`},
+	{name: "redirect_http without listen", reason: `needs listen (the plain listener is off: listen is "")`,
+		doc:  "listen: \"\"\ntls: {listen: \":8443\", redirect_http: true, certificates: [{cert: testdata/tls/a.crt, key: testdata/tls/a.key}]}\n" + minimal,
+		want: `tls.redirect_http: "true": needs listen (the plain listener is off: listen is "")`},
+	{name: "certificate without cert", reason: "required: the certificate's PEM file",
+		doc:  "tls: {certificates: [{key: testdata/tls/a.key}]}\n" + minimal,
+		want: `tls.certificates[0].cert: (missing): required: the certificate's PEM file`},
+	{name: "certificate without key", reason: "required: the private key's PEM file",
+		doc:  "tls: {certificates: [{cert: testdata/tls/a.crt}]}\n" + minimal,
+		want: `tls.certificates[0].key: (missing): required: the private key's PEM file`},
+	{name: "certificate file missing", reason: "cannot read the file: %s",
+		doc:  "tls: {certificates: [{cert: testdata/tls/none.crt, key: testdata/tls/a.key}]}\n" + minimal,
+		want: `tls.certificates[0].cert: "testdata/tls/none.crt": cannot read the file: no such file or directory`},
+	{name: "certificate file a directory", reason: "not a regular file",
+		doc:  "tls: {certificates: [{cert: testdata/tls, key: testdata/tls/a.key}]}\n" + minimal,
+		want: `tls.certificates[0].cert: "testdata/tls": not a regular file`},
+	{name: "certificate file without PEM", reason: "holds no PEM certificate",
+		doc:  "tls: {certificates: [{cert: testdata/tls/garbage.pem, key: testdata/tls/a.key}]}\n" + minimal,
+		want: `tls.certificates[0].cert: "testdata/tls/garbage.pem": holds no PEM certificate`},
+	{name: "certificate that does not parse", reason: "the certificate does not parse: %s",
+		doc:  "tls: {certificates: [{cert: testdata/tls/badcert.pem, key: testdata/tls/a.key}]}\n" + minimal,
+		want: `tls.certificates[0].cert: "testdata/tls/badcert.pem": the certificate does not parse: x509: malformed certificate`},
+	{name: "key that does not parse", reason: "holds no PEM private key that parses (PKCS #8, PKCS #1 or SEC 1)",
+		doc:  "tls: {certificates: [{cert: testdata/tls/a.crt, key: testdata/tls/garbage.pem}]}\n" + minimal,
+		want: `tls.certificates[0].key: "testdata/tls/garbage.pem": holds no PEM private key that parses (PKCS #8, PKCS #1 or SEC 1)`},
+	{name: "key of another certificate", reason: "does not match the certificate in %s",
+		doc:  "tls: {certificates: [{cert: testdata/tls/a.crt, key: testdata/tls/b.key}]}\n" + minimal,
+		want: `tls.certificates[0].key: "testdata/tls/b.key": does not match the certificate in "testdata/tls/a.crt"`},
+	{name: "client_ca missing", reason: "cannot read the file: %s",
+		doc:  "tls: {client_ca: testdata/tls/none.pem}\n" + minimal,
+		want: `tls.client_ca: "testdata/tls/none.pem": cannot read the file: no such file or directory`},
+	{name: "client_ca without certificates", reason: "holds no PEM certificate",
+		doc:  "tls: {client_ca: testdata/tls/a.key}\n" + minimal,
+		want: `tls.client_ca: "testdata/tls/a.key": holds no PEM certificate`},
+}
+
+// warningMessages is one row per warning: a document that Parse accepts
+// with exactly one warning line, want, of the reason.
+var warningMessages = []struct {
+	name, reason, doc, want string
+}{
+	{name: "expired certificate", reason: "the certificate expired on %s; it is served anyway",
+		doc:  "tls: {certificates: [{cert: testdata/tls/expired.crt, key: testdata/tls/expired.key}]}\n" + minimal,
+		want: `tls.certificates[0].cert: "testdata/tls/expired.crt": the certificate expired on 2001-01-01; it is served anyway`},
+}
+
+// TestWarnings checks each warning row's line exactly, and its shape.
+func TestWarnings(t *testing.T) {
+	for _, m := range warningMessages {
+		t.Run(m.name, func(t *testing.T) {
+			c, err := Parse([]byte(m.doc))
+			if err != nil {
+				t.Fatalf("Parse: %v", err)
+			}
+			if len(c.Warnings) != 1 || c.Warnings[0] != m.want {
+				t.Fatalf("warnings:\n got %q\nwant [%q]", c.Warnings, m.want)
+			}
+			_, _, why, ok := splitProblem(c.Warnings[0])
+			if !ok {
+				t.Fatalf("line %q is not `path: value: why`", c.Warnings[0])
+			}
+			if !formatPattern(m.reason).MatchString(why) {
+				t.Errorf("why %q is not of the reason %q", why, m.reason)
+			}
+		})
+	}
 }
 
 // aliasBomb is a document whose routes each merge the previous one's retry
@@ -470,6 +557,12 @@ func TestMessagesComplete(t *testing.T) {
 		rows[m.reason] = true
 		if _, ok := src[m.reason]; !ok {
 			t.Errorf("row %q: reason %q is not in the source", m.name, m.reason)
+		}
+	}
+	for _, m := range warningMessages {
+		rows[m.reason] = true
+		if _, ok := src[m.reason]; !ok {
+			t.Errorf("warning row %q: reason %q is not in the source", m.name, m.reason)
 		}
 	}
 	var missing []string

@@ -25,8 +25,11 @@ type Config struct {
 	// Listen is the proxy listener's address as host:port. The host may be
 	// empty (every interface), an IP address or a host name; the port is a
 	// number from 0 to 65535, 0 letting the system pick one. A change takes
-	// effect only on restart. Default "127.0.0.1:8080".
+	// effect only on restart. Default "127.0.0.1:8080"; "" turns the plain
+	// listener off, which is allowed only when TLS.Listen is set.
 	Listen string `yaml:"listen" json:"listen"`
+	// TLS configures the HTTPS listener.
+	TLS TLS `yaml:"tls" json:"tls"`
 	// Admin configures the admin listener.
 	Admin Admin `yaml:"admin" json:"admin"`
 	// TrustedProxies lists the CIDRs ("10.0.0.0/8") or bare addresses
@@ -55,6 +58,10 @@ type Config struct {
 	// TrustedPrefixes is TrustedProxies parsed, each prefix masked to its
 	// network address; filled by Parse and Load.
 	TrustedPrefixes []netip.Prefix `yaml:"-" json:"-"`
+	// Warnings are the problems that do not stop the configuration from
+	// being used (an expired certificate), one a line in the shape of
+	// Errors' lines; filled by Parse and Load.
+	Warnings []string `yaml:"-" json:"-"`
 }
 
 // Admin configures the admin listener.

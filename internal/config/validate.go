@@ -99,9 +99,12 @@ type validator struct {
 // nil, is the decoder that produced c.
 func validate(c *Config, d *decoder) []FieldError {
 	v := &validator{d: d}
-	if err := checkListen(c.Listen); err != nil {
+	if c.Listen == "" && c.TLS.Listen == "" {
+		v.add("listen", v.value("listen", c.Listen), reason(`"" turns the plain listener off, which needs tls.listen`))
+	} else if err := checkListen(c.Listen); c.Listen != "" && err != nil {
 		v.add("listen", v.value("listen", c.Listen), err.Error())
 	}
+	v.tlsSection(c)
 	if c.Admin.Listen != "" {
 		if err := checkListen(c.Admin.Listen); err != nil {
 			v.add("admin.listen", v.value("admin.listen", c.Admin.Listen), err.Error())

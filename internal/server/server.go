@@ -178,6 +178,9 @@ func (s *Server) ReloadFile() []string {
 		s.dash.reloaded(problems)
 		return problems
 	}
+	for _, w := range cfg.Warnings {
+		s.log.Warn("configuration warning", "event", "config_reload", "warning", w)
+	}
 	s.Reload(cfg)
 	s.metrics.Reload(true)
 	s.dash.reloaded(nil)
