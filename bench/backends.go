@@ -17,6 +17,7 @@ import (
 	"os"
 	"os/exec"
 	"os/signal"
+	"slices"
 	"strconv"
 	"strings"
 	"sync/atomic"
@@ -28,8 +29,23 @@ import (
 
 // backendsEnv, when set in the environment, turns this executable into the
 // backend process. Its value is a comma-separated list of modes, one listener
-// each: "ok" serves the normal endpoints, "fail" answers 503 on every path.
+// each: "ok" serves the normal endpoints, "fail" answers 503 on every path,
+// "slow" serves them slowDelay late, and "flap" serves them slowDelay late
+// in every other flapPeriod (fast, then slow, then fast...).
 const backendsEnv = "SLUICE_BENCH_BACKENDS"
+
+// backendModes are the backend process's listeners, in the order of the
+// fields of backends.
+const backendModes = "ok,ok,fail,slow,flap"
+
+// slowDelay is what the "slow" backend adds to every answer, and the "flap"
+// backend in its slow phases.
+const slowDelay = 20 * time.Millisecond
+
+// flapPeriod is the length of each of the "flap" backend's fast and slow
+// phases. The phases follow the wall clock (slow when the Unix time in
+// flapPeriods is odd), so that every run sees the same alternation.
+const flapPeriod = 2 * time.Second
 
 // largeSize is the body size of /large.
 const largeSize = 256 << 10
@@ -51,16 +67,24 @@ var largeBody = func() []byte {
 // requests a proxy made: in retry_get, whether it really retried.
 const countPath = "/__count"
 
-// backendHandler answers the benchmark endpoints. With fail set it answers
-// 503 on every path, so that a proxy in front of it has to retry elsewhere.
-func backendHandler(fail bool) fasthttp.RequestHandler {
+// backendHandler answers the benchmark endpoints in mode (see backendsEnv).
+// In "fail" mode it answers 503 on every path, so that a proxy in front of it
+// has to retry elsewhere; in "slow" and "flap" modes it answers as "ok" does,
+// after modeDelay (countPath is never delayed). The sleep holds only the
+// connection's own goroutine: the other connections are served meanwhile,
+// as by a backend whose every request takes longer, not one that queues.
+func backendHandler(mode string) fasthttp.RequestHandler {
 	var served atomic.Int64
+	fail := mode == "fail"
 	return func(ctx *fasthttp.RequestCtx) {
 		if string(ctx.Path()) == countPath {
 			ctx.SetBodyString(strconv.FormatInt(served.Load(), 10))
 			return
 		}
 		served.Add(1)
+		if d := modeDelay(mode, time.Now()); d > 0 {
+			time.Sleep(d)
+		}
 		if fail {
 			ctx.SetStatusCode(fasthttp.StatusServiceUnavailable)
 			ctx.SetContentType("application/json")
@@ -91,6 +115,21 @@ func backendHandler(fail bool) fasthttp.RequestHandler {
 	}
 }
 
+// modeDelay returns how long a backend in mode waits at now before it
+// answers: slowDelay for "slow", slowDelay in the slow phases of "flap"
+// (flapSlow), nothing otherwise.
+func modeDelay(mode string, now time.Time) time.Duration {
+	if mode == "slow" || (mode == "flap" && flapSlow(now)) {
+		return slowDelay
+	}
+	return 0
+}
+
+// flapSlow reports whether the "flap" backend is in a slow phase at now.
+func flapSlow(now time.Time) bool {
+	return (now.UnixNano()/int64(flapPeriod))%2 == 1
+}
+
 // backendsHello is the one JSON line the backend process writes to stdout
 // once its listeners are open.
 type backendsHello struct {
@@ -119,7 +158,7 @@ func serveBackends(modes []string) error {
 	var hello backendsHello
 	var servers []*fasthttp.Server
 	for _, mode := range modes {
-		if mode != "ok" && mode != "fail" {
+		if !slices.Contains(strings.Split(backendModes, ","), mode) {
 			return fmt.Errorf("unknown backend mode %q", mode)
 		}
 		ln, err := net.Listen("tcp4", "127.0.0.1:0")
@@ -127,7 +166,7 @@ func serveBackends(modes []string) error {
 			return err
 		}
 		s := &fasthttp.Server{
-			Handler:               backendHandler(mode == "fail"),
+			Handler:               backendHandler(mode),
 			Name:                  "bench-backend",
 			NoDefaultDate:         true,
 			MaxRequestBodySize:    4 << 20,
@@ -164,8 +203,15 @@ func serveBackends(modes []string) error {
 type backends struct {
 	cmd   *exec.Cmd
 	stdin io.WriteCloser
-	// ok1 and ok2 are the healthy backends; fail answers 503 everywhere.
-	ok1, ok2, fail string
+	// ok1 and ok2 are the healthy backends; fail answers 503 everywhere;
+	// slow answers slowDelay late, flap slowDelay late every other
+	// flapPeriod (see backendsEnv).
+	ok1, ok2, fail, slow, flap string
+}
+
+// addrs returns every backend's address.
+func (b *backends) addrs() []string {
+	return []string{b.ok1, b.ok2, b.fail, b.slow, b.flap}
 }
 
 // startBackends re-executes self as the backend process, pinned with pin (a
@@ -174,7 +220,7 @@ type backends struct {
 func startBackends(ctx context.Context, self string, pin []string, logFile string) (*backends, error) {
 	argv := append(append([]string{}, pin...), self)
 	cmd := exec.CommandContext(ctx, argv[0], argv[1:]...)
-	cmd.Env = append(os.Environ(), backendsEnv+"=ok,ok,fail")
+	cmd.Env = append(os.Environ(), backendsEnv+"="+backendModes)
 	stdin, err := cmd.StdinPipe()
 	if err != nil {
 		return nil, err
@@ -211,7 +257,7 @@ func startBackends(ctx context.Context, self string, pin []string, logFile strin
 			b.stop()
 			return nil, fmt.Errorf("backends exited before listening (see %s): %w", logFile, l.err)
 		}
-		if err := json.Unmarshal([]byte(l.text), &hello); err != nil || len(hello.Addrs) != 3 {
+		if err := json.Unmarshal([]byte(l.text), &hello); err != nil || len(hello.Addrs) != strings.Count(backendModes, ",")+1 {
 			b.stop()
 			return nil, fmt.Errorf("backends: bad hello line %q", l.text)
 		}
@@ -219,9 +265,9 @@ func startBackends(ctx context.Context, self string, pin []string, logFile strin
 		b.stop()
 		return nil, errors.New("backends did not start within 15s")
 	}
-	b.ok1, b.ok2, b.fail = hello.Addrs[0], hello.Addrs[1], hello.Addrs[2]
+	b.ok1, b.ok2, b.fail, b.slow, b.flap = hello.Addrs[0], hello.Addrs[1], hello.Addrs[2], hello.Addrs[3], hello.Addrs[4]
 
-	for addr, want := range map[string]int{b.ok1: 200, b.ok2: 200, b.fail: 503} {
+	for addr, want := range map[string]int{b.ok1: 200, b.ok2: 200, b.fail: 503, b.slow: 200, b.flap: 200} {
 		if err := waitStatus(ctx, "http://"+addr+"/health", want, 10*time.Second, nil); err != nil {
 			b.stop()
 			return nil, fmt.Errorf("backend %s: %w", addr, err)
@@ -235,7 +281,7 @@ func startBackends(ctx context.Context, self string, pin []string, logFile strin
 func (b *backends) served(ctx context.Context) (map[string]int64, error) {
 	client := &http.Client{Timeout: 5 * time.Second}
 	out := map[string]int64{}
-	for _, addr := range []string{b.ok1, b.ok2, b.fail} {
+	for _, addr := range b.addrs() {
 		req, err := http.NewRequestWithContext(ctx, http.MethodGet, "http://"+addr+countPath, nil)
 		if err != nil {
 			return nil, err

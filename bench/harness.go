@@ -22,7 +22,15 @@ type scenario struct {
 	conns  int    // fixed wrk connections; 0 uses -connections
 	retry  bool   // upstreams are a 503-only backend and a healthy one, retries on
 	logged bool   // sluice-log (sluice with its access log on) runs here too
+	// slow, in the balancer scenarios, is the mode of the third of three
+	// backends: "slow" (slowDelay added to every answer) or "flap" (the
+	// same every other flapPeriod; see backends.go). nginx runs least_conn
+	// there, HAProxy leastconn, and sluice-lr and sluice-ewma run too.
+	slow string
 }
+
+// balancers reports whether sc is a balancer scenario.
+func (sc scenario) balancers() bool { return sc.slow != "" }
 
 // scenarios are all scenarios, in report order.
 var scenarios = []scenario{
@@ -31,6 +39,8 @@ var scenarios = []scenario{
 	{name: "retry_get", path: "/api/users", retry: true, desc: "one backend always 503, one healthy; one retry on 503"},
 	{name: "upload_post", path: "/upload", upload: true, desc: "64 KiB POST bodies"},
 	{name: "many_conns", path: "/api/users", conns: 1000, desc: "small GETs over 1,000 keep-alive connections"},
+	{name: "slow_backend", path: "/api/users", slow: "slow", desc: "three backends, one adding 20 ms to every answer; nginx least_conn, HAProxy leastconn, sluice by balancer"},
+	{name: "flapping_backend", path: "/api/users", slow: "flap", desc: "three backends, one adding 20 ms in every other 2 s; nginx least_conn, HAProxy leastconn, sluice by balancer"},
 }
 
 // scenarioNames returns the names of all scenarios.
@@ -106,7 +116,7 @@ func run(ctx context.Context, o options) (*report, error) {
 	for _, sc := range scs {
 		for i := 1; i <= o.reps; i++ {
 			for _, p := range ps {
-				if p.name() == "sluice-log" && !sc.logged {
+				if !runsIn(p, sc) {
 					continue
 				}
 				if ctx.Err() != nil {
@@ -137,6 +147,19 @@ func run(ctx context.Context, o options) (*report, error) {
 	e.logf("\n%s", e.rep.markdown())
 	e.logf("wrote %s", e.out)
 	return e.rep, nil
+}
+
+// runsIn reports whether proxy p runs in scenario sc: sluice-log only where
+// sc.logged, sluice-lr and sluice-ewma only in the balancer scenarios, the
+// others everywhere.
+func runsIn(p proxy, sc scenario) bool {
+	switch p.name() {
+	case "sluice-log":
+		return sc.logged
+	case "sluice-lr", "sluice-ewma":
+		return sc.balancers()
+	}
+	return true
 }
 
 // setup finds wrk, pins, builds or finds the proxies, creates the results
@@ -184,7 +207,7 @@ func setup(ctx context.Context, o options, scs []scenario) (*env, []proxy, error
 		e.rep.Versions[p.name()] = proxyVersion(p)
 	}
 	for _, sc := range scs {
-		e.rep.Scenarios = append(e.rep.Scenarios, scenarioInfo{Name: sc.name, Description: sc.desc, Path: sc.path})
+		e.rep.Scenarios = append(e.rep.Scenarios, scenarioInfo{Name: sc.name, Description: sc.desc, Path: sc.path, Slow: sc.slow})
 	}
 
 	e.logDir, e.rawDir = filepath.Join(e.out, "logs"), filepath.Join(e.out, "raw")
@@ -268,13 +291,23 @@ func (e *env) measure(ctx context.Context, p proxy, sc scenario, rep int) (sampl
 		return sample{}, err
 	}
 	ups := []string{e.be.ok1, e.be.ok2}
-	if sc.retry {
+	slowAddr := ""
+	switch {
+	case sc.retry:
 		ups = []string{e.be.fail, e.be.ok1}
+	case sc.slow == "slow":
+		slowAddr = e.be.slow
+	case sc.slow == "flap":
+		slowAddr = e.be.flap
+	}
+	if slowAddr != "" {
+		ups = append(ups, slowAddr)
 	}
 	dir := filepath.Join(e.tmp, name)
 	pp, err := startProxy(ctx, p, proxyConfig{
 		dir: dir, logDir: e.logDir, logName: name,
 		port: port, adminPort: adminPort, upstreams: ups, retry: sc.retry,
+		leastConn: sc.balancers(),
 	}, e.pinProxy, "/api/users")
 	if err != nil {
 		return sample{}, err
@@ -369,6 +402,9 @@ func (e *env) measure(ctx context.Context, p proxy, sc scenario, rep int) (sampl
 		failed = served1[e.be.fail] - served0[e.be.fail]
 		s.UpstreamPerRequest = float64(upstream) / float64(res.Requests)
 		s.FailedTryShare = float64(failed) / float64(res.Requests)
+		if slowAddr != "" && upstream > 0 {
+			s.SlowShare = float64(served1[slowAddr]-served0[slowAddr]) / float64(upstream)
+		}
 	}
 	if wall > 0 {
 		s.Busy = s.CPUSeconds / wall

@@ -8,7 +8,7 @@
 //
 // Usage:
 //
-//	go run ./bench [-scenarios healthy_get,...] [-proxies sluice,sluice-log,nginx,haproxy]
+//	go run ./bench [-scenarios healthy_get,...] [-proxies sluice,sluice-log,sluice-lr,sluice-ewma,nginx,haproxy]
 //	               [-duration 10s] [-warmup 2s] [-reps 3] [-connections 64]
 //	               [-threads 2] [-out dir] [-sluice path]
 package main
@@ -33,7 +33,7 @@ func main() {
 
 	o := defaultOptions()
 	flag.StringVar(&o.scenarios, "scenarios", o.scenarios, "comma-separated scenarios to run: "+strings.Join(scenarioNames(), ", "))
-	flag.StringVar(&o.proxies, "proxies", o.proxies, "comma-separated proxies to compare: sluice, sluice-log (access log on; healthy_get only), nginx, haproxy")
+	flag.StringVar(&o.proxies, "proxies", o.proxies, "comma-separated proxies to compare: sluice, sluice-log (access log on; healthy_get only), sluice-lr and sluice-ewma (least_request and ewma balancers; slow_backend and flapping_backend only), nginx, haproxy")
 	flag.DurationVar(&o.duration, "duration", o.duration, "length of each measured run (wrk rounds up to whole seconds)")
 	flag.DurationVar(&o.warmup, "warmup", o.warmup, "length of the unmeasured warm-up before each run; 0 skips it")
 	flag.IntVar(&o.reps, "reps", o.reps, "repetitions of each scenario per proxy; the median is reported")
@@ -88,7 +88,7 @@ type options struct {
 func defaultOptions() options {
 	return options{
 		scenarios:   "all",
-		proxies:     "sluice,sluice-log,nginx,haproxy",
+		proxies:     "sluice,sluice-log,sluice-lr,sluice-ewma,nginx,haproxy",
 		duration:    10 * time.Second,
 		warmup:      2 * time.Second,
 		reps:        3,

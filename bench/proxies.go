@@ -3,7 +3,10 @@ package main
 // The proxies under test and the equivalent configuration each gets for a
 // scenario: round robin over the scenario's upstreams, upstream keep-alive,
 // no access log, no health checks, and for retry_get one retry on 503 to the
-// other backend, without delay or budget in the way.
+// other backend, without delay or budget in the way. In the balancer
+// scenarios (slow_backend, flapping_backend) nginx balances by least_conn,
+// HAProxy by leastconn, and sluice by the balancer of its variant: sluice
+// round_robin (its default), sluice-lr least_request, sluice-ewma ewma.
 
 import (
 	"bytes"
@@ -38,20 +41,36 @@ type proxyConfig struct {
 	upstreams []string // host:port of each backend, in order
 	retry     bool     // retry 503 once on the other backend (retry_get)
 	accessLog bool     // sluice-log: write the JSON access log to a file in dir
+	// leastConn: a balancer scenario; nginx least_conn, HAProxy leastconn
+	// (sluice's balancer is its variant's, set by sluiceProxy.command).
+	leastConn bool
+	balancer  string // sluice's route balancer; "" leaves the key out (round_robin)
 }
 
 // sluiceProxy runs sluice with a YAML configuration as docs/configuration.md
 // describes it.
 // With accessLog it is "sluice-log": the same configuration with the JSON
-// access log written to a file, to measure what the log costs.
+// access log written to a file, to measure what the log costs. With a
+// balancer it is "sluice-lr" (least_request) or "sluice-ewma" (ewma), run in
+// the balancer scenarios; plain "sluice" has none and so round_robin.
 type sluiceProxy struct {
 	bin       string
 	accessLog bool
+	balancer  string
 }
+
+// sluiceVariants maps the names of sluice's balancer variants to their
+// balancers.
+var sluiceVariants = map[string]string{"sluice-lr": "least_request", "sluice-ewma": "ewma"}
 
 func (p sluiceProxy) name() string {
 	if p.accessLog {
 		return "sluice-log"
+	}
+	for n, b := range sluiceVariants {
+		if b == p.balancer {
+			return n
+		}
 	}
 	return "sluice"
 }
@@ -82,6 +101,9 @@ retry:
 routes:
   - name: bench
     path_prefix: /
+{{- if .balancer}}
+    balancer: {{.balancer}}
+{{- end}}
     backends:
 {{- range .upstreams}}
       - http://{{.}}
@@ -91,6 +113,7 @@ routes:
 func (p sluiceProxy) command(c proxyConfig) ([]string, []string, error) {
 	cfg := filepath.Join(c.dir, "sluice.yaml")
 	c.accessLog = p.accessLog
+	c.balancer = p.balancer
 	if err := renderTo(cfg, sluiceTemplate, c); err != nil {
 		return nil, nil, err
 	}
@@ -139,6 +162,9 @@ http {
     proxy_max_temp_file_size 0;
 
     upstream backends {
+{{- if .leastConn}}
+        least_conn;
+{{- end}}
 {{- range .upstreams}}
         server {{.}} max_fails=0;
 {{- end}}
@@ -179,7 +205,8 @@ func (haproxyProxy) name() string { return "haproxy" }
 // haproxyTemplate is the HAProxy configuration: no "log" line (no logging),
 // servers without "check", idle server connections shared by all clients
 // (http-reuse always), and for retry_get "retries 1" with "retry-on 503" and
-// "option redispatch" so that the retry goes to the other server.
+// "option redispatch" so that the retry goes to the other server; leastconn
+// in the balancer scenarios.
 var haproxyTemplate = template.Must(template.New("haproxy").Parse(`# HAProxy benchmark configuration (generated)
 global
     nbthread 1
@@ -201,7 +228,7 @@ frontend bench
     default_backend backends
 
 backend backends
-    balance roundrobin
+    balance {{if .leastConn}}leastconn{{else}}roundrobin{{end}}
 {{- if .retry}}
     retries 1
     retry-on 503
@@ -239,6 +266,7 @@ func renderTo(path string, t *template.Template, c proxyConfig) error {
 		"dir": c.dir, "logDir": c.logDir, "logName": c.logName,
 		"port": c.port, "adminPort": c.adminPort,
 		"upstreams": c.upstreams, "retry": c.retry, "accessLog": c.accessLog,
+		"leastConn": c.leastConn, "balancer": c.balancer,
 		"maxconn": haproxyMaxconn(),
 	})
 	if err != nil {
@@ -362,14 +390,14 @@ func tail(path string, n int) string {
 func newProxies(names []string, root, tmp, sluiceBin string) (ps []proxy, skipped []string, err error) {
 	for _, n := range names {
 		switch n {
-		case "sluice", "sluice-log":
+		case "sluice", "sluice-log", "sluice-lr", "sluice-ewma":
 			if sluiceBin == "" {
 				sluiceBin = filepath.Join(tmp, "sluice")
 				if err := buildSluice(root, sluiceBin); err != nil {
 					return nil, nil, err
 				}
 			}
-			ps = append(ps, sluiceProxy{bin: sluiceBin, accessLog: n == "sluice-log"})
+			ps = append(ps, sluiceProxy{bin: sluiceBin, accessLog: n == "sluice-log", balancer: sluiceVariants[n]})
 		case "nginx", "haproxy":
 			bin, err := exec.LookPath(n)
 			if err != nil {
@@ -382,7 +410,7 @@ func newProxies(names []string, root, tmp, sluiceBin string) (ps []proxy, skippe
 				ps = append(ps, haproxyProxy{bin: bin})
 			}
 		default:
-			return nil, nil, fmt.Errorf("unknown proxy %q (want sluice, nginx or haproxy)", n)
+			return nil, nil, fmt.Errorf("unknown proxy %q (want sluice, sluice-log, sluice-lr, sluice-ewma, nginx or haproxy)", n)
 		}
 	}
 	if len(ps) == 0 {

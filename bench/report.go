@@ -34,6 +34,10 @@ type sample struct {
 	// FailedTryShare is the failing backend's requests per client request
 	// (retry_get only; 0 elsewhere).
 	FailedTryShare float64 `json:"failed_try_share"`
+	// SlowShare is, in the balancer scenarios, the slow (or flapping)
+	// backend's share of the requests the backends served: a third under
+	// round robin; 0 elsewhere.
+	SlowShare float64 `json:"slow_share"`
 	// LoadSeconds is the CPU time wrk and the backends used over the run.
 	LoadSeconds float64 `json:"load_cpu_seconds"`
 	// ProxyCPUBusy and LoadCPUBusy are how busy the proxy's CPU and the
@@ -61,8 +65,10 @@ type result struct {
 	CPUPerRequestUS float64 `json:"cpu_per_request_us"`
 	PeakRSSMiB      float64 `json:"peak_rss_mib"`
 	Busy            float64 `json:"cpu_busy"`
-	// UpstreamPerRequest is the median of the samples' (see sample).
+	// UpstreamPerRequest and SlowShare are the medians of the samples'
+	// (see sample).
 	UpstreamPerRequest float64 `json:"upstream_per_request"`
+	SlowShare          float64 `json:"slow_share"`
 	// Errors and Requests are totals over the repetitions, not medians:
 	// an error in any run matters.
 	Errors   int64 `json:"errors"`
@@ -84,6 +90,9 @@ type scenarioInfo struct {
 	Name        string `json:"name"`
 	Description string `json:"description"`
 	Path        string `json:"path"`
+	// Slow is, in a balancer scenario, the mode of its slow backend:
+	// "slow" or "flap" (see backends.go).
+	Slow string `json:"slow_backend,omitempty"`
 }
 
 // report is everything a benchmark run produced. It is written as
@@ -102,6 +111,7 @@ type report struct {
 	Proxies     []string          `json:"proxies"`
 	Scenarios   []scenarioInfo    `json:"scenarios"`
 	Results     []result          `json:"results"`
+	Targets     []target          `json:"targets,omitempty"` // slow_backend's, when it ran
 	Samples     []sample          `json:"samples"`
 	Warnings    []string          `json:"warnings"`
 	Failures    []string          `json:"failures"`
@@ -154,6 +164,7 @@ func readHostInfo() hostInfo {
 // summarize fills Results from Samples: medians per scenario and proxy, in
 // scenario and proxy order, then the ratios to nginx.
 func (r *report) summarize() {
+	defer func() { r.Targets = r.targets() }()
 	r.Results = nil
 	for _, sc := range r.Scenarios {
 		var nginx *result
@@ -177,6 +188,7 @@ func (r *report) summarize() {
 			res.PeakRSSMiB = median(ss, func(s sample) float64 { return float64(s.PeakRSSKiB) / 1024 })
 			res.Busy = median(ss, func(s sample) float64 { return s.Busy })
 			res.UpstreamPerRequest = median(ss, func(s sample) float64 { return s.UpstreamPerRequest })
+			res.SlowShare = median(ss, func(s sample) float64 { return s.SlowShare })
 			for _, s := range ss {
 				res.Errors += s.Errors()
 				res.Requests += s.Requests
@@ -370,6 +382,7 @@ func (r *report) markdown() string {
 		b.WriteString("\nsluice against HAProxy, paired the same way:\n\n| scenario | req/s | p99 | CPU/request |\n|---|--:|--:|--:|\n")
 		b.WriteString(strings.Join(vsHAProxy, ""))
 	}
+	b.WriteString(r.balancerMarkdown())
 	for _, sc := range r.Scenarios {
 		off, ok1 := findResult(r, sc.Name, "sluice")
 		on, ok2 := findResult(r, sc.Name, "sluice-log")
@@ -391,6 +404,111 @@ func (r *report) markdown() string {
 		}
 	}
 	return b.String()
+}
+
+// balancerMarkdown renders the balancer scenarios' section: each proxy's
+// share of requests sent to the slow backend and its figures paired with
+// nginx's, HAProxy's and sluice round_robin's, then the targets of
+// slow_backend. It is empty when no balancer scenario ran.
+func (r *report) balancerMarkdown() string {
+	var rows strings.Builder
+	for _, sc := range r.Scenarios {
+		if sc.Slow == "" {
+			continue
+		}
+		for _, res := range r.Results {
+			if res.Scenario != sc.Name {
+				continue
+			}
+			fmt.Fprintf(&rows, "| %s | %s | %s | %s | %.1f%% | %s | %s | %s | %s | %s |\n",
+				res.Scenario, proxyLabel(res.Proxy), fmtInt(res.RPS), fmtMs(res.P99ms), 100*res.SlowShare,
+				r.pairedCell(sc.Name, res.Proxy, "nginx", "rps"), r.pairedCell(sc.Name, res.Proxy, "haproxy", "rps"),
+				r.pairedCell(sc.Name, res.Proxy, "nginx", "p99"), r.pairedCell(sc.Name, res.Proxy, "haproxy", "p99"),
+				r.pairedCell(sc.Name, res.Proxy, "sluice", "p99"))
+		}
+	}
+	if rows.Len() == 0 {
+		return ""
+	}
+	var b strings.Builder
+	b.WriteString("\nBalancer scenarios: three backends, the third slow (slow_backend: 20 ms added to every answer; flapping_backend: 20 ms added in every other 2 s). " +
+		"nginx balances by least_conn, HAProxy by leastconn; sluice by round_robin, sluice-lr by least_request, sluice-ewma by ewma. " +
+		"Slow share is the slow backend's share of the requests the backends served (a third under round robin). Ratios are paired, as above.\n\n")
+	b.WriteString("| scenario | proxy | req/s | p99 | slow share | req/s vs nginx | vs HAProxy | p99 vs nginx | vs HAProxy | vs sluice round_robin |\n")
+	b.WriteString("|---|---|--:|--:|--:|--:|--:|--:|--:|--:|\n")
+	b.WriteString(rows.String())
+	if ts := r.targets(); len(ts) > 0 {
+		b.WriteString("\nTargets in slow_backend (paired ratios):\n\n")
+		for _, t := range ts {
+			verdict := "not met"
+			if t.Met {
+				verdict = "met"
+			}
+			fmt.Fprintf(&b, "- %s: %.2f×, %s\n", t.What, t.Ratio, verdict)
+		}
+	}
+	return b.String()
+}
+
+// proxyLabel names a proxy with its balancer in the balancer section.
+func proxyLabel(p string) string {
+	switch p {
+	case "sluice":
+		return "sluice (round_robin)"
+	case "sluice-lr":
+		return "sluice-lr (least_request)"
+	case "sluice-ewma":
+		return "sluice-ewma (ewma)"
+	case "nginx":
+		return "nginx (least_conn)"
+	case "haproxy":
+		return "haproxy (leastconn)"
+	}
+	return p
+}
+
+// pairedCell is proxy's paired ratio to ref for figure key in sc, or "" for
+// ref itself or when they did not both run.
+func (r *report) pairedCell(sc, proxy, ref, key string) string {
+	if proxy == ref {
+		return ""
+	}
+	v, ok := r.pairedRatios(sc, proxy, ref)[key]
+	if !ok {
+		return ""
+	}
+	return fmt.Sprintf("%.2f×", v)
+}
+
+// target is one of slow_backend's targets, checked on paired ratios.
+type target struct {
+	What  string  `json:"what"`
+	Ratio float64 `json:"ratio"`
+	Met   bool    `json:"met"`
+}
+
+// targets checks slow_backend's targets: sluice-ewma's p99 lower and req/s
+// higher than nginx's and HAProxy's, and its p99 at most half of sluice
+// round_robin's, each on the paired ratio. Those whose proxies did not run
+// are left out.
+func (r *report) targets() []target {
+	const sc = "slow_backend"
+	var out []target
+	for _, c := range []struct {
+		what, ref, key string
+		met            func(float64) bool
+	}{
+		{"sluice-ewma p99 below nginx's", "nginx", "p99", func(v float64) bool { return v < 1 }},
+		{"sluice-ewma p99 below HAProxy's", "haproxy", "p99", func(v float64) bool { return v < 1 }},
+		{"sluice-ewma req/s above nginx's", "nginx", "rps", func(v float64) bool { return v > 1 }},
+		{"sluice-ewma req/s above HAProxy's", "haproxy", "rps", func(v float64) bool { return v > 1 }},
+		{"sluice-ewma p99 at most half of sluice round_robin's", "sluice", "p99", func(v float64) bool { return v <= 0.5 }},
+	} {
+		if v, ok := r.pairedRatios(sc, "sluice-ewma", c.ref)[c.key]; ok {
+			out = append(out, target{What: c.what, Ratio: v, Met: c.met(v)})
+		}
+	}
+	return out
 }
 
 // withRatio appends " (1.23×)" when ratios has key.

@@ -90,9 +90,9 @@ func TestViews(t *testing.T) {
 			rects++
 		}
 	}
-	// background + 2 legend swatches + 2 panels × 2 scenarios × 2 proxies
-	if rects != 1+2+8 {
-		t.Errorf("chart has %d rects, want 11", rects)
+	// background + 2 legend swatches + 3 panels × 2 scenarios × 2 proxies
+	if rects != 1+2+12 {
+		t.Errorf("chart has %d rects, want 15", rects)
 	}
 	if !strings.Contains(svg, "4k*") {
 		t.Errorf("chart does not mark the run with errors")
@@ -161,5 +161,82 @@ func TestPairedAgainstHAProxy(t *testing.T) {
 	md := r.markdown()
 	if !strings.Contains(md, "| retry_get | 0.50× | 1.00× | 1.00× |") || strings.Contains(md, "| healthy_get | 0.") {
 		t.Errorf("markdown lacks sluice's paired ratios to HAProxy in retry_get only:\n%s", md)
+	}
+}
+
+// balancerReport returns a report of slow_backend: three repetitions of
+// sluice (round robin), sluice-lr, sluice-ewma, nginx and HAProxy, with the
+// given req/s, p99 (ms) and slow share per proxy, the same in every
+// repetition; sluice-log is among the proxies but did not run.
+func balancerReport(figures map[string][3]float64) *report {
+	r := newReport(defaultOptions(), time.Date(2026, 12, 6, 12, 0, 0, 0, time.UTC), "")
+	r.Proxies = []string{"sluice", "sluice-log", "sluice-lr", "sluice-ewma", "nginx", "haproxy"}
+	r.Scenarios = []scenarioInfo{{Name: "slow_backend", Slow: "slow"}}
+	for rep := 1; rep <= 3; rep++ {
+		for _, p := range r.Proxies {
+			f, ok := figures[p]
+			if !ok {
+				continue
+			}
+			s := sample{Scenario: "slow_backend", Proxy: p, Rep: rep, SlowShare: f[2]}
+			s.RPS, s.P99ms, s.CPUPerRequestUS, s.PeakRSSKiB, s.Requests = f[0], f[1], 30, 1024, 100
+			r.Samples = append(r.Samples, s)
+		}
+	}
+	r.summarize()
+	return r
+}
+
+// TestBalancerSection: the balancer scenarios' table gives the slow share
+// and the paired ratios to nginx, HAProxy and sluice round robin, and
+// slow_backend's targets are checked on them.
+func TestBalancerSection(t *testing.T) {
+	r := balancerReport(map[string][3]float64{
+		"sluice":      {8000, 24, 1.0 / 3},
+		"sluice-lr":   {20000, 40, 0.04},
+		"sluice-ewma": {22000, 10, 0.005},
+		"nginx":       {20000, 20, 0.05},
+		"haproxy":     {25000, 30, 0.05},
+	})
+	md := r.markdown()
+	for _, want := range []string{
+		"| slow_backend | sluice-ewma (ewma) | 22,000 | 10.0 ms | 0.5% | 1.10× | 0.88× | 0.50× | 0.33× | 0.42× |",
+		"| slow_backend | sluice (round_robin) | 8,000 | 24.0 ms | 33.3% | 0.40× | 0.32× | 1.20× | 0.80× |  |",
+		"| slow_backend | nginx (least_conn) | 20,000 | 20.0 ms | 5.0% |  | 0.80× |  | 0.67× | 0.83× |",
+		"- sluice-ewma p99 below nginx's: 0.50×, met",
+		"- sluice-ewma req/s above HAProxy's: 0.88×, not met",
+		"- sluice-ewma p99 at most half of sluice round_robin's: 0.42×, met",
+	} {
+		if !strings.Contains(md, want) {
+			t.Errorf("markdown lacks %q:\n%s", want, md)
+		}
+	}
+	if len(r.Targets) != 5 {
+		t.Fatalf("got %d targets, want 5: %+v", len(r.Targets), r.Targets)
+	}
+	met := 0
+	for _, tg := range r.Targets {
+		if tg.Met {
+			met++
+		}
+	}
+	if met != 4 {
+		t.Errorf("%d targets met, want 4 (all but req/s above HAProxy's): %+v", met, r.Targets)
+	}
+
+	// The chart names only the proxies that ran: not sluice-log.
+	svg := chart(r)
+	if strings.Contains(svg, "sluice-log") || !strings.Contains(svg, "sluice vs sluice-lr vs sluice-ewma vs nginx vs haproxy") {
+		t.Errorf("chart title or legend names a proxy that did not run, or lacks one that did:\n%s", svg[:min(len(svg), 800)])
+	}
+}
+
+// TestNoBalancerSection: without a balancer scenario there is no balancer
+// table and no targets.
+func TestNoBalancerSection(t *testing.T) {
+	r := fakeReport()
+	r.summarize()
+	if md := r.markdown(); strings.Contains(md, "Balancer scenarios") || strings.Contains(md, "Targets") || r.Targets != nil {
+		t.Errorf("a report without balancer scenarios has a balancer section or targets:\n%s", md)
 	}
 }
