@@ -449,3 +449,27 @@ func (r *rendezvous) Pick(key Key, tried []*backend.Backend) *backend.Backend {
 	}
 	return best
 }
+
+// TestEWMAForgetsAStall: a busy backend (a sample every 0.1 ms) that
+// stalled once is fast again in its latency figure within a few hundred
+// samples, not after seconds: every sample moves the EWMA at least 1/32 of
+// the way.
+func TestEWMAForgetsAStall(t *testing.T) {
+	bs := backends(1)
+	now := time.Unix(3_000_000, 0)
+	for i := 0; i < 100; i++ {
+		now = now.Add(100 * time.Microsecond)
+		bs[0].ObserveLatency(time.Millisecond, now)
+	}
+	bs[0].ObserveLatency(50*time.Millisecond, now) // one stall: the peak is taken at once
+	if got := bs[0].Latency(now.UnixNano()); got < 49e6 {
+		t.Fatalf("after a 50 ms sample the latency is %.1f ms, want the peak", got/1e6)
+	}
+	for i := 0; i < 300; i++ {
+		now = now.Add(100 * time.Microsecond)
+		bs[0].ObserveLatency(time.Millisecond, now)
+	}
+	if got := bs[0].Latency(now.UnixNano()); got > 2e6 {
+		t.Fatalf("300 fast samples (30 ms) after a stall the latency is %.1f ms, want under 2 ms", got/1e6)
+	}
+}
