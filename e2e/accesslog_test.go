@@ -45,7 +45,7 @@ func TestAccessLog(t *testing.T) {
 	}
 
 	keys := []string{"time", "request_id", "client", "method", "path", "route", "backend", "status",
-		"bytes_in", "bytes_out", "duration_ms", "attempts", "error"}
+		"bytes_in", "bytes_out", "duration_ms", "attempts", "error", "proto"}
 	for i, l := range lines {
 		for _, k := range keys {
 			if _, ok := l[k]; !ok {
@@ -63,7 +63,7 @@ func TestAccessLog(t *testing.T) {
 	}
 	want := []map[string]any{
 		{"request_id": okID, "method": "POST", "path": "/api/x?q=1", "route": "api", "backend": b.URL,
-			"status": 200.0, "bytes_in": 5.0, "bytes_out": 9.0, "attempts": 1.0, "error": ""},
+			"status": 200.0, "bytes_in": 5.0, "bytes_out": 9.0, "attempts": 1.0, "error": "", "proto": "HTTP/1.1"},
 		{"request_id": missID, "method": "GET", "path": "/nowhere", "route": "", "backend": "",
 			"status": 404.0, "error": "no_route"},
 	}

@@ -6,6 +6,8 @@ import (
 	"log/slog"
 	"net"
 	"net/http"
+	"os"
+	"path/filepath"
 	"strings"
 	"sync/atomic"
 	"time"
@@ -39,15 +41,22 @@ routes:
 `
 
 // startDemo starts four demo backends on free loopback ports: three for /api
-// (the third fails one request in five with a 503) and one for /static. It
-// returns the demo configuration and a function that stops them.
+// (the third fails one request in five with a 503) and one for /static,
+// and makes the certificate of the demo's HTTPS listener. It returns the
+// demo configuration and a function that stops the backends and removes
+// the certificate.
 func startDemo(log *slog.Logger) (*config.Config, func(), error) {
 	var servers []*http.Server
 	var addrs []any
+	certDir, err := demoCertificate()
+	if err != nil {
+		return nil, nil, err
+	}
 	stop := func() {
 		for _, s := range servers {
 			s.Close()
 		}
+		os.RemoveAll(certDir)
 	}
 	for i, name := range []string{"api-1", "api-2", "api-3-flaky", "static"} {
 		ln, err := net.Listen("tcp", "127.0.0.1:0")
@@ -60,7 +69,8 @@ func startDemo(log *slog.Logger) (*config.Config, func(), error) {
 		addrs = append(addrs, ln.Addr().String())
 		go srv.Serve(ln)
 	}
-	cfg, err := config.Parse([]byte(fmt.Sprintf(demoConfig, addrs...)))
+	cfg, err := config.Parse([]byte(fmt.Sprintf(demoConfig, addrs...) +
+		fmt.Sprintf(demoTLS, filepath.Join(certDir, "demo.crt"), filepath.Join(certDir, "demo.key"))))
 	if err != nil {
 		stop()
 		return nil, nil, err
@@ -91,15 +101,19 @@ func demoBackend(name string, flaky, static bool) http.Handler {
 	})
 }
 
-func printDemoHelp(w io.Writer, proxy, admin string) {
+// printDemoHelp prints what to try; ca is the CA file of the HTTPS
+// listener's certificate, which is for localhost.
+func printDemoHelp(w io.Writer, proxy, secure, ca, admin string) {
+	_, port, _ := net.SplitHostPort(secure)
 	fmt.Fprintf(w, strings.TrimLeft(`
-sluice demo is running: proxy on http://%[1]s, admin on http://%[2]s
+sluice demo is running: proxy on http://%[1]s and https://localhost:%[3]s, admin on http://%[2]s
 Dashboard: open http://%[2]s/ in a browser
 Try:
   curl -i http://%[1]s/api/users           # round robin over three backends
   curl -i http://%[1]s/static/logo.png     # strip_prefix: the backend sees /logo.png
   curl -i http://%[1]s/nowhere             # 404 with a JSON error body
+  curl -i --cacert %[4]s https://localhost:%[3]s/api/users    # HTTP/2 over TLS (or -k instead of --cacert)
   curl -i http://%[2]s/readyz
 Stop with Ctrl-C (graceful drain).
-`, "\n"), proxy, admin)
+`, "\n"), proxy, admin, port, ca)
 }

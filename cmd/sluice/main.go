@@ -9,6 +9,7 @@ import (
 	"log/slog"
 	"os"
 	"os/signal"
+	"path/filepath"
 	"syscall"
 
 	"github.com/sluice-proxy/sluice/internal/config"
@@ -90,9 +91,11 @@ func run(args []string, stdout, stderr io.Writer) int {
 		return 1
 	}
 	srv.Serve()
-	log.Info("sluice started", "version", currentVersion(), "listen", srv.Addr().String(), "admin", addrString(srv.AdminAddr()), "routes", len(cfg.Routes))
+	log.Info("sluice started", "version", currentVersion(), "listen", addrString(srv.Addr()), "tls_listen", addrString(srv.TLSAddr()),
+		"admin", addrString(srv.AdminAddr()), "routes", len(cfg.Routes))
 	if *demo {
-		printDemoHelp(stdout, srv.Addr().String(), addrString(srv.AdminAddr()))
+		ca := filepath.Join(filepath.Dir(cfg.TLS.Certificates[0].Cert), "ca.pem")
+		printDemoHelp(stdout, srv.Addr().String(), srv.TLSAddr().String(), ca, addrString(srv.AdminAddr()))
 	}
 
 	for {

@@ -40,6 +40,9 @@ type Entry struct {
 	Duration  time.Duration
 	Attempts  int
 	Error     string
+	// Proto is the request's protocol: "HTTP/1.0", "HTTP/1.1" or
+	// "HTTP/2.0".
+	Proto string
 }
 
 // Lost is told of lines that did not reach the log whole: cause is
@@ -253,6 +256,8 @@ func appendEntry(b []byte, e *Entry) []byte {
 	b = strconv.AppendInt(b, int64(e.Attempts), 10)
 	b = append(b, `,"error":`...)
 	b = AppendString(b, e.Error)
+	b = append(b, `,"proto":`...)
+	b = AppendString(b, e.Proto)
 	return append(b, "}\n"...)
 }
 

@@ -46,6 +46,7 @@ type Conn struct {
 	s        *Server
 	nc       net.Conn
 	raw      syscall.RawConn // nil when the connection has no descriptor
+	tcp      bool            // nc is a plain TCP socket: a body may be spliced to it
 	next     func(fd uintptr) bool
 	accepted time.Time
 
@@ -90,6 +91,11 @@ type Conn struct {
 	// PeerGone's callback, made on first use, and its result.
 	gone   func(fd uintptr) bool
 	isGone bool
+	// under is the TCP socket under a TLS connection, which PeerGone
+	// polls; peerCheck is the PeerGone of a connection that has its own
+	// (an HTTP/2 stream's). Both are nil otherwise.
+	under     syscall.RawConn
+	peerCheck func() bool
 }
 
 func newConn(s *Server, nc net.Conn) *Conn {
@@ -97,12 +103,15 @@ func newConn(s *Server, nc net.Conn) *Conn {
 	c.body.c = c
 	if tc, ok := nc.(*net.TCPConn); ok {
 		tc.SetNoDelay(true)
+		c.tcp = true
 	}
 	if sc, ok := nc.(syscall.Conn); ok {
 		if raw, err := sc.SyscallConn(); err == nil {
 			c.raw = raw
 			c.next = c.writeThenRead
 		}
+	} else {
+		c.watchPeer()
 	}
 	return c
 }
@@ -565,7 +574,7 @@ func (c *Conn) NetConn() net.Conn { return c.nc }
 // request, and body reads set theirs.
 func (c *Conn) PeerGone() bool {
 	if c.raw == nil {
-		return false
+		return c.otherPeerGone()
 	}
 	// A read deadline from the request head (client_header) may have
 	// passed during a long wait, and would fail the peek before it is

@@ -41,6 +41,12 @@ type Server struct {
 	// IdleTimeout bounds the wait for a keep-alive connection's next
 	// request, and how long one write to a client may stall.
 	IdleTimeout time.Duration
+	// TLS marks the connections as having come over TLS: their requests
+	// have the scheme https (Conn.Secure).
+	TLS bool
+	// HTTP2 marks the connections as HTTP/2 streams, each carrying one
+	// request rendered as HTTP/1.1 (Conn.ProtoName).
+	HTTP2 bool
 	// OnPanic, when set, is told of a panic while a connection was served,
 	// with the value and the goroutine's stack. The engine recovers it and
 	// closes that connection; every other connection goes on.

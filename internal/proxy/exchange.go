@@ -75,7 +75,7 @@ func (x *exchange) begin(h *Handler, c *h1.Conn) {
 	x.log = h.AccessLog.Acquire()
 	x.route, x.backend, x.up, x.nTried, x.resends = nil, nil, nil, 0, 0
 	x.tried = x.triedBuf[:0]
-	x.rec = accesslog.Entry{Time: c.Time, Client: c.RemoteIP()}
+	x.rec = accesslog.Entry{Time: c.Time, Client: c.RemoteIP(), Proto: c.ProtoName()}
 	x.word = metrics.NoError
 	x.requestID = x.requestID[:0]
 	x.target, x.query, x.host, x.path = x.target[:0], nil, nil, ""
@@ -131,6 +131,10 @@ func (x *exchange) admit() bool {
 		return false
 	}
 	if !x.parseTarget() {
+		return false
+	}
+	if x.redirects() {
+		x.redirect()
 		return false
 	}
 	x.route = x.match()
@@ -251,7 +255,7 @@ func (x *exchange) prepare() {
 		out = appendField(out, "Connection", []byte("Upgrade"))
 		out = appendField(out, "Upgrade", x.head.upgrade)
 	}
-	out = appendForwarding(out, x.head.fields, x.rec.Client, trusted(x.rt.Trusted, x.rec.Client), x.host)
+	out = appendForwarding(out, x.head.fields, x.rec.Client, trusted(x.rt.Trusted, x.rec.Client), x.host, x.client.Secure())
 	out = appendField(out, "X-Request-Id", x.requestID)
 	switch {
 	case x.body != nil:

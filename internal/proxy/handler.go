@@ -26,6 +26,10 @@ type Handler struct {
 	log *slog.Logger
 	// AccessLog gets one line per request; it holds nil for none.
 	AccessLog accesslog.Holder
+	// TLSPort is the HTTPS listener's port, 0 when there is none; set
+	// before the listeners serve. The plain listener's requests are
+	// redirected to it when tls.redirect_http is on.
+	TLSPort int
 
 	inFlight atomic.Int64
 }

@@ -131,8 +131,9 @@ func appendField[N ~string | ~[]byte](dst []byte, name N, value []byte) []byte {
 // appendForwarding appends X-Forwarded-For, -Proto, -Host and Forwarded.
 // When the peer is trusted the client's values are kept (the peer appended
 // to X-Forwarded-For and the proxy's element to Forwarded); otherwise they
-// are replaced by what the proxy saw.
-func appendForwarding(dst []byte, fields []field, peer netip.Addr, trusted bool, host []byte) []byte {
+// are replaced by what the proxy saw. secure says the request came over
+// TLS: its scheme is https.
+func appendForwarding(dst []byte, fields []field, peer netip.Addr, trusted bool, host []byte, secure bool) []byte {
 	var ipBuf [64]byte
 	ip := peer.AppendTo(ipBuf[:0])
 	var proto, xhost []byte
@@ -162,7 +163,10 @@ func appendForwarding(dst []byte, fields []field, peer netip.Addr, trusted bool,
 		dst = appendField(dst, "X-Forwarded-For", ip)
 	}
 	if proto == nil {
-		proto = []byte("http")
+		proto = schemeHTTP
+		if secure {
+			proto = schemeHTTPS
+		}
 	}
 	dst = appendField(dst, "X-Forwarded-Proto", proto)
 	if xhost == nil {
@@ -197,13 +201,24 @@ func appendForwarding(dst []byte, fields []field, peer netip.Addr, trusted bool,
 	} else {
 		dst = append(dst, ip...)
 	}
-	dst = append(dst, ";proto=http"...)
+	dst = append(dst, ";proto="...)
+	if secure {
+		dst = append(dst, schemeHTTPS...)
+	} else {
+		dst = append(dst, schemeHTTP...)
+	}
 	if len(host) > 0 {
 		dst = append(dst, ";host="...)
 		dst = appendForwardedValue(dst, host)
 	}
 	return append(dst, '\r', '\n')
 }
+
+// The schemes of X-Forwarded-Proto and Forwarded's proto.
+var (
+	schemeHTTP  = []byte("http")
+	schemeHTTPS = []byte("https")
+)
 
 // appendForwardedValue appends v as a Forwarded token, or quoted when it
 // holds characters a token may not (a host with a port has a colon).

@@ -142,7 +142,9 @@ func (x *exchange) release() {
 // body keeps it (see endBody).
 func (x *exchange) relay(body *upstream.Body) error {
 	w := x.client
-	if body.Left() >= upstream.SpliceMin {
+	// Only to a plain TCP socket: spliced under TLS, the bytes would go
+	// out in clear.
+	if body.Left() >= upstream.SpliceMin && w.PlainTCP() {
 		// Pass on what is already buffered, then splice the rest.
 		if p := body.Buffered(); len(p) > 0 {
 			m, err := w.Write(p)

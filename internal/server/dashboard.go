@@ -235,7 +235,7 @@ func (s *Server) stats() any {
 		Time: now.UTC(), WindowSeconds: stats.Window,
 		Process: processDoc{
 			Version: d.version, Started: started.UTC(), UptimeSeconds: num(now.Sub(started).Seconds()),
-			ConnectionsOpen: s.engine.OpenConns(), RequestsInFlight: s.handler.InFlight(),
+			ConnectionsOpen: s.openConns(), RequestsInFlight: s.handler.InFlight(),
 			Goroutines: runtime.NumGoroutine(), Config: cfg,
 		},
 		Routes:      []routeStats{},

@@ -34,7 +34,10 @@ type Server struct {
 	handler   *proxy.Handler
 	transport *upstream.Transport
 	engine    *h1.Server
-	ln        net.Listener
+	ln        net.Listener // nil when listen is ""
+	tlsLn     net.Listener // the HTTPS listener's socket; nil without tls.listen
+	edge      *edge        // the HTTPS listener; nil without tls.listen
+	conns     *metrics.Conns
 	admin     *http.Server
 	adminLn   net.Listener
 	active    *health.Active
@@ -60,14 +63,21 @@ func New(cfg *config.Config, path string, log *slog.Logger, opts ...Option) (*Se
 	for _, o := range opts {
 		o(s)
 	}
-	ln, err := net.Listen("tcp", cfg.Listen)
-	if err != nil {
-		return nil, fmt.Errorf("listen: %w", err)
+	var err error
+	if cfg.Listen != "" {
+		if s.ln, err = net.Listen("tcp", cfg.Listen); err != nil {
+			return nil, fmt.Errorf("listen: %w", err)
+		}
 	}
-	s.ln = ln
+	if cfg.TLS.Listen != "" {
+		if s.tlsLn, err = net.Listen("tcp", cfg.TLS.Listen); err != nil {
+			s.closeListeners()
+			return nil, fmt.Errorf("tls.listen: %w", err)
+		}
+	}
 	if cfg.Admin.Listen != "" {
 		if s.adminLn, err = net.Listen("tcp", cfg.Admin.Listen); err != nil {
-			ln.Close()
+			s.closeListeners()
 			return nil, fmt.Errorf("admin.listen: %w", err)
 		}
 	}
@@ -85,6 +95,11 @@ func New(cfg *config.Config, path string, log *slog.Logger, opts ...Option) (*Se
 	s.handler.AccessLog.Store(alog)
 	s.engine = newEngine(cfg, s.handler)
 	s.engine.OnPanic = s.panicked
+	s.conns = metrics.NewConns(s.metrics)
+	if s.ln != nil {
+		s.ln = countingListener{Listener: s.ln, conns: s.conns}
+	}
+	s.buildEdge(cfg)
 	api := admin.New(admin.Options{
 		Draining: &s.draining,
 		Token:    func() string { return s.Config().Admin.Token },
@@ -116,8 +131,13 @@ func newEngine(cfg *config.Config, h *proxy.Handler) *h1.Server {
 	}
 }
 
-// Addr returns the proxy listener's address.
-func (s *Server) Addr() net.Addr { return s.ln.Addr() }
+// Addr returns the proxy listener's address, or nil when listen is "".
+func (s *Server) Addr() net.Addr {
+	if s.ln == nil {
+		return nil
+	}
+	return s.ln.Addr()
+}
 
 // AdminAddr returns the admin listener's address, or nil when disabled.
 func (s *Server) AdminAddr() net.Addr {
@@ -140,7 +160,10 @@ func (s *Server) panicked(v any, stack []byte) {
 func (s *Server) Serve() {
 	s.active.Sync(s.handler.Runtime().HealthTargets())
 	s.startDashboard()
-	go func() { s.serveErr <- s.engine.Serve(s.ln) }()
+	if s.ln != nil {
+		go func() { s.serveErr <- s.engine.Serve(s.ln) }()
+	}
+	s.serveEdge()
 	if s.adminLn != nil {
 		go func() {
 			if err := s.admin.Serve(s.adminLn); !errors.Is(err, http.ErrServerClosed) {
@@ -199,6 +222,7 @@ func (s *Server) Reload(cfg *config.Config) {
 		s.log.Warn("listen changed; it takes effect on restart", "running", s.cfg.Listen, "configured", cfg.Listen)
 		cfg.Listen = s.cfg.Listen
 	}
+	s.reloadEdge(cfg)
 	if cfg.Admin.Listen != s.cfg.Admin.Listen {
 		s.log.Warn("admin.listen changed; it takes effect on restart", "running", s.cfg.Admin.Listen, "configured", cfg.Admin.Listen)
 		cfg.Admin.Listen = s.cfg.Admin.Listen
@@ -254,9 +278,9 @@ func (s *Server) Shutdown() int {
 	ctx, cancel := context.WithTimeout(context.Background(), cfg.Timeouts.Shutdown.D())
 	defer cancel()
 	cut := 0
-	if err := s.engine.Shutdown(ctx); err != nil {
+	if err := s.drain(ctx); err != nil {
 		inFlight := s.handler.InFlight()
-		cut = s.engine.CloseAll()
+		cut = s.cutAll()
 		s.log.Warn("shutdown deadline passed; cutting connections", "connections", cut, "requests", inFlight)
 	}
 	s.active.Stop()
@@ -289,7 +313,12 @@ func (s *Server) forgetRemoved(old, rt *proxy.Runtime) {
 }
 
 func (s *Server) closeListeners() {
-	s.ln.Close()
+	if s.ln != nil {
+		s.ln.Close()
+	}
+	if s.tlsLn != nil {
+		s.tlsLn.Close()
+	}
 	if s.adminLn != nil {
 		s.adminLn.Close()
 	}

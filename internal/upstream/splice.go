@@ -128,14 +128,10 @@ func (s *splicer) init() {
 func (b *Body) SpliceTo(dst net.Conn, writeTimeout time.Duration) (int64, error) {
 	c := b.c
 	up, ok1 := c.nc.(*net.TCPConn)
-	var cl *net.TCPConn
-	switch d := dst.(type) {
-	case *net.TCPConn:
-		cl = d
-	case interface{ NetConn() net.Conn }:
-		cl, _ = d.NetConn().(*net.TCPConn)
-	}
-	if !ok1 || cl == nil || b.isChunk || b.left <= 0 || c.br != nil && c.br.Buffered() > 0 {
+	// Only a plain TCP socket: a wrapper's socket (a *tls.Conn's, say)
+	// would get the bytes without what the wrapper does to them.
+	cl, ok2 := dst.(*net.TCPConn)
+	if !ok1 || !ok2 || b.isChunk || b.left <= 0 || c.br != nil && c.br.Buffered() > 0 {
 		return 0, ErrSpliceUnsupported
 	}
 	upRaw, err1 := up.SyscallConn()

@@ -1,0 +1,189 @@
+package h2
+
+import (
+	"bytes"
+	"errors"
+	"io"
+	"net"
+	"testing"
+	"time"
+
+	"golang.org/x/net/http2"
+	"golang.org/x/net/http2/hpack"
+)
+
+// pipeGuard returns a client's framer writing into a guard, and a server's
+// framer reading from it, as the HTTP/2 server reads (header blocks decoded
+// and checked by x/net's framer, which the server's mirrors).
+func pipeGuard(t *testing.T) (client *http2.Framer, enc func(...string) []byte, server *http2.Framer) {
+	t.Helper()
+	c, s := net.Pipe()
+	t.Cleanup(func() { c.Close(); s.Close() })
+	g := NewGuard(s, 64<<10)
+	go func() {
+		io.WriteString(c, preface)
+	}()
+	var pre [len(preface)]byte
+	if _, err := io.ReadFull(g, pre[:]); err != nil || string(pre[:]) != preface {
+		t.Fatalf("preface: %q %v", pre, err)
+	}
+	client = http2.NewFramer(c, nil)
+	server = http2.NewFramer(nil, g)
+	server.ReadMetaHeaders = hpack.NewDecoder(HeaderTableSize, nil)
+	server.MaxHeaderListSize = 64 << 10
+	var buf bytes.Buffer
+	e := hpack.NewEncoder(&buf)
+	enc = func(kv ...string) []byte {
+		buf.Reset()
+		for i := 0; i+1 < len(kv); i += 2 {
+			e.WriteField(hpack.HeaderField{Name: kv[i], Value: kv[i+1]})
+		}
+		return bytes.Clone(buf.Bytes())
+	}
+	return client, enc, server
+}
+
+// read reads the next frame the server sees, in a goroutine-safe way with
+// a deadline.
+func read(t *testing.T, fr *http2.Framer) (http2.Frame, error) {
+	t.Helper()
+	type result struct {
+		f   http2.Frame
+		err error
+	}
+	ch := make(chan result, 1)
+	go func() {
+		f, err := fr.ReadFrame()
+		ch <- result{f, err}
+	}()
+	select {
+	case r := <-ch:
+		return r.f, r.err
+	case <-time.After(5 * time.Second):
+		t.Fatal("no frame within 5s")
+	}
+	return nil, nil
+}
+
+func TestGuardBlocks(t *testing.T) {
+	base := []string{":method", "GET", ":scheme", "https", ":authority", "a.example", ":path", "/"}
+	with := func(kv ...string) []string { return append(append([]string{}, base...), kv...) }
+	tests := []struct {
+		name    string
+		fields  []string
+		end     bool // END_STREAM on HEADERS
+		padded  bool
+		split   bool // the block in a HEADERS and a CONTINUATION
+		refused bool
+	}{
+		{"plain", base, true, false, false, false},
+		{"te trailers", with("te", "trailers"), true, false, false, false},
+		{"host equal", with("host", "A.example"), true, false, false, false},
+		{"length 0", with("content-length", "0"), true, false, false, false},
+		{"connection", with("connection", "close"), true, false, false, true},
+		{"upgrade", with("upgrade", "h2c"), true, false, false, true},
+		{"te gzip", with("te", "gzip"), true, false, false, true},
+		{"host differs", with("host", "b.example"), true, false, false, true},
+		{"two hosts", with("host", "a.example", "host", "a.example"), true, false, false, true},
+		{"length above 0", with("content-length", "3"), true, false, false, true},
+		{"length not a number", with("content-length", "x"), true, false, false, true},
+		{"absolute path", []string{":method", "GET", ":scheme", "https", ":path", "http://b/"}, true, false, false, true},
+		{"method not a token", []string{":method", "G(T", ":scheme", "https", ":path", "/"}, true, false, false, true},
+		{"padded", with("connection", "close"), true, true, false, true},
+		{"padded plain", base, true, true, false, false},
+		{"split", with("keep-alive", "1"), true, false, true, true},
+		{"body follows", with("connection", "close"), false, false, false, false},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			client, enc, server := pipeGuard(t)
+			blk := enc(tt.fields...)
+			wrote := make(chan struct{})
+			go func() {
+				defer close(wrote)
+				first := blk
+				if tt.split {
+					first = blk[:len(blk)/2]
+				}
+				p := http2.HeadersFrameParam{StreamID: 1, BlockFragment: first, EndStream: tt.end, EndHeaders: !tt.split}
+				if tt.padded {
+					p.PadLength = 7
+				}
+				client.WriteHeaders(p)
+				if tt.split {
+					client.WriteContinuation(1, true, blk[len(blk)/2:])
+				}
+			}()
+			f, err := read(t, server)
+			var se http2.StreamError
+			switch {
+			case tt.refused && errors.As(err, &se) && se.StreamID == 1 && se.Code == http2.ErrCodeProtocol:
+			case tt.refused:
+				t.Fatalf("got %v, %v; want a stream error PROTOCOL_ERROR", f, err)
+			case err != nil:
+				t.Fatalf("got %v", err)
+			default:
+				mh := f.(*http2.MetaHeadersFrame)
+				if len(mh.Fields) != len(tt.fields)/2 {
+					t.Fatalf("fields %v, want %v", mh.Fields, tt.fields)
+				}
+			}
+			// The HPACK tables stay in step: the next block decodes.
+			<-wrote
+			go client.WriteHeaders(http2.HeadersFrameParam{StreamID: 3, BlockFragment: enc(base...), EndStream: true, EndHeaders: true})
+			if f, err := read(t, server); err != nil || len(f.(*http2.MetaHeadersFrame).Fields) != 4 {
+				t.Fatalf("the next block: %v %v", f, err)
+			}
+		})
+	}
+}
+
+func TestGuardSettings(t *testing.T) {
+	client, _, server := pipeGuard(t)
+	go client.WriteSettings(
+		http2.Setting{ID: http2.SettingInitialWindowSize, Val: 100},
+		http2.Setting{ID: http2.SettingMaxFrameSize, Val: 1 << 15},
+		http2.Setting{ID: http2.SettingInitialWindowSize, Val: 1})
+	f, err := read(t, server)
+	if err != nil {
+		t.Fatal(err)
+	}
+	sf := f.(*http2.SettingsFrame)
+	if sf.HasDuplicates() || sf.NumSettings() != 2 {
+		t.Fatalf("settings %v", sf)
+	}
+	if v, _ := sf.Value(http2.SettingInitialWindowSize); v != 1 {
+		t.Errorf("initial window %d, want the last value, 1", v)
+	}
+}
+
+func TestGuardRapidReset(t *testing.T) {
+	client, enc, server := pipeGuard(t)
+	blk := enc(":method", "GET", ":scheme", "https", ":path", "/")
+	go func() {
+		for id := uint32(1); id < 2*(resetBurst+2*resetRate); id += 2 {
+			if client.WriteHeaders(http2.HeadersFrameParam{StreamID: id, BlockFragment: blk, EndStream: true, EndHeaders: true}) != nil ||
+				client.WriteRSTStream(id, http2.ErrCodeCancel) != nil {
+				return
+			}
+		}
+	}()
+	resets := 0
+	for {
+		f, err := read(t, server)
+		if err != nil {
+			var ce http2.ConnectionError
+			if !errors.As(err, &ce) || http2.ErrCode(ce) != http2.ErrCodeProtocol {
+				t.Fatalf("after %d resets: %v, want a connection error", resets, err)
+			}
+			break
+		}
+		if _, ok := f.(*http2.RSTStreamFrame); ok {
+			resets++
+		}
+	}
+	// The budget refills at resetRate a second while the test runs.
+	if resets < resetBurst || resets > resetBurst+resetRate {
+		t.Errorf("tripped after %d resets, want about %d", resets, resetBurst)
+	}
+}
