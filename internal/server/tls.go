@@ -2,6 +2,7 @@ package server
 
 import (
 	"context"
+	"crypto/rand"
 	"crypto/tls"
 	"errors"
 	"net"
@@ -77,8 +78,10 @@ func (cs *certSet) pick(serverName string) *tls.Certificate {
 	return &cs.certs[0]
 }
 
-// tlsConfig returns the TLS configuration of the HTTPS listener for cfg.
-func tlsConfig(cfg *config.Config) *tls.Config {
+// tlsConfig returns the TLS configuration of the HTTPS listener for cfg;
+// ticketKey encrypts its session tickets, the same across reloads so that
+// a session resumes after one.
+func tlsConfig(cfg *config.Config, ticketKey [32]byte) *tls.Config {
 	t := cfg.TLS
 	cs := newCertSet(t.Keys)
 	tc := &tls.Config{
@@ -96,6 +99,7 @@ func tlsConfig(cfg *config.Config) *tls.Config {
 		tc.ClientAuth = tls.RequireAndVerifyClientCert
 		tc.ClientCAs = t.ClientCAs
 	}
+	tc.SetSessionTicketKeys([][32]byte{ticketKey})
 	return tc
 }
 
@@ -106,6 +110,7 @@ func tlsConfig(cfg *config.Config) *tls.Config {
 type edge struct {
 	ln      net.Listener
 	conf    atomic.Pointer[tls.Config] // new handshakes use the one in place
+	ticket  [32]byte                   // the session ticket key, made at start
 	timeout time.Duration              // of a handshake
 	engine  *h1.Server
 	h2      *h2Server
@@ -135,7 +140,8 @@ func (s *Server) buildEdge(cfg *config.Config) {
 	bridge.MaxHeaderBytes = 2*int(cfg.Limits.MaxHeaderBytes) + 4<<10
 	e := &edge{ln: s.tlsLn, timeout: cfg.Timeouts.ClientHeader.D(), engine: engine, conns: s.conns,
 		h2: newH2Server(cfg, bridge, s.tlsLn.Addr()), shaking: map[net.Conn]struct{}{}}
-	e.conf.Store(tlsConfig(cfg))
+	rand.Read(e.ticket[:])
+	e.conf.Store(tlsConfig(cfg, e.ticket))
 	s.edge = e
 	s.handler.TLSPort = s.tlsLn.Addr().(*net.TCPAddr).Port
 }
@@ -283,7 +289,7 @@ func (e *edge) handshake(nc net.Conn) {
 }
 
 // reload puts the TLS configuration of cfg in place for new handshakes.
-func (e *edge) reload(cfg *config.Config) { e.conf.Store(tlsConfig(cfg)) }
+func (e *edge) reload(cfg *config.Config) { e.conf.Store(tlsConfig(cfg, e.ticket)) }
 
 // close stops accepting and ends the handshakes in progress.
 func (e *edge) close() {
