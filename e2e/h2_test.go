@@ -699,3 +699,33 @@ func TestH2Spec(t *testing.T) {
 		t.Logf("h2spec output:\n%s", out)
 	}
 }
+
+// TestH2Timeouts: over HTTP/2, client_body bounds a pause in an upload
+// (408, nothing whole at the backend), and client_idle closes a connection
+// with no open stream, with GOAWAY.
+func TestH2Timeouts(t *testing.T) {
+	t.Parallel()
+	cb := newCaptureBackend(t)
+	p := startTLS(t, "timeouts: {client_body: 300ms, client_idle: 500ms}\nretry: {attempts: 1}\n"+simpleRoute(cb.URL), "")
+	h := dialH2(t, p)
+	id := h.open(false, ":method", "POST", ":scheme", "https", ":authority", "localhost", ":path", "/api/slow", "content-length", "10")
+	h.fr.WriteData(id, false, []byte("test"))
+	start := time.Now()
+	if got := h.outcome(id); got != "status 408" {
+		t.Errorf("a paused upload: %q, want status 408", got)
+	}
+	if d := time.Since(start); d > 3*time.Second {
+		t.Errorf("the 408 came after %v", d)
+	}
+	if n := cb.whole.Load(); n != 0 {
+		t.Errorf("the backend got %d whole requests", n)
+	}
+	// Idle: no stream open now; GOAWAY follows client_idle.
+	start = time.Now()
+	if got := h.outcome(h.next); !strings.HasPrefix(got, "goaway") && got != "closed" {
+		t.Errorf("an idle connection: %q, want GOAWAY or a close", got)
+	}
+	if d := time.Since(start); d > 5*time.Second {
+		t.Errorf("the idle connection lasted %v", d)
+	}
+}

@@ -92,10 +92,10 @@ type Conn struct {
 	gone   func(fd uintptr) bool
 	isGone bool
 	// under is the TCP socket under a TLS connection, which PeerGone
-	// polls; peerCheck is the PeerGone of a connection that has its own
-	// (an HTTP/2 stream's). Both are nil otherwise.
-	under     syscall.RawConn
-	peerCheck func() bool
+	// polls; checker is a connection that has a PeerGone of its own (an
+	// HTTP/2 stream). Both are nil otherwise.
+	under   syscall.RawConn
+	checker interface{ PeerGone() bool }
 }
 
 func newConn(s *Server, nc net.Conn) *Conn {

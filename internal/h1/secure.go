@@ -44,7 +44,7 @@ func (c *Conn) watchPeer() {
 			}
 		}
 	case interface{ PeerGone() bool }:
-		c.peerCheck = nc.PeerGone
+		c.checker = nc
 	}
 }
 
@@ -55,8 +55,8 @@ func (c *Conn) watchPeer() {
 // reading anything.
 func (c *Conn) otherPeerGone() bool {
 	switch {
-	case c.peerCheck != nil:
-		return c.peerCheck()
+	case c.checker != nil:
+		return c.checker.PeerGone()
 	case c.under == nil:
 		return false
 	}

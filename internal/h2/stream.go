@@ -8,6 +8,7 @@ import (
 	"net/http"
 	"os"
 	"strconv"
+	"strings"
 	"sync"
 	"time"
 
@@ -48,8 +49,8 @@ var errTooLong = errors.New("h2: request body longer than its content-length")
 // whose DATA runs past its declared length never reaches a backend whole.
 type stream struct {
 	w  http.ResponseWriter
+	rc controller // w's deadlines and flush
 	r  *http.Request
-	rc *http.ResponseController
 	nc net.Conn // the client's connection, for its addresses
 
 	head    []byte // the rendered request head
@@ -61,23 +62,52 @@ type stream struct {
 	ended   bool   // the request's body has ended
 	readErr error  // sticky
 
-	mu       sync.Mutex // guards what follows against the read deadline's timer
+	ended0 bool // HEADERS ended the stream: reads of the body never wait
+
+	mu       sync.Mutex // guards what follows against the deadline timer
 	gen      uint64     // which use of the pooled stream this is
 	done     bool
-	timer    *time.Timer
-	timedOut bool
+	timer    *time.Timer // made on first use; for reads or writes that may wait
+	readDL   time.Time   // the engine's read deadline, armed by armRead
+	writeDL  time.Time   // the engine's write deadline, armed by Write
+	armed    uint8       // what the timer stands for now: armedRead or armedWrite
+	timedOut bool        // a read deadline passed
 
 	out response
 }
 
+// controller is what the stream needs of the HTTP/2 server's
+// ResponseWriter beyond http.ResponseWriter (it has these methods; a type
+// assertion costs no allocation, unlike a ResponseController).
+type controller interface {
+	SetReadDeadline(time.Time) error
+	SetWriteDeadline(time.Time) error
+	FlushError() error
+}
+
+// noController stands in for a ResponseWriter without them (tests).
+type noController struct{}
+
+func (noController) SetReadDeadline(time.Time) error  { return nil }
+func (noController) SetWriteDeadline(time.Time) error { return nil }
+func (noController) FlushError() error                { return nil }
+
 // serve serves r and reports whether the response went out whole.
 func (s *stream) serve(engine *h1.Server, w http.ResponseWriter, r *http.Request) bool {
-	s.w, s.r, s.rc = w, r, http.NewResponseController(w)
+	s.w, s.r = w, r
+	s.rc, _ = w.(controller)
+	if s.rc == nil {
+		s.rc = noController{}
+	}
 	s.nc, _ = r.Context().Value(ConnKey).(net.Conn)
 	s.off, s.left, s.pend, s.ended, s.readErr = 0, 0, nil, false, nil
+	// A request whose HEADERS ended the stream has ContentLength 0 and no
+	// content-length field (a declared 0 may still be followed by DATA).
+	s.ended0 = r.ContentLength == 0 && r.Header["Content-Length"] == nil
 	s.mu.Lock()
 	s.gen++
 	s.done, s.timedOut = false, false
+	s.readDL, s.writeDL, s.armed = time.Time{}, time.Time{}, 0
 	s.mu.Unlock()
 	s.out = response{head: s.out.head[:0], headReq: r.Method == "HEAD"}
 	req := request{method: r.Method, target: r.RequestURI, authority: r.Host, header: r.Header, contentLength: r.ContentLength}
@@ -157,6 +187,7 @@ func (s *stream) readLength(p []byte) (int, error) {
 	if int64(len(p)) > s.left {
 		p = p[:s.left]
 	}
+	s.armRead()
 	n, err := s.r.Body.Read(p)
 	s.left -= int64(n)
 	if s.left == 0 && n > 0 {
@@ -193,6 +224,7 @@ func (s *stream) readChunked(p []byte) (int, error) {
 		s.chunk = make([]byte, 16<<10)
 	}
 	buf := s.chunk
+	s.armRead()
 	n, err := s.r.Body.Read(buf[chunkRoom : len(buf)-2])
 	if n > 0 {
 		end := chunkRoom + n
@@ -222,6 +254,9 @@ func (s *stream) readChunked(p []byte) (int, error) {
 // awaitEnd waits for the end of the stream, which must bring no more DATA.
 func (s *stream) awaitEnd() error {
 	var one [1]byte
+	if !s.ended0 {
+		s.armRead()
+	}
 	for {
 		n, err := s.r.Body.Read(one[:])
 		switch {
@@ -247,47 +282,80 @@ func (s *stream) readError(err error) error {
 	return err
 }
 
-// SetReadDeadline bounds the reads of the body that wait for DATA. The
-// deadline is the stream's own timer, which cuts the stream's body when it
-// fires (the server's read deadline would cost a message to its
-// connection's goroutine on every move).
+// What the deadline timer stands for.
+const (
+	armedRead uint8 = iota + 1
+	armedWrite
+)
+
+// SetReadDeadline bounds the reads of the body that wait for DATA. It is
+// only noted: the stream's own timer is armed with it when a read may
+// wait (armRead), and cuts the stream's body when it fires (the server's
+// read deadline would cost a message to its connection's goroutine on
+// every move, and a request without a body never waits).
 func (s *stream) SetReadDeadline(t time.Time) error {
 	s.mu.Lock()
-	defer s.mu.Unlock()
+	s.readDL = t
+	s.mu.Unlock()
+	return nil
+}
+
+// SetWriteDeadline bounds the writes of the response that may wait for the
+// client to take them; noted, and armed by Write.
+func (s *stream) SetWriteDeadline(t time.Time) error {
+	s.mu.Lock()
+	s.writeDL = t
+	s.mu.Unlock()
+	return nil
+}
+
+// armRead arms the timer with the read deadline, before a read that may
+// wait.
+func (s *stream) armRead() {
+	s.mu.Lock()
+	s.arm(armedRead, s.readDL)
+	s.mu.Unlock()
+}
+
+// arm sets the timer to fire at t for what; a zero t disarms it. s.mu is
+// held.
+func (s *stream) arm(what uint8, t time.Time) {
 	if s.done || s.timedOut {
-		return nil
+		return
 	}
 	if t.IsZero() {
 		if s.timer != nil {
 			s.timer.Stop()
 		}
-		return nil
+		s.armed = 0
+		return
 	}
-	d := time.Until(t)
+	s.armed = what
 	if s.timer == nil {
 		gen := s.gen
-		s.timer = time.AfterFunc(d, func() { s.readTimeout(gen) })
+		s.timer = time.AfterFunc(time.Until(t), func() { s.expired(gen) })
 	} else {
-		s.timer.Reset(d)
+		s.timer.Reset(time.Until(t))
 	}
-	return nil
 }
 
-// readTimeout ends a read of the body that waited too long, unless the
-// use of the stream it was set for is over.
-func (s *stream) readTimeout(gen uint64) {
+// expired ends the read or write that waited too long, unless the use of
+// the stream the timer was set for is over: a read sees its body cut, a
+// write the stream reset.
+func (s *stream) expired(gen uint64) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	if gen != s.gen || s.done || s.timedOut {
 		return
 	}
-	s.timedOut = true
-	s.rc.SetReadDeadline(time.Unix(1, 0))
+	switch s.armed {
+	case armedRead:
+		s.timedOut = true
+		s.rc.SetReadDeadline(time.Unix(1, 0))
+	case armedWrite:
+		s.rc.SetWriteDeadline(time.Unix(1, 0))
+	}
 }
-
-// SetWriteDeadline bounds the writes of the response that wait for the
-// client to take them.
-func (s *stream) SetWriteDeadline(t time.Time) error { return s.rc.SetWriteDeadline(t) }
 
 // SetDeadline sets both deadlines.
 func (s *stream) SetDeadline(t time.Time) error {
@@ -299,13 +367,25 @@ func (s *stream) SetDeadline(t time.Time) error {
 // went out is flushed at once unless the response is whole (the handler's
 // return then ends the stream with it).
 func (s *stream) Write(p []byte) (int, error) {
-	if err := s.out.write(s.w, p); err != nil {
-		return 0, err
+	// A write that fits the server's buffer (4 KiB) does not wait; a
+	// larger one may, for the client's flow control.
+	wait := len(p) > 4<<10 || s.out.state != stateDone && s.out.state != stateHead
+	if wait {
+		s.mu.Lock()
+		s.arm(armedWrite, s.writeDL)
+		s.mu.Unlock()
 	}
-	if s.out.state != stateDone && s.out.state != stateHead {
-		if err := s.rc.Flush(); err != nil {
-			return 0, err
-		}
+	err := s.out.write(s.w, p)
+	if err == nil && s.out.state != stateDone && s.out.state != stateHead {
+		err = s.rc.FlushError()
+	}
+	if wait {
+		s.mu.Lock()
+		s.arm(armedWrite, time.Time{})
+		s.mu.Unlock()
+	}
+	if err != nil {
+		return 0, err
 	}
 	return len(p), nil
 }
@@ -498,25 +578,38 @@ func (o *response) gatherHead(w http.ResponseWriter, p []byte) ([]byte, error) {
 }
 
 // putHead puts a whole response head on w and decides how its body is
-// framed.
+// framed. The fields' names and values are cut from one string of the
+// head, and the values share one slice: a few allocations a head.
 func (o *response) putHead(w http.ResponseWriter, head []byte) error {
 	i := bytes.Index(head, []byte("\r\n"))
 	line := head[:i]
 	if len(line) < 12 || !bytes.HasPrefix(line, []byte("HTTP/1.1 ")) {
 		return errBadResponse
 	}
-	status, err := strconv.Atoi(string(line[9:12]))
-	if err != nil || status < 100 || status > 999 {
+	status := 0
+	for _, c := range line[9:12] {
+		if c < '0' || c > '9' {
+			return errBadResponse
+		}
+		status = status*10 + int(c-'0')
+	}
+	if status < 100 {
 		return errBadResponse
 	}
 	if status < 200 {
 		return nil // an interim response: the server sends its own 100
 	}
 	h := w.Header()
+	fields := string(head[i+2:])
+	values := make([]string, 0, strings.Count(fields, "\n"))
 	chunked, length := false, int64(-1)
-	for rest := head[i+2:]; len(rest) > 0; {
-		j := bytes.Index(rest, []byte("\r\n"))
-		name, value, ok := splitField(rest[:j])
+	var err error
+	for rest := fields; len(rest) > 0; {
+		j := strings.Index(rest, "\r\n")
+		if j < 0 {
+			return errBadResponse
+		}
+		name, value, ok := cutField(rest[:j])
 		rest = rest[j+2:]
 		if !ok {
 			return errBadResponse
@@ -532,8 +625,13 @@ func (o *response) putHead(w http.ResponseWriter, head []byte) error {
 		case hopByHop(name):
 			continue
 		}
-		key := http.CanonicalHeaderKey(name)
-		h[key] = append(h[key], value)
+		key := http.CanonicalHeaderKey(name) // name itself when canonical already
+		if vs, ok := h[key]; ok {
+			h[key] = append(vs, value)
+			continue
+		}
+		values = append(values, value)
+		h[key] = values[len(values)-1 : len(values) : len(values)]
 	}
 	if _, ok := h["Content-Type"]; !ok {
 		h["Content-Type"] = nil // the server would sniff one: a proxy adds none
@@ -558,11 +656,16 @@ func (o *response) putHead(w http.ResponseWriter, head []byte) error {
 
 // splitField splits a field line into its name and its value, trimmed.
 func splitField(line []byte) (name, value string, ok bool) {
-	i := bytes.IndexByte(line, ':')
+	return cutField(string(line))
+}
+
+// cutField splits a field line into its name and its value, trimmed.
+func cutField(line string) (name, value string, ok bool) {
+	i := strings.IndexByte(line, ':')
 	if i <= 0 {
 		return "", "", false
 	}
-	return string(line[:i]), string(bytes.Trim(line[i+1:], " \t")), true
+	return line[:i], strings.Trim(line[i+1:], " \t"), true
 }
 
 // hopByHop reports the fields of an HTTP/1.1 response that HTTP/2 has no
