@@ -27,6 +27,10 @@ type scenario struct {
 	// same every other flapPeriod; see backends.go). nginx runs least_conn
 	// there, HAProxy leastconn, and sluice-lr and sluice-ewma run too.
 	slow string
+	// tls, in the HTTPS scenarios (tls.go), is how the load is made: "h1"
+	// (wrk on keep-alive connections), "h2" (h2load) or "handshake" (a new
+	// connection per request); "" for plain HTTP.
+	tls string
 }
 
 // balancers reports whether sc is a balancer scenario.
@@ -281,6 +285,9 @@ const busyThreshold = 0.90
 // measure starts a fresh proxy p configured for sc (fresh so that its peak
 // RSS belongs to this run), warms it up, and measures one wrk run.
 func (e *env) measure(ctx context.Context, p proxy, sc scenario, rep int) (sample, error) {
+	if sc.tls != "" {
+		return e.measureTLS(ctx, p, sc, rep)
+	}
 	name := fmt.Sprintf("%s-%s-rep%d", sc.name, p.name(), rep)
 	port, err := freePort()
 	if err != nil {
