@@ -16,6 +16,7 @@ package ratelimit
 
 import (
 	"hash/maphash"
+	"maps"
 	"math"
 	"net/netip"
 	"slices"
@@ -26,8 +27,9 @@ import (
 
 // MaxKeys bounds the buckets one limiter keeps: shards times perShard.
 // Only keys whose bucket is not full need keeping, so this is the number of
-// keys a route can throttle at once; a bucket takes about 50 bytes, so a
-// limiter holds at most a few MiB. Past it the buckets closest to full
+// keys a route can throttle at once; a bucket takes about 100 bytes with
+// its place in the lock-free copy lookups read, so a limiter holds at most
+// about 7 MiB. Past it the buckets closest to full
 // are forgotten first (see shard.evict): under a flood of more keys than
 // this, some keys get their burst back early rather than memory growing.
 const MaxKeys = shards * perShard
@@ -85,13 +87,12 @@ func (l *Limiter) Allow(key uint64, now int64) (ok bool, wait time.Duration) {
 		return l.take(&l.single, now)
 	}
 	s := &l.shards[key%shards]
-	s.mu.RLock()
-	b := s.m[key]
-	s.mu.RUnlock()
-	if b == nil {
-		b = s.insert(key, now)
+	if r := s.read.Load(); r != nil {
+		if b := (*r)[key]; b != nil {
+			return l.take(b, now)
+		}
 	}
-	return l.take(b, now)
+	return l.take(s.lookup(key, now), now)
 }
 
 // take takes a token from b at now.
@@ -116,9 +117,9 @@ func (l *Limiter) Len() int {
 	n := 0
 	for i := range l.shards {
 		s := &l.shards[i]
-		s.mu.RLock()
+		s.mu.Lock()
 		n += len(s.m)
-		s.mu.RUnlock()
+		s.mu.Unlock()
 	}
 	return n
 }
@@ -129,10 +130,25 @@ type bucket struct {
 	tat atomic.Int64
 }
 
-// shard is a part of a limiter's buckets, by key.
+// shard is a part of a limiter's buckets, by key. Lookups read a snapshot
+// of its map without a lock (one atomic load, and no write that other
+// CPUs would have to see, so a hot key costs no more than its bucket's
+// compare-and-swap); keys not in the snapshot are looked up, and added,
+// under the lock.
 type shard struct {
-	mu sync.RWMutex
-	m  map[uint64]*bucket
+	// read is a copy of m, never changed once stored; nil before the
+	// first key.
+	read atomic.Pointer[map[uint64]*bucket]
+	// A cache line of its own for read, which every lookup loads: the
+	// writes under the lock below do not evict it from other CPUs.
+	_  [56]byte
+	mu sync.Mutex
+	// m holds every bucket of the shard; under mu.
+	m map[uint64]*bucket
+	// misses counts the lookups under the lock since read was made;
+	// read is made again once they pass half of len(m), so that copying
+	// it costs a step or two per lookup.
+	misses int
 	// nextSweep is when the next insertion sweeps the full buckets out.
 	nextSweep int64
 	// peak is the most buckets held since the map was last made, to make
@@ -140,31 +156,44 @@ type shard struct {
 	peak int
 	// scratch holds the times of the buckets while evicting.
 	scratch []int64
-	_       [56]byte // keeps two shards' locks off one cache line
 }
 
-// insert returns key's bucket, adding a full one if there is none, after
-// making room.
-func (s *shard) insert(key uint64, now int64) *bucket {
+// lookup returns key's bucket, adding a full one, after making room, if
+// there is none; for a key that read does not have.
+func (s *shard) lookup(key uint64, now int64) *bucket {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	if b := s.m[key]; b != nil {
-		return b // added meanwhile
+	s.misses++
+	b := s.m[key]
+	if b == nil {
+		if s.m == nil {
+			s.m = make(map[uint64]*bucket)
+			s.nextSweep = now + sweepEvery
+		}
+		if len(s.m) >= perShard || now >= s.nextSweep {
+			s.sweep(now)
+		}
+		if len(s.m) >= perShard {
+			s.evict()
+		}
+		b = &bucket{}
+		s.m[key] = b
+		s.peak = max(s.peak, len(s.m))
 	}
-	if s.m == nil {
-		s.m = make(map[uint64]*bucket)
-		s.nextSweep = now + sweepEvery
+	// Keys forgotten since read was made are served their old buckets
+	// from it until it is made again: the same as if they had been
+	// forgotten a little later.
+	if s.misses > len(s.m)/2 {
+		s.publish()
 	}
-	if len(s.m) >= perShard || now >= s.nextSweep {
-		s.sweep(now)
-	}
-	if len(s.m) >= perShard {
-		s.evict()
-	}
-	b := &bucket{}
-	s.m[key] = b
-	s.peak = max(s.peak, len(s.m))
 	return b
+}
+
+// publish makes read a copy of m.
+func (s *shard) publish() {
+	r := maps.Clone(s.m)
+	s.read.Store(&r)
+	s.misses = 0
 }
 
 // sweep forgets the buckets that are full at now: a new one is the same.
@@ -184,12 +213,12 @@ func (s *shard) sweep(now int64) {
 	}
 }
 
-// evict forgets the buckets closest to full, down to seven eighths of the
+// evict forgets the buckets closest to full, down to three quarters of the
 // shard's room, so that the next evictions are as many insertions away.
 // A request already holding one of them takes its token from the
 // forgotten bucket; its key starts again with a full one.
 func (s *shard) evict() {
-	const keep = perShard * 7 / 8
+	const keep = perShard * 3 / 4
 	s.scratch = s.scratch[:0]
 	for _, b := range s.m {
 		s.scratch = append(s.scratch, b.tat.Load())

@@ -223,7 +223,7 @@ func TestEvictionKeepsTheBusiest(t *testing.T) {
 
 func TestShardSize(t *testing.T) {
 	if n := unsafe.Sizeof(shard{}); n%64 != 0 {
-		t.Errorf("shard is %d bytes; make it a multiple of 64 so that two shards' locks never share a cache line", n)
+		t.Errorf("shard is %d bytes; make it a multiple of 64 so that two shards never share a cache line", n)
 	}
 }
 
