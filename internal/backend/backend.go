@@ -65,6 +65,11 @@ type Backend struct {
 	// PathPrefix is the URL's path without a trailing slash ("" for none),
 	// prepended to every forwarded path.
 	PathPrefix string
+	// ServerName is, for a backend found by service discovery, the name it
+	// was found under: the TLS server name of its https connections and
+	// the Host of its active health checks. "" for a backend configured
+	// with its own host, whose URL says both.
+	ServerName string
 	// Weight is the round-robin weight (1 or more).
 	Weight int
 	// Index is the backend's position in its route, in config order.
@@ -74,6 +79,7 @@ type Backend struct {
 	ejectedUntil atomic.Int64 // unix nanoseconds; the trial may start then
 	trial        atomic.Bool  // a half-open trial request is in flight
 	inFlight     atomic.Int64
+	maxInFlight  atomic.Int64 // the circuit breaker's limit; 0 for none
 	failures     atomic.Int64 // consecutive live-traffic failures
 	ejectionTime atomic.Int64 // length of the current ejection, ns
 
@@ -103,11 +109,14 @@ func New(url, addr, origin, pathPrefix string, weight, index int) *Backend {
 }
 
 // Available reports whether the backend may take a request now: it is
-// healthy, or it is ejected, its ejection time has passed and no trial
-// request is in flight. It only reads: a balancer asks it of every
-// candidate, and the one chosen is then taken with Admit. The healthy case
-// is one atomic load.
+// not Full, and it is healthy, or it is ejected, its ejection time has
+// passed and no trial request is in flight. It only reads: a balancer asks
+// it of every candidate, and the one chosen is then taken with Admit. The
+// healthy case without a circuit breaker is two atomic loads.
 func (b *Backend) Available() bool {
+	if b.Full() {
+		return false
+	}
 	s := State(b.state.Load())
 	if s == Healthy {
 		return true
@@ -115,22 +124,74 @@ func (b *Backend) Available() bool {
 	return s == Ejected && !b.trial.Load() && time.Now().UnixNano() >= b.ejectedUntil.Load()
 }
 
-// Admit takes the backend a balancer chose for a request. A healthy
-// backend is taken as it is (trial false). An ejected one whose ejection
-// time has passed is taken only with its half-open trial slot, which one
-// request at a time holds (trial true) until the outcome is observed or
-// the trial abandoned; ok is false when another request holds it, or when
-// the backend is not available any more.
+// AvailableAgain is Available as the holder of one of b's requests in
+// flight sees it: whether b could take that request again once it is
+// released (a resend on a fresh connection). It only reads.
+func (b *Backend) AvailableAgain() bool {
+	if limit := b.maxInFlight.Load(); limit > 0 && b.inFlight.Load() > limit {
+		return false
+	}
+	s := State(b.state.Load())
+	return s == Healthy || s == Ejected && !b.trial.Load() && time.Now().UnixNano() >= b.ejectedUntil.Load()
+}
+
+// Full reports whether b has as many requests in flight as its circuit
+// breaker allows (see SetMaxInFlight); never without a limit. It only
+// reads.
+func (b *Backend) Full() bool {
+	limit := b.maxInFlight.Load()
+	return limit > 0 && b.inFlight.Load() >= limit
+}
+
+// SetMaxInFlight sets the circuit breaker's limit: how many requests b
+// may have in flight; 0 for no limit. The route's build sets it, also on a
+// backend carried over a reload.
+func (b *Backend) SetMaxInFlight(n int64) { b.maxInFlight.Store(max(n, 0)) }
+
+// Admit takes the backend a balancer chose for a request, and counts the
+// request in flight (Release ends it). A healthy backend is taken as it is
+// (trial false). An ejected one whose ejection time has passed is taken
+// only with its half-open trial slot, which one request at a time holds
+// (trial true) until the outcome is observed or the trial abandoned. ok is
+// false, and nothing is taken, when another request holds the trial, when
+// the backend is not available any more, or when it is Full: the circuit
+// breaker's limit is checked and the request counted in one atomic step,
+// so concurrent requests never take it past the limit.
 func (b *Backend) Admit() (ok, trial bool) {
 	switch State(b.state.Load()) {
 	case Healthy:
-		return true, false
+		return b.take(), false
 	case Ejected:
 		if time.Now().UnixNano() >= b.ejectedUntil.Load() && b.trial.CompareAndSwap(false, true) {
-			return true, true
+			if b.take() {
+				return true, true
+			}
+			b.trial.Store(false)
 		}
 	}
 	return false, false
+}
+
+// take counts a request in flight unless that would pass the circuit
+// breaker's limit.
+func (b *Backend) take() bool {
+	limit := b.maxInFlight.Load()
+	if limit <= 0 {
+		b.Acquire()
+		return true
+	}
+	for {
+		n := b.inFlight.Load()
+		if n >= limit {
+			return false
+		}
+		if b.inFlight.CompareAndSwap(n, n+1) {
+			if b.routeLoad != nil {
+				b.routeLoad.Add(1)
+			}
+			return true
+		}
+	}
 }
 
 // State returns the current health state.
@@ -215,7 +276,8 @@ func (b *Backend) CopyState(old *Backend) {
 	b.latencyAt.Store(old.latencyAt.Load())
 }
 
-// Acquire counts a request in flight to b.
+// Acquire counts a request in flight to b, whatever its limit; Admit is
+// the way a request takes b.
 func (b *Backend) Acquire() {
 	b.inFlight.Add(1)
 	if b.routeLoad != nil {
@@ -249,13 +311,17 @@ func (b *Backend) Picked(now int64) { b.lastPicked.Store(now) }
 // LastPicked returns when a balancer last chose b (unix ns), 0 for never.
 func (b *Backend) LastPicked() int64 { return b.lastPicked.Load() }
 
-// latencyDecay is the decay time of the latency EWMA.
-const latencyDecay = 10 * time.Second
+// latencyDecay is the decay time of the latency EWMA; minSampleWeight is
+// the least weight a sample below the current value gets.
+const (
+	latencyDecay    = 10 * time.Second
+	minSampleWeight = 1.0 / 32
+)
 
 // ObserveLatency adds a response-header latency measured at now to b's
 // peak-EWMA: a sample above the current value replaces it at once (the
 // peak), one below pulls it down with a weight that grows with the time
-// since the last sample (decay time 10 s).
+// since the last sample (decay time 10 s), and is at least 1/32.
 func (b *Backend) ObserveLatency(d time.Duration, now time.Time) {
 	rtt := float64(d)
 	if rtt < 1 {
@@ -267,7 +333,12 @@ func (b *Backend) ObserveLatency(d time.Duration, now time.Time) {
 		old := math.Float64frombits(bits)
 		next := rtt
 		if old > 0 && rtt < old {
-			w := math.Exp(-float64(t-b.latencyAt.Load()) / float64(latencyDecay))
+			// The old value's weight decays with the time since the last
+			// sample (decay time 10 s), but every sample moves the value
+			// at least minSampleWeight of the way: a busy backend sampled
+			// every fraction of a millisecond would otherwise keep one
+			// stall's peak for seconds.
+			w := min(math.Exp(-float64(t-b.latencyAt.Load())/float64(latencyDecay)), 1-minSampleWeight)
 			next = old*w + rtt*(1-w)
 		}
 		if b.latency.CompareAndSwap(bits, math.Float64bits(next)) {

@@ -242,18 +242,20 @@ func (r Route) MarshalJSON() ([]byte, error) {
 		backends = []Backend{}
 	}
 	return json.Marshal(struct {
-		Name        string    `json:"name"`
-		PathPrefix  string    `json:"path_prefix"`
-		Host        string    `json:"host"`
-		StripPrefix bool      `json:"strip_prefix"`
-		Balancer    string    `json:"balancer"`
-		HashKey     string    `json:"hash_key,omitempty"`
-		SlowStart   Duration  `json:"slow_start"`
-		Backends    []Backend `json:"backends"`
-		Timeouts    timeouts  `json:"timeouts"`
-		Limits      limits    `json:"limits"`
-		Health      Health    `json:"health"`
-		Retry       Retry     `json:"retry"`
+		Name        string         `json:"name"`
+		PathPrefix  string         `json:"path_prefix"`
+		Host        string         `json:"host"`
+		StripPrefix bool           `json:"strip_prefix"`
+		Balancer    string         `json:"balancer"`
+		HashKey     string         `json:"hash_key,omitempty"`
+		SlowStart   Duration       `json:"slow_start"`
+		Backends    []Backend      `json:"backends"`
+		Timeouts    timeouts       `json:"timeouts"`
+		Limits      limits         `json:"limits"`
+		Health      Health         `json:"health"`
+		Retry       Retry          `json:"retry"`
+		RateLimit   RateLimit      `json:"rate_limit"`
+		Breaker     CircuitBreaker `json:"circuit_breaker"`
 	}{
 		Name:        r.Name,
 		PathPrefix:  r.PathPrefix,
@@ -273,7 +275,9 @@ func (r Route) MarshalJSON() ([]byte, error) {
 			MaxRequestBody:  r.Limits.MaxRequestBody,
 			MaxResponseBody: r.Limits.MaxResponseBody,
 		},
-		Health: r.Health,
-		Retry:  r.Retry,
+		Health:    r.Health,
+		Retry:     r.Retry,
+		RateLimit: r.RateLimit,
+		Breaker:   r.CircuitBreaker,
 	})
 }

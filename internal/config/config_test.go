@@ -79,12 +79,15 @@ func TestDefaults(t *testing.T) {
 			OnStatus: []int{502, 503, 504}, Methods: []string{"GET", "HEAD", "OPTIONS", "PUT", "DELETE"},
 			MaxBody: 1 << 20, BudgetPercent: 20, BudgetMinPerSecond: 3,
 		},
+		RateLimit:       RateLimit{Key: "client_ip"},
+		Discovery:       Discovery{Resolvers: []string{}, Refresh: sec(30)},
 		TrustedPrefixes: nil,
 	}
 	want.Routes = []Route{{
 		Name: "/", PathPrefix: "/", Balancer: "round_robin",
 		Backends: []Backend{{URL: "http://127.0.0.1:3001", Weight: 1}},
 		Timeouts: want.Timeouts, Limits: want.Limits, Health: want.Health, Retry: want.Retry,
+		RateLimit: want.RateLimit, CircuitBreaker: want.CircuitBreaker,
 	}}
 	if len(c.TrustedPrefixes) != 0 {
 		t.Errorf("TrustedPrefixes = %v, want none", c.TrustedPrefixes)

@@ -231,6 +231,8 @@ func (d *decoder) value(n *yaml.Node, path string, v reflect.Value) {
 			d.str(n, path, v)
 		case reflect.Int:
 			d.integer(n, path, v)
+		case reflect.Float64:
+			d.number(n, path, v)
 		case reflect.Bool:
 			d.boolean(n, path, v)
 		default:

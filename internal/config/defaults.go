@@ -13,6 +13,7 @@ const (
 	defaultAccessLog   = "stderr"
 	defaultBalancer    = "round_robin"
 	defaultWeight      = 1
+	defaultRateKey     = RateKeyClientIP
 )
 
 // defaults returns a Config holding every default and no routes.
@@ -65,20 +66,25 @@ func defaults() *Config {
 			BudgetPercent:      20,
 			BudgetMinPerSecond: 3,
 		},
-		Routes: []Route{},
+		RateLimit: RateLimit{Key: defaultRateKey},
+		Discovery: Discovery{Resolvers: []string{}, Refresh: Duration(30 * time.Second)},
+		Routes:    []Route{},
 	}
 }
 
 // routeDefaults returns the starting point of a route of c: the top-level
-// Timeouts, Limits, Health and Retry (deep copies, so that decoding the
-// route's overrides changes only the route) and the default balancer.
+// Timeouts, Limits, Health, Retry, RateLimit and CircuitBreaker (deep
+// copies, so that decoding the route's overrides changes only the route)
+// and the default balancer.
 func (c *Config) routeDefaults() Route {
 	return Route{
-		Balancer: defaultBalancer,
-		Timeouts: c.Timeouts,
-		Limits:   c.Limits,
-		Health:   c.Health.clone(),
-		Retry:    c.Retry.clone(),
+		Balancer:       defaultBalancer,
+		Timeouts:       c.Timeouts,
+		Limits:         c.Limits,
+		Health:         c.Health.clone(),
+		Retry:          c.Retry.clone(),
+		RateLimit:      c.RateLimit,
+		CircuitBreaker: c.CircuitBreaker,
 	}
 }
 
@@ -88,6 +94,7 @@ func (c *Config) Clone() *Config {
 	n.TrustedProxies = slices.Clone(c.TrustedProxies)
 	n.TrustedPrefixes = slices.Clone(c.TrustedPrefixes)
 	n.TLS.Certificates = slices.Clone(c.TLS.Certificates)
+	n.Discovery.Resolvers = slices.Clone(c.Discovery.Resolvers)
 	n.Health = c.Health.clone()
 	n.Retry = c.Retry.clone()
 	if c.Routes != nil {

@@ -52,6 +52,13 @@ type Config struct {
 	Health Health `yaml:"health" json:"health"`
 	// Retry is the default retry policy of every route.
 	Retry Retry `yaml:"retry" json:"retry"`
+	// RateLimit is the default rate limit of every route; off by default.
+	RateLimit RateLimit `yaml:"rate_limit" json:"rate_limit"`
+	// CircuitBreaker is the default circuit breaker of every route; off by
+	// default.
+	CircuitBreaker CircuitBreaker `yaml:"circuit_breaker" json:"circuit_breaker"`
+	// Discovery configures how backends with a discovery key are resolved.
+	Discovery Discovery `yaml:"discovery" json:"discovery"`
 	// Routes are the routes, at least one, in config order.
 	Routes []Route `yaml:"routes" json:"routes"`
 
@@ -258,10 +265,54 @@ type Route struct {
 	Health Health `yaml:"health" json:"health"`
 	// Retry is the effective retry policy; a route may set any field.
 	Retry Retry `yaml:"retry" json:"retry"`
+	// RateLimit is the effective rate limit; a route may set any field.
+	RateLimit RateLimit `yaml:"rate_limit" json:"rate_limit"`
+	// CircuitBreaker is the effective circuit breaker; a route may set any
+	// field.
+	CircuitBreaker CircuitBreaker `yaml:"circuit_breaker" json:"circuit_breaker"`
+}
+
+// RateLimit is a route's rate limit: a token bucket per key, refilled at
+// RequestsPerSecond and Burst deep. A request that finds its bucket empty
+// is answered 429 rate_limited with Retry-After, reaches no backend and
+// takes no token. A new bucket starts full. Limits are per sluice
+// instance: N instances behind a load balancer let N times the rate
+// through. A route may override any field.
+type RateLimit struct {
+	// RequestsPerSecond is the refill rate, a number that may be
+	// fractional (0.5 is one request every 2 s); 0 (the default) turns the
+	// limit off. It must not be negative.
+	RequestsPerSecond float64 `yaml:"requests_per_second" json:"requests_per_second"`
+	// Burst is the bucket's depth: how many requests a key may send at once
+	// after a pause. 0 (the default) means one second's worth,
+	// RequestsPerSecond rounded down, and at least 1. It must not be
+	// negative.
+	Burst int `yaml:"burst" json:"burst"`
+	// Key says what a bucket is per: "client_ip" (the default; the
+	// client's address as the access log's client has it, which believes
+	// X-Forwarded-For only from trusted_proxies), "header:<Name>" (the
+	// first value of that request header; requests without it or with it
+	// empty share one bucket) or "route" (one bucket for the whole route).
+	Key string `yaml:"key" json:"key"`
+}
+
+// CircuitBreaker bounds the load a route puts on each of its backends, so
+// that a slow backend fails requests fast instead of piling them up. A
+// route may override it.
+type CircuitBreaker struct {
+	// MaxRequestsPerBackend is how many requests one backend may have in
+	// flight; a backend at the limit is passed over by every balancer, for
+	// first tries and retries alike, and when every healthy backend is at
+	// it the request is answered 503 backend_overloaded at once, without
+	// counting against any backend's health. 0 (the default) sets no
+	// limit; it must not be negative. A request is in flight from the
+	// moment its try starts until its response has been relayed, streamed
+	// bodies and upgraded connections included.
+	MaxRequestsPerBackend int `yaml:"max_requests_per_backend" json:"max_requests_per_backend"`
 }
 
 // Backend is one backend of a route. In YAML it is either a URL string or a
-// mapping with url and weight.
+// mapping with url, weight and discovery.
 type Backend struct {
 	// URL is the backend URL as configured, used as its identity in metrics,
 	// logs and the admin API. Its scheme is http or https, it has a host and
@@ -270,9 +321,46 @@ type Backend struct {
 	// forwarded path, without its trailing "/"; see Origin and PathPrefix.
 	URL string `yaml:"url" json:"url"`
 	// Weight is the backend's share for the balancer, 1 to 1000.
-	// Default 1.
+	// Default 1. With Discovery "dns" every address found gets it; with
+	// "srv" the records give the weights, and setting it is an error.
 	Weight int `yaml:"weight" json:"weight"`
+	// Discovery says how the URL's host is turned into backends: ""
+	// (the default) dials the host as it is; "dns" resolves its A and AAAA
+	// records and makes each address a backend of its own, with the URL's
+	// port (the scheme's default when it has none); "srv" takes the host
+	// as an SRV name and makes each address of each target of the lowest
+	// priority a backend, with the record's port and weight (the URL must
+	// then have no port). The host must be a name, not an IP address. See
+	// Discovery (the top-level section) for when names are resolved.
+	Discovery string `yaml:"discovery" json:"discovery"`
 }
+
+// Discovery configures service discovery: how backends with a discovery
+// key are resolved. A name is resolved when sluice starts (start does not
+// wait for it) and again after the smallest TTL of its records (at least
+// 1s) or Refresh, whichever is shorter; an answer replaces the name's
+// backends, even an empty one, and a failure keeps the last ones.
+type Discovery struct {
+	// Resolvers are the DNS servers asked, as "ip:port" (a bare IP address
+	// means port 53), tried in order, each query bounded by 2s; UDP, and
+	// TCP when an answer is truncated. Default [] (empty): the servers,
+	// search domains and ndots of /etc/resolv.conf, or 127.0.0.1:53 and
+	// [::1]:53 when it names none.
+	Resolvers []string `yaml:"resolvers" json:"resolvers"`
+	// Refresh is the longest time between two resolutions of a name: the
+	// next one comes after the records' smallest TTL (at least 1s) when
+	// that is shorter; after an answer without records, after its
+	// negative-caching time when shorter; after a failure, after 1s,
+	// doubling with each failure in a row. At least 1s. Default 30s.
+	Refresh Duration `yaml:"refresh" json:"refresh"`
+}
+
+// The values of a backend's discovery key.
+const (
+	DiscoveryNone = ""
+	DiscoveryDNS  = "dns"
+	DiscoverySRV  = "srv"
+)
 
 // Duration is a time.Duration written as a Go duration string ("250ms",
 // "5s", "1m"); the number 0 is accepted too. Negative durations are errors.

@@ -254,7 +254,7 @@ routes:
 		{"backend default weight", route["backends"].([]any)[0].(map[string]any)["weight"], float64(1)},
 		{"route timeouts only route keys", sortedKeys(route["timeouts"]), []string{"client_body", "upstream_body", "upstream_connect", "upstream_header"}},
 		{"route limits only route keys", sortedKeys(route["limits"]), []string{"max_request_body", "max_response_body"}},
-		{"top-level keys", sortedKeys(got), []string{"access_log", "admin", "health", "limits", "listen", "retry", "routes", "timeouts", "tls", "trusted_proxies"}},
+		{"top-level keys", sortedKeys(got), []string{"access_log", "admin", "circuit_breaker", "discovery", "health", "limits", "listen", "rate_limit", "retry", "routes", "timeouts", "tls", "trusted_proxies"}},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {

@@ -125,6 +125,9 @@ func validate(c *Config, d *decoder) []FieldError {
 	v.limits("limits", c.Limits, false)
 	v.health("health", c.Health)
 	v.retry("retry", c.Retry)
+	v.rateLimit("rate_limit", c.RateLimit)
+	v.circuitBreaker("circuit_breaker", c.CircuitBreaker)
+	v.discovery(c.Discovery)
 
 	// A route inherits the top-level sections; a bad top-level value is
 	// reported once, at the top level, not again in each route.
@@ -237,6 +240,7 @@ func (v *validator) checkRoute(r *Route, p string, top map[string]bool) {
 		if b.Weight < 1 || b.Weight > 1000 {
 			v.add(bp+".weight", v.value(bp+".weight", strconv.Itoa(b.Weight)), reason("must be %d-%d", 1, 1000))
 		}
+		v.backendDiscovery(b, bp)
 	}
 
 	// The route's sections are the top-level ones with its overrides
@@ -247,6 +251,8 @@ func (v *validator) checkRoute(r *Route, p string, top map[string]bool) {
 	sub.limits(p+".limits", r.Limits, true)
 	sub.health(p+".health", r.Health)
 	sub.retry(p+".retry", r.Retry)
+	sub.rateLimit(p+".rate_limit", r.RateLimit)
+	sub.circuitBreaker(p+".circuit_breaker", r.CircuitBreaker)
 	for _, e := range sub.errs {
 		inherited := strings.TrimPrefix(e.Path, p+".")
 		if v.written(e.Path) || !top[inherited+": "+e.Problem] && !v.skip(inherited) {

@@ -2,12 +2,14 @@ package health
 
 import (
 	"context"
+	"crypto/tls"
 	"errors"
 	"fmt"
 	"io"
 	"math/rand/v2"
 	"net"
 	"net/http"
+	"strings"
 	"sync"
 	"syscall"
 	"time"
@@ -35,7 +37,10 @@ type Active struct {
 
 	mu      sync.Mutex
 	probers map[proberKey]*prober
-	wg      sync.WaitGroup
+	// named are the clients of discovered https backends, by TLS server
+	// name: their URLs hold an address, and the name is the configured one.
+	named map[string]*http.Client
+	wg    sync.WaitGroup
 }
 
 type proberKey struct {
@@ -51,6 +56,12 @@ type prober struct {
 
 // NewActive returns an Active with no targets.
 func NewActive(events Events) *Active {
+	return &Active{events: events, client: newClient(""), probers: map[proberKey]*prober{}, named: map[string]*http.Client{}}
+}
+
+// newClient returns a probe client; an https probe checks the certificate
+// for serverName and sends it as SNI ("" for the URL's host).
+func newClient(serverName string) *http.Client {
 	tr := &http.Transport{
 		Proxy:               nil,
 		DialContext:         (&net.Dialer{Timeout: 5 * time.Second}).DialContext,
@@ -58,11 +69,26 @@ func NewActive(events Events) *Active {
 		IdleConnTimeout:     30 * time.Second,
 		DisableCompression:  true,
 	}
-	return &Active{
-		events:  events,
-		client:  &http.Client{Transport: tr, CheckRedirect: func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse }},
-		probers: map[proberKey]*prober{},
+	if serverName != "" {
+		tr.TLSClientConfig = &tls.Config{ServerName: serverName, MinVersion: tls.VersionTLS12}
 	}
+	return &http.Client{Transport: tr, CheckRedirect: func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse }}
+}
+
+// clientFor returns the client that probes b: the shared one, or for a
+// discovered https backend the one of its server name.
+func (a *Active) clientFor(b *backend.Backend) *http.Client {
+	if b.ServerName == "" || !strings.HasPrefix(b.Origin, "https://") {
+		return a.client
+	}
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	c := a.named[b.ServerName]
+	if c == nil {
+		c = newClient(b.ServerName)
+		a.named[b.ServerName] = c
+	}
+	return c
 }
 
 // Sync makes the running probers those of targets: probers of targets that
@@ -82,6 +108,16 @@ func (a *Active) Sync(targets []Target) {
 		if _, ok := want[k]; !ok {
 			p.cancel()
 			delete(a.probers, k)
+		}
+	}
+	for name, c := range a.named {
+		used := false
+		for k := range want {
+			used = used || k.b.ServerName == name
+		}
+		if !used {
+			c.CloseIdleConnections()
+			delete(a.named, name)
 		}
 	}
 	for k, t := range want {
@@ -170,7 +206,10 @@ func (a *Active) probe(ctx context.Context, p *prober) error {
 		return err
 	}
 	req.Header.Set("User-Agent", UserAgent)
-	resp, err := a.client.Do(req)
+	if p.Backend.ServerName != "" {
+		req.Host = p.Backend.ServerName // the name the backend was found under
+	}
+	resp, err := a.clientFor(p.Backend).Do(req)
 	if err != nil {
 		return err
 	}

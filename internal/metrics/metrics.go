@@ -170,9 +170,14 @@ func (m *Metrics) Ejected(route, backend string) {
 	m.ejections.WithLabelValues(route, backend).Inc()
 }
 
-// Forget drops the health gauge of a backend no longer configured.
+// Forget drops the series of a backend no longer in its route (a reload
+// removed it, or service discovery no longer finds it): its health gauge,
+// ejections and upstream outcomes, so that backends that come and go do
+// not grow the series without bound.
 func (m *Metrics) Forget(route, backend string) {
 	m.healthy.DeleteLabelValues(route, backend)
+	m.ejections.DeleteLabelValues(route, backend)
+	m.upstream.DeletePartialMatch(prometheus.Labels{"route": route, "backend": backend})
 }
 
 // methods are the methods that get their own label value; others are

@@ -68,6 +68,9 @@ type exchange struct {
 
 	upgrade bool   // the client asks for a protocol upgrade the proxy carries
 	errBody []byte // the body of the proxy's own error answer
+	// retryAfter is the Retry-After of the proxy's own error answer, in
+	// seconds; 0 for none.
+	retryAfter int64
 }
 
 func (x *exchange) begin(h *Handler, c *h1.Conn) {
@@ -80,6 +83,7 @@ func (x *exchange) begin(h *Handler, c *h1.Conn) {
 	x.requestID = x.requestID[:0]
 	x.target, x.query, x.host, x.path = x.target[:0], nil, nil, ""
 	x.body, x.prefix, x.upgrade = nil, nil, false
+	x.retryAfter = 0
 	if x.gone == nil {
 		x.gone = func() bool { return x.client.PeerGone() }
 	}
@@ -116,6 +120,7 @@ func (x *exchange) admit() bool {
 		x.fail(herr.status, ErrBadRequest, herr.reason)
 		return false
 	}
+	x.rec.Client = x.clientAddr()
 	c.SetBody(x.head.contentLength, x.head.chunked, x.head.expect)
 	if !x.head.keepAlive(http11) {
 		c.SetClose()
@@ -143,6 +148,9 @@ func (x *exchange) admit() bool {
 		return false
 	}
 	x.rec.Route = x.route.Name
+	if !x.allowRate() {
+		return false
+	}
 	c.Body().SetTimeout(x.route.ClientBody)
 	x.upgrade = x.head.wantsUpgrade()
 	if x.head.contentLength > x.route.MaxRequestBody {
@@ -255,7 +263,8 @@ func (x *exchange) prepare() {
 		out = appendField(out, "Connection", []byte("Upgrade"))
 		out = appendField(out, "Upgrade", x.head.upgrade)
 	}
-	out = appendForwarding(out, x.head.fields, x.rec.Client, trusted(x.rt.Trusted, x.rec.Client), x.host, x.client.Secure())
+	peer := x.client.RemoteIP()
+	out = appendForwarding(out, x.head.fields, peer, trusted(x.rt.Trusted, peer), x.host, x.client.Secure())
 	out = appendField(out, "X-Request-Id", x.requestID)
 	switch {
 	case x.body != nil:

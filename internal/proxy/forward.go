@@ -44,7 +44,7 @@ func (x *exchange) forward() {
 	x.key = x.hashKey()
 	b, trial := x.pick(nil)
 	if b == nil {
-		x.fail(http.StatusServiceUnavailable, ErrNoHealthyBackend, "route "+r.Name+" has no healthy backend")
+		x.noBackend()
 		return
 	}
 	fresh := false
@@ -93,7 +93,7 @@ func (x *exchange) forward() {
 			}
 			// The failure just observed ejected it: another one, then.
 			if b, trial = x.pick(nil); b == nil {
-				x.fail(http.StatusServiceUnavailable, ErrNoHealthyBackend, "route "+r.Name+" has no healthy backend")
+				x.noBackend()
 				return
 			}
 			fresh = false
@@ -236,7 +236,7 @@ func (x *exchange) facts(err error, other *backend.Backend) retry.Facts {
 		TriesLeft:     x.route.Retry.Attempts - (x.nTried - x.resends),
 		TimeLeft:      x.deadline.Sub(now),
 		OthersLeft:    other != nil,
-		SameAvailable: x.backend.Available(),
+		SameAvailable: x.backend.AvailableAgain(),
 		BudgetOK:      x.route.Budget.Allow(now),
 	}
 }
@@ -257,8 +257,8 @@ func (x *exchange) debugDecision(v retry.Verdict, why string, err error) {
 		slog.String("failure", failure), slog.String("verdict", v.String()), slog.String("why", why))
 }
 
-// start begins a try against b; trial says whether it is b's half-open
-// trial.
+// start begins a try against b, which pick admitted (counting the request
+// in flight to it); trial says whether it is b's half-open trial.
 func (x *exchange) start(b *backend.Backend, trial bool) {
 	x.backend = b
 	x.trial = trial
@@ -267,7 +267,6 @@ func (x *exchange) start(b *backend.Backend, trial bool) {
 	x.nTried++
 	x.rec.Backend = b.URL
 	x.rec.Attempts = x.nTried
-	b.Acquire()
 }
 
 // discard ends a failed try whose answer will not be relayed (see

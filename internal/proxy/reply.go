@@ -26,6 +26,11 @@ func (x *exchange) writeError(status int, word metrics.ErrorWord, message string
 	x.errBody = b
 	out := appendStatusLine(x.client.Begin(), status, nil)
 	out = append(out, "Content-Type: application/json\r\n"...)
+	if x.retryAfter > 0 {
+		out = append(out, "Retry-After: "...)
+		out = strconv.AppendInt(out, x.retryAfter, 10)
+		out = append(out, '\r', '\n')
+	}
 	out = appendContentLength(out, int64(len(b)))
 	out = x.endHead(out, false)
 	if string(x.method) == "HEAD" {

@@ -11,6 +11,7 @@ import (
 	"github.com/sluice-proxy/sluice/internal/backend"
 	"github.com/sluice-proxy/sluice/internal/balance"
 	"github.com/sluice-proxy/sluice/internal/config"
+	"github.com/sluice-proxy/sluice/internal/discovery"
 	"github.com/sluice-proxy/sluice/internal/health"
 	"github.com/sluice-proxy/sluice/internal/metrics"
 	"github.com/sluice-proxy/sluice/internal/retry"
@@ -72,12 +73,16 @@ type Route struct {
 	// Budget is the route's retry budget; it survives reloads that keep the
 	// route and its retry settings.
 	Budget *retry.Budget
+	// overload is the route's rate limit and circuit breaker (overload.go).
+	overload overload
 }
 
-// Build makes a runtime of cfg. Backends of prev with the same route name
-// and URL are carried over, with their health state. Connections come from
-// t's pools; health transitions go to events; m gets the metrics.
-func Build(cfg *config.Config, t *upstream.Transport, prev *Runtime, events health.Events, m *metrics.Metrics) *Runtime {
+// BuildWith makes a runtime of cfg, each discovered backend standing for
+// the endpoints that found holds for it (see members). Backends of prev with the
+// same route name and URL are carried over, with their health state.
+// Connections come from t's pools; health transitions go to events; m gets
+// the metrics.
+func BuildWith(cfg *config.Config, t *upstream.Transport, prev *Runtime, events health.Events, m *metrics.Metrics, found discovery.Sets) *Runtime {
 	old := map[string]*backend.Backend{}
 	if prev != nil {
 		for _, r := range prev.Routes {
@@ -102,12 +107,13 @@ func Build(cfg *config.Config, t *upstream.Transport, prev *Runtime, events heal
 			MaxResponseBody: int64(rc.Limits.MaxResponseBody),
 			Retry:           retry.NewPolicy(rc.Retry),
 		}
-		for j, bc := range rc.Backends {
-			u, _ := url.Parse(bc.URL) // validated by config
+		for j, bc := range members(rc, found) {
+			u, _ := url.Parse(bc.URL) // validated by config, or made by members
 			addr := hostPort(u)
 			b := old[rc.Name+"\x00"+bc.URL]
-			if b == nil || b.Weight != bc.Weight || b.Index != j {
+			if b == nil || b.Weight != bc.Weight || b.Index != j || b.ServerName != bc.ServerName {
 				nb := backend.New(bc.URL, addr, u.Scheme+"://"+addr, strings.TrimSuffix(u.EscapedPath(), "/"), bc.Weight, j)
+				nb.ServerName = bc.ServerName
 				switch {
 				case b != nil:
 					nb.CopyState(b)
@@ -117,7 +123,7 @@ func Build(cfg *config.Config, t *upstream.Transport, prev *Runtime, events heal
 				b = nb
 			}
 			r.Backends = append(r.Backends, b)
-			r.Pools = append(r.Pools, t.Pool(u.Scheme, addr))
+			r.Pools = append(r.Pools, t.Pool(u.Scheme, addr, bc.ServerName))
 		}
 		bal, err := balance.New(rc.Balancer, r.Backends, balance.Options{SlowStart: rc.SlowStart.D()})
 		if err != nil {
@@ -139,6 +145,7 @@ func Build(cfg *config.Config, t *upstream.Transport, prev *Runtime, events heal
 				}
 			}
 		}
+		r.overload = newOverload(prev, r, &cfg.Routes[i])
 		r.Passive = health.NewPassive(r.Name, rc.Health.Passive, r.Backends, events, nil)
 		urls := make([]string, len(r.Backends))
 		for j, b := range r.Backends {
@@ -165,12 +172,12 @@ func (rt *Runtime) HealthTargets() []health.Target {
 	return ts
 }
 
-// Addrs returns the pool keys (scheme://host:port) of the backends rt dials.
+// Addrs returns the pool keys (upstream.PoolKey) of the backends rt dials.
 func (rt *Runtime) Addrs() map[string]bool {
 	m := map[string]bool{}
 	for _, r := range rt.Routes {
 		for _, b := range r.Backends {
-			m[b.Origin] = true
+			m[upstream.PoolKey(b.Origin, b.ServerName)] = true
 		}
 	}
 	return m

@@ -21,6 +21,7 @@ import (
 	"github.com/sluice-proxy/sluice/internal/admin"
 	"github.com/sluice-proxy/sluice/internal/backend"
 	"github.com/sluice-proxy/sluice/internal/config"
+	"github.com/sluice-proxy/sluice/internal/discovery"
 	"github.com/sluice-proxy/sluice/internal/h1"
 	"github.com/sluice-proxy/sluice/internal/health"
 	"github.com/sluice-proxy/sluice/internal/metrics"
@@ -41,6 +42,7 @@ type Server struct {
 	admin     *http.Server
 	adminLn   net.Listener
 	active    *health.Active
+	discovery *discovery.Watcher
 	metrics   *metrics.Metrics
 	draining  atomic.Bool
 
@@ -86,6 +88,7 @@ func New(cfg *config.Config, path string, log *slog.Logger, opts ...Option) (*Se
 	events := &healthEvents{log: log, metrics: s.metrics, note: s.noteTransition}
 	s.active = health.NewActive(events)
 	s.events = events
+	s.discovery = discovery.NewWatcher(discovery.Options{Log: log, Metrics: metrics.NewDiscovery(s.metrics.Registry), Changed: s.rediscover})
 	s.handler = proxy.NewHandler(proxy.Build(cfg, s.transport, nil, events, s.metrics), log)
 	alog, err := accesslog.Open(cfg.AccessLog, s.metrics.AccessLogError)
 	if err != nil {
@@ -159,6 +162,7 @@ func (s *Server) panicked(v any, stack []byte) {
 // background.
 func (s *Server) Serve() {
 	s.active.Sync(s.handler.Runtime().HealthTargets())
+	s.startDiscovery()
 	s.startDashboard()
 	if s.ln != nil {
 		go func() { s.serveErr <- s.engine.Serve(s.ln) }()
@@ -243,10 +247,8 @@ func (s *Server) Reload(cfg *config.Config) {
 	}
 	cfg.Timeouts.ClientHeader, cfg.Timeouts.ClientIdle = s.cfg.Timeouts.ClientHeader, s.cfg.Timeouts.ClientIdle
 	cfg.Limits.MaxHeaderBytes = s.cfg.Limits.MaxHeaderBytes
-	old := s.handler.Runtime()
-	rt := proxy.Build(cfg, s.transport, old, s.events, s.metrics)
-	s.handler.Store(rt)
-	s.forgetRemoved(old, rt)
+	s.discovery.Sync(cfg)
+	s.install(cfg)
 	// A file is opened again on every reload, so that a log rotated by
 	// renaming it is followed (logrotate, then SIGHUP).
 	if cfg.AccessLog != s.cfg.AccessLog || isFilePath(cfg.AccessLog) {
@@ -258,8 +260,6 @@ func (s *Server) Reload(cfg *config.Config) {
 			s.handler.AccessLog.Swap(alog)
 		}
 	}
-	s.active.Sync(rt.HealthTargets())
-	s.transport.Retain(rt.Addrs())
 	s.cfg = cfg
 }
 
@@ -283,6 +283,7 @@ func (s *Server) Shutdown() int {
 		cut = s.cutAll()
 		s.log.Warn("shutdown deadline passed; cutting connections", "connections", cut, "requests", inFlight)
 	}
+	s.discovery.Stop()
 	s.active.Stop()
 	s.stopDashboard()
 	s.transport.Close()

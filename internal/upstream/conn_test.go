@@ -211,7 +211,7 @@ func testPool(t *testing.T) (*Pool, <-chan net.Conn) {
 	})
 	tr := NewTransport(time.Minute)
 	t.Cleanup(tr.Close)
-	return tr.Pool("http", ln.Addr().String()), accepted
+	return tr.Pool("http", ln.Addr().String(), ""), accepted
 }
 
 // dialTestPool dials a connection of a testPool and returns the pool, the

@@ -51,7 +51,7 @@ func TestPartlyWrittenRequestGoesOut(t *testing.T) {
 
 	tr := NewTransport(time.Minute)
 	t.Cleanup(tr.Close)
-	c, err := tr.Pool("http", ln.Addr().String()).Dial(time.Second)
+	c, err := tr.Pool("http", ln.Addr().String(), "").Dial(time.Second)
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -13,6 +13,7 @@ package upstream
 import (
 	"crypto/tls"
 	"net"
+	"strings"
 	"sync"
 	"time"
 )
@@ -45,27 +46,43 @@ func NewTransport(idleTimeout time.Duration) *Transport {
 	return t
 }
 
-// Pool returns the pool of scheme://addr, creating it on first use. An
-// https pool speaks TLS, verifying the backend's certificate for its host
-// name with the system's roots.
-func (t *Transport) Pool(scheme, addr string) *Pool {
-	key := scheme + "://" + addr
+// Pool returns the pool of scheme://addr, creating it on first use; its key
+// is PoolKey(scheme://addr, serverName). An https pool speaks TLS: it sends
+// serverName as SNI and verifies the backend's certificate for it with the
+// system's roots; "" means the host of addr (a discovered backend's addr
+// is an IP address, and its server name the configured name). An http
+// pool ignores serverName.
+func (t *Transport) Pool(scheme, addr, serverName string) *Pool {
+	key := PoolKey(scheme+"://"+addr, serverName)
 	t.mu.Lock()
 	defer t.mu.Unlock()
 	p := t.pools[key]
 	if p == nil {
 		p = newPool(t, addr)
 		if scheme == "https" {
-			host, _, _ := net.SplitHostPort(addr)
-			p.tls = &tls.Config{ServerName: host, NextProtos: []string{"http/1.1"}, MinVersion: tls.VersionTLS12}
+			if serverName == "" {
+				serverName, _, _ = net.SplitHostPort(addr)
+			}
+			p.tls = &tls.Config{ServerName: serverName, NextProtos: []string{"http/1.1"}, MinVersion: tls.VersionTLS12}
 		}
 		t.pools[key] = p
 	}
 	return p
 }
 
-// Retain closes and forgets the pools whose key (scheme://host:port) is not
-// in keep; a reload calls it with the addresses of the new config.
+// PoolKey returns the key of the pool of origin (scheme://host:port) with
+// the TLS server name serverName: the origin itself when serverName is ""
+// or the scheme is http, so that two names served at one address keep
+// their connections apart.
+func PoolKey(origin, serverName string) string {
+	if serverName == "" || !strings.HasPrefix(origin, "https://") {
+		return origin
+	}
+	return origin + " " + serverName
+}
+
+// Retain closes and forgets the pools whose key (see PoolKey) is not in
+// keep; a reload calls it with the keys of the new runtime's backends.
 func (t *Transport) Retain(keep map[string]bool) {
 	t.mu.Lock()
 	var drop []*Pool
