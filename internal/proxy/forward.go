@@ -87,7 +87,8 @@ func (x *exchange) forward() {
 		fresh = verdict == retry.Resend
 		if fresh {
 			x.resends++
-			if x.admit1(same, &trial) {
+			var ok bool
+			if ok, trial = same.Admit(); ok {
 				b = same
 				continue
 			}
@@ -118,8 +119,7 @@ func (x *exchange) pick(first *backend.Backend) (*backend.Backend, bool) {
 				return nil, false
 			}
 		}
-		var trial bool
-		if x.admit1(b, &trial) {
+		if ok, trial := b.Admit(); ok {
 			return b, trial
 		}
 		avoid = append(slices.Clip(avoid), b) // rare: a copy, x.tried stays
@@ -194,14 +194,6 @@ func cookieValue(v []byte, name string) ([]byte, bool) {
 		return val, len(val) > 0
 	}
 	return nil, false
-}
-
-// admit1 admits b for the next try, setting trial when the try is b's
-// half-open trial.
-func (x *exchange) admit1(b *backend.Backend, trial *bool) bool {
-	ok, t := b.Admit()
-	*trial = t
-	return ok
 }
 
 // judge records what the failed try came to, for passive health and the

@@ -2,6 +2,7 @@ package upstream
 
 import (
 	"bufio"
+	"bytes"
 	"errors"
 	"io"
 	"net"
@@ -376,12 +377,7 @@ func (c *Conn) armWait(now, end time.Time) error {
 // headBuffered reports whether a whole response head is in br's buffer.
 func headBuffered(br *bufio.Reader) bool {
 	b, _ := br.Peek(br.Buffered())
-	for i := 0; i+3 < len(b); i++ {
-		if b[i] == '\r' && b[i+1] == '\n' && b[i+2] == '\r' && b[i+3] == '\n' {
-			return true
-		}
-	}
-	return false
+	return bytes.Contains(b, []byte("\r\n\r\n"))
 }
 
 // peerOpen reports whether the peer of an idle connection has neither closed

@@ -61,9 +61,8 @@ func (pc pipeCache) put(p *pipe) {
 	}
 }
 
-// close closes the idle pipes; a pipe in use when it runs is closed when it
-// is given back, as the cache is full of nothing and refuses no one: the
-// transport is closed last, after its connections stopped.
+// close closes the idle pipes. The transport is closed last, once no body
+// moves any more, so no pipe is given back after it.
 func (pc pipeCache) close() {
 	for {
 		select {
