@@ -113,10 +113,11 @@ func New(url, addr, origin, pathPrefix string, weight, index int) *Backend {
 // passed and no trial request is in flight. It only reads: a balancer asks
 // it of every candidate, and the one chosen is then taken with Admit. The
 // healthy case without a circuit breaker is two atomic loads.
-func (b *Backend) Available() bool {
-	if b.Full() {
-		return false
-	}
+func (b *Backend) Available() bool { return !b.Full() && b.ready() }
+
+// ready reports whether b's health lets it take a request: healthy, or
+// ejected with its ejection time passed and no trial in flight.
+func (b *Backend) ready() bool {
 	s := State(b.state.Load())
 	if s == Healthy {
 		return true
@@ -131,8 +132,7 @@ func (b *Backend) AvailableAgain() bool {
 	if limit := b.maxInFlight.Load(); limit > 0 && b.inFlight.Load() > limit {
 		return false
 	}
-	s := State(b.state.Load())
-	return s == Healthy || s == Ejected && !b.trial.Load() && time.Now().UnixNano() >= b.ejectedUntil.Load()
+	return b.ready()
 }
 
 // Full reports whether b has as many requests in flight as its circuit
