@@ -329,26 +329,27 @@ func summarize(name string, o options, res []result, switchAt time.Duration, mis
 // median returns the figures of fs, each the median of its samples.
 func median(fs []figures) figures {
 	m := fs[0]
-	pick := func(get func(f figures) float64) float64 {
-		var v []float64
-		for _, f := range fs {
-			v = append(v, get(f))
+	for _, field := range []func(f *figures) *float64{
+		func(f *figures) *float64 { return &f.BeforeP50ms },
+		func(f *figures) *float64 { return &f.BeforeP99ms },
+		func(f *figures) *float64 { return &f.AfterP50ms },
+		func(f *figures) *float64 { return &f.AfterP99ms },
+		func(f *figures) *float64 { return &f.P99Ratio },
+		func(f *figures) *float64 { return &f.BeforeServed },
+		func(f *figures) *float64 { return &f.AfterServed },
+		func(f *figures) *float64 { return &f.AfterAllP99ms },
+		func(f *figures) *float64 { return &f.SlowShare },
+		func(f *figures) *float64 { return &f.FastFailShare },
+		func(f *figures) *float64 { return &f.OtherFailShare },
+		func(f *figures) *float64 { return &f.MissedShare },
+	} {
+		v := make([]float64, len(fs))
+		for i := range fs {
+			v[i] = *field(&fs[i])
 		}
 		slices.Sort(v)
-		return v[len(v)/2]
+		*field(&m) = v[len(v)/2]
 	}
-	m.BeforeP50ms = pick(func(f figures) float64 { return f.BeforeP50ms })
-	m.BeforeP99ms = pick(func(f figures) float64 { return f.BeforeP99ms })
-	m.AfterP50ms = pick(func(f figures) float64 { return f.AfterP50ms })
-	m.AfterP99ms = pick(func(f figures) float64 { return f.AfterP99ms })
-	m.P99Ratio = pick(func(f figures) float64 { return f.P99Ratio })
-	m.BeforeServed = pick(func(f figures) float64 { return f.BeforeServed })
-	m.AfterServed = pick(func(f figures) float64 { return f.AfterServed })
-	m.AfterAllP99ms = pick(func(f figures) float64 { return f.AfterAllP99ms })
-	m.SlowShare = pick(func(f figures) float64 { return f.SlowShare })
-	m.FastFailShare = pick(func(f figures) float64 { return f.FastFailShare })
-	m.OtherFailShare = pick(func(f figures) float64 { return f.OtherFailShare })
-	m.MissedShare = pick(func(f figures) float64 { return f.MissedShare })
 	return m
 }
 

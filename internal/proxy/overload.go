@@ -2,7 +2,6 @@ package proxy
 
 import (
 	"net/http"
-	"reflect"
 	"strings"
 
 	"github.com/sluice-proxy/sluice/internal/backend"
@@ -53,7 +52,7 @@ func newOverload(prev *Runtime, r *Route, rc *config.Route) overload {
 	o.limitedMsg = "rate limit of route " + r.Name + " reached"
 	if prev != nil {
 		for j, pr := range prev.Routes {
-			if pr.Name == r.Name && pr.overload.limit != nil && reflect.DeepEqual(prev.Config.Routes[j].RateLimit, rl) {
+			if pr.Name == r.Name && pr.overload.limit != nil && prev.Config.Routes[j].RateLimit == rl {
 				o.limit = pr.overload.limit
 				return o
 			}
