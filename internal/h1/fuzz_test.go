@@ -37,15 +37,7 @@ func FuzzConn(f *testing.F) {
 		// connection when they pass.
 		s := &Server{Handler: &echo{timeout: 20 * time.Millisecond}, MaxHeaderBytes: 1 << 10,
 			HeaderTimeout: 20 * time.Millisecond, IdleTimeout: 20 * time.Millisecond}
-		s.conns = map[*Conn]struct{}{}
-		client, server := net.Pipe()
-		c := newConn(s, server)
-		s.conns[c] = struct{}{}
-		done := make(chan struct{})
-		go func() {
-			defer close(done)
-			c.serve()
-		}()
+		client, done := servePipe(s)
 		go client.Write(in)
 		// Whatever the engine answers is read until it closes; a client
 		// that has sent everything gets its answers, then the end.
