@@ -27,6 +27,7 @@ func routeStats(prev *Runtime, name string, urls []string) *stats.Route {
 		for _, pr := range prev.Routes {
 			if pr.Name == name {
 				old = pr.Stats
+				break
 			}
 		}
 	}

@@ -132,7 +132,7 @@ func TestWindow(t *testing.T) {
 		t.Errorf("route series p99 of second 2 = %v ms, want about 100", p)
 	}
 
-	a, b := r.Figures(at(2.5)).Backends[0], r.Figures(at(2.5)).Backends[1]
+	a, b := f.Backends[0], f.Backends[1]
 	if a.Requests != 11 || a.Errors != 0 || !(a.P99 >= 2 && a.P99 <= 3.4) {
 		t.Errorf("backend a: requests %d errors %d p99 %v, want 11 0 about 3", a.Requests, a.Errors, a.P99)
 	}
