@@ -136,6 +136,12 @@ routes:
 `, resolver, extra, backends)
 }
 
+// apiTestBackend is the backends entry of http://api.test:port, found by
+// discovery: dns.
+func apiTestBackend(port int) string {
+	return fmt.Sprintf(`      - {url: "http://api.test:%d", discovery: dns}`, port)
+}
+
 // backendURLs returns the URLs /backends lists for route, sorted.
 func backendURLs(t testing.TB, p *proc, route string) []string {
 	var out []string
@@ -172,7 +178,7 @@ func TestDiscoveryFollowsRecords(t *testing.T) {
 	ns := dnstest.Start(t)
 	port, bs := loopbackBackends(t, 3, nil)
 	ns.Set("api.test.", dns.TypeA, aRecords("api.test", 1, "127.0.0.2")...)
-	p := start(t, discoveryRoute(ns.Addr, fmt.Sprintf(`      - {url: "http://api.test:%d", discovery: dns}`, port), ""))
+	p := start(t, discoveryRoute(ns.Addr, apiTestBackend(port), ""))
 	u2, u3, u4 := bs[0].AddrURL("http", port), bs[1].AddrURL("http", port), bs[2].AddrURL("http", port)
 	waitBackends(t, p, "api", 3*time.Second, u2)
 
@@ -180,7 +186,10 @@ func TestDiscoveryFollowsRecords(t *testing.T) {
 	if resp.StatusCode != 200 || string(body) != "127.0.0.2" {
 		t.Fatalf("GET = %d %q, want 200 from 127.0.0.2", resp.StatusCode, body)
 	}
-	if h := bs[0].hosts[len(bs[0].hosts)-1]; h != "shop.example" {
+	bs[0].mu.Lock()
+	h := bs[0].hosts[len(bs[0].hosts)-1]
+	bs[0].mu.Unlock()
+	if h != "shop.example" {
 		t.Errorf("the backend got Host %q, want the client's", h)
 	}
 
@@ -234,7 +243,7 @@ func TestDiscoveryFailureKeepsSet(t *testing.T) {
 	ns := dnstest.Start(t)
 	port, bs := loopbackBackends(t, 1, nil)
 	ns.Set("api.test.", dns.TypeA, aRecords("api.test", 1, "127.0.0.2")...)
-	p := start(t, discoveryRoute(ns.Addr, fmt.Sprintf(`      - {url: "http://api.test:%d", discovery: dns}`, port), ""))
+	p := start(t, discoveryRoute(ns.Addr, apiTestBackend(port), ""))
 	u2 := bs[0].AddrURL("http", port)
 	waitBackends(t, p, "api", 3*time.Second, u2)
 
@@ -310,7 +319,7 @@ func TestDiscoveryKeepsState(t *testing.T) {
 	})
 	u2, u3, u4 := bs[0].AddrURL("http", port), bs[1].AddrURL("http", port), bs[2].AddrURL("http", port)
 	ns.Set("api.test.", dns.TypeA, aRecords("api.test", 1, "127.0.0.2", "127.0.0.3")...)
-	p := start(t, discoveryRoute(ns.Addr, fmt.Sprintf(`      - {url: "http://api.test:%d", discovery: dns}`, port), `
+	p := start(t, discoveryRoute(ns.Addr, apiTestBackend(port), `
 retry: {attempts: 1}
 health: {active: {path: ""}, passive: {consecutive_failures: 2, ejection_time: 1m}}`))
 	waitBackends(t, p, "api", 3*time.Second, u2, u3)
@@ -366,7 +375,7 @@ func TestDiscoveryRemovedFinishesInFlight(t *testing.T) {
 		io.WriteString(w, b.IP)
 	})
 	ns.Set("api.test.", dns.TypeA, aRecords("api.test", 1, "127.0.0.2")...)
-	p := start(t, discoveryRoute(ns.Addr, fmt.Sprintf(`      - {url: "http://api.test:%d", discovery: dns}`, port), ""))
+	p := start(t, discoveryRoute(ns.Addr, apiTestBackend(port), ""))
 	waitBackends(t, p, "api", 3*time.Second, bs[0].AddrURL("http", port))
 
 	type result struct {
@@ -441,7 +450,7 @@ func TestDiscoveryTruncatedOverTCP(t *testing.T) {
 	ns := dnstest.Start(t)
 	port, bs := loopbackBackends(t, 1, nil)
 	ns.SetTruncated("api.test.", dns.TypeA, aRecords("api.test", 30, "127.0.0.2")...)
-	p := start(t, discoveryRoute(ns.Addr, fmt.Sprintf(`      - {url: "http://api.test:%d", discovery: dns}`, port), ""))
+	p := start(t, discoveryRoute(ns.Addr, apiTestBackend(port), ""))
 	waitBackends(t, p, "api", 3*time.Second, bs[0].AddrURL("http", port))
 	if ns.Queries("tcp") == 0 {
 		t.Errorf("no query over TCP")
@@ -456,7 +465,7 @@ func TestDiscoveryReload(t *testing.T) {
 	ns := dnstest.Start(t)
 	port, bs := loopbackBackends(t, 2, nil)
 	ns.Set("api.test.", dns.TypeA, aRecords("api.test", 30, "127.0.0.2")...)
-	discovered := fmt.Sprintf(`      - {url: "http://api.test:%d", discovery: dns}`, port)
+	discovered := apiTestBackend(port)
 	static := fmt.Sprintf(`      - %s`, bs[1].AddrURL("http", port))
 	p := start(t, discoveryRoute(ns.Addr, discovered, ""))
 	u2, u3 := bs[0].AddrURL("http", port), bs[1].AddrURL("http", port)
@@ -557,7 +566,7 @@ func TestDiscoveryUnderLoad(t *testing.T) {
 	})
 	ips := []string{"127.0.0.2", "127.0.0.3", "127.0.0.4", "127.0.0.5", "127.0.0.6"}
 	ns.Set("api.test.", dns.TypeA, aRecords("api.test", 1, ips[:2]...)...)
-	p := start(t, discoveryRoute(ns.Addr, fmt.Sprintf(`      - {url: "http://api.test:%d", discovery: dns}`, port), ""))
+	p := start(t, discoveryRoute(ns.Addr, apiTestBackend(port), ""))
 	waitBackends(t, p, "api", 3*time.Second, bs[0].AddrURL("http", port), bs[1].AddrURL("http", port))
 
 	stop := make(chan struct{})

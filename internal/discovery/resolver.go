@@ -98,6 +98,23 @@ func ttl(acc time.Duration, seconds uint32) time.Duration {
 	return acc
 }
 
+// add appends the address of an A or AAAA record to a's endpoints and folds
+// in its TTL; other records change nothing.
+func (a *Answer) add(rr dns.RR) {
+	var ip netip.Addr
+	switch rr := rr.(type) {
+	case *dns.A:
+		ip, _ = netip.AddrFromSlice(rr.A.To4())
+	case *dns.AAAA:
+		ip, _ = netip.AddrFromSlice(rr.AAAA.To16())
+	}
+	if !ip.IsValid() {
+		return
+	}
+	a.Endpoints = append(a.Endpoints, Endpoint{Addr: ip.Unmap()})
+	a.TTL = ttl(a.TTL, rr.Header().Ttl)
+}
+
 // LookupHost resolves name's A and AAAA records.
 func (r *Resolver) LookupHost(ctx context.Context, name string) (Answer, error) {
 	return r.lookup(ctx, name, r.hostIn)
@@ -198,20 +215,11 @@ func (r *Resolver) addrs(ctx context.Context, name string, qtype uint16) (Answer
 			return Answer{TTL: negativeTTL(m)}, nil
 		}
 		for _, rr := range m.Answer {
-			switch rr := rr.(type) {
-			case *dns.A:
-				if a, ok := netip.AddrFromSlice(rr.A.To4()); ok {
-					out.Endpoints = append(out.Endpoints, Endpoint{Addr: a})
-					out.TTL = ttl(out.TTL, rr.Hdr.Ttl)
-				}
-			case *dns.AAAA:
-				if a, ok := netip.AddrFromSlice(rr.AAAA.To16()); ok {
-					out.Endpoints = append(out.Endpoints, Endpoint{Addr: a.Unmap()})
-					out.TTL = ttl(out.TTL, rr.Hdr.Ttl)
-				}
-			case *dns.CNAME:
-				out.TTL = ttl(out.TTL, rr.Hdr.Ttl)
+			if _, ok := rr.(*dns.CNAME); ok {
+				out.TTL = ttl(out.TTL, rr.Header().Ttl)
+				continue
 			}
+			out.add(rr)
 		}
 		if len(out.Endpoints) > 0 {
 			return out, nil
@@ -312,20 +320,8 @@ func (r *Resolver) srvIn(ctx context.Context, name string) (Answer, error) {
 func (r *Resolver) target(ctx context.Context, m *dns.Msg, name string) (Answer, error) {
 	out := Answer{TTL: -1}
 	for _, rr := range m.Extra {
-		if !strings.EqualFold(rr.Header().Name, name) {
-			continue
-		}
-		switch rr := rr.(type) {
-		case *dns.A:
-			if a, ok := netip.AddrFromSlice(rr.A.To4()); ok {
-				out.Endpoints = append(out.Endpoints, Endpoint{Addr: a})
-				out.TTL = ttl(out.TTL, rr.Hdr.Ttl)
-			}
-		case *dns.AAAA:
-			if a, ok := netip.AddrFromSlice(rr.AAAA.To16()); ok {
-				out.Endpoints = append(out.Endpoints, Endpoint{Addr: a.Unmap()})
-				out.TTL = ttl(out.TTL, rr.Hdr.Ttl)
-			}
+		if strings.EqualFold(rr.Header().Name, name) {
+			out.add(rr)
 		}
 	}
 	if len(out.Endpoints) > 0 {

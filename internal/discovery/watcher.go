@@ -47,7 +47,6 @@ type Watcher struct {
 	sleep func(ctx context.Context, d time.Duration) bool
 
 	mu       sync.Mutex
-	settings config.Discovery
 	res      *Resolver       // the resolver the loops use
 	refresh  config.Duration // the refresh the loops use
 	loops    map[Key]*loop
@@ -106,8 +105,7 @@ func (w *Watcher) Sync(cfg *config.Config) {
 		w.forgetSeries()
 		return
 	}
-	w.settings = config.Discovery{Resolvers: slices.Clone(cfg.Discovery.Resolvers), Refresh: cfg.Discovery.Refresh}
-	res := w.resolver()
+	res := w.resolver(cfg.Discovery.Resolvers)
 	restart := w.res == nil || !w.res.same(res) || cfg.Discovery.Refresh != w.refresh
 	if restart {
 		w.res, w.refresh = res, cfg.Discovery.Refresh
@@ -142,13 +140,14 @@ func (w *Watcher) Sync(cfg *config.Config) {
 	}
 }
 
-// resolver returns the resolver of the current settings; w.mu is held.
-func (w *Watcher) resolver() *Resolver {
-	if len(w.settings.Resolvers) == 0 {
+// resolver returns the resolver that asks resolvers (discovery.resolvers),
+// or the system's ones when there are none.
+func (w *Watcher) resolver(resolvers []string) *Resolver {
+	if len(resolvers) == 0 {
 		return SystemResolver(w.conf)
 	}
-	servers := make([]string, 0, len(w.settings.Resolvers))
-	for _, s := range w.settings.Resolvers {
+	servers := make([]string, 0, len(resolvers))
+	for _, s := range resolvers {
 		if a, err := config.ResolverAddr(s); err == nil { // validated by config
 			servers = append(servers, a)
 		}
