@@ -598,6 +598,7 @@ func TestH2Shutdown(t *testing.T) {
 	p.Signal(os.Interrupt)
 	goaway := make(chan bool, 1)
 	status := make(chan string, 1)
+	goingAway := make(chan struct{}) // closed at the GOAWAY
 	go func() {
 		sawGoAway := false
 		for {
@@ -609,6 +610,9 @@ func TestH2Shutdown(t *testing.T) {
 			}
 			switch f := f.(type) {
 			case *http2.GoAwayFrame:
+				if !sawGoAway {
+					close(goingAway)
+				}
 				sawGoAway = true
 			case *http2.MetaHeadersFrame:
 				if f.StreamID == id {
@@ -619,7 +623,12 @@ func TestH2Shutdown(t *testing.T) {
 			}
 		}
 	}()
-	time.Sleep(200 * time.Millisecond)
+	// The response is let go once the GOAWAY came (or after a while
+	// without one, which the check below reports).
+	select {
+	case <-goingAway:
+	case <-time.After(5 * time.Second):
+	}
 	g.open()
 	if !waitChan(t, goaway, 10*time.Second, "the response") {
 		t.Errorf("no GOAWAY before the response")

@@ -37,12 +37,19 @@ type testCA struct {
 
 var serial atomic.Int64
 
-func newTestCA(t testing.TB) *testCA {
+// newKey makes a P-256 key.
+func newKey(t testing.TB) *ecdsa.PrivateKey {
 	t.Helper()
 	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
 	if err != nil {
 		t.Fatal(err)
 	}
+	return key
+}
+
+func newTestCA(t testing.TB) *testCA {
+	t.Helper()
+	key := newKey(t)
 	tmpl := &x509.Certificate{
 		SerialNumber:          big.NewInt(serial.Add(1)),
 		Subject:               pkix.Name{CommonName: "sluice e2e CA"},
@@ -76,10 +83,7 @@ type issued struct {
 func (ca *testCA) issue(client bool, names ...string) issued {
 	t := ca.t
 	t.Helper()
-	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
-	if err != nil {
-		t.Fatal(err)
-	}
+	key := newKey(t)
 	tmpl := &x509.Certificate{
 		SerialNumber: big.NewInt(serial.Add(1)),
 		Subject:      pkix.Name{CommonName: names[0]},

@@ -76,17 +76,7 @@ func (c *Conn) otherPeerGone() bool {
 // closes. It is tracked like the listener's connections: Shutdown waits
 // for it and CloseAll closes it. During a shutdown it closes nc at once.
 func (s *Server) ServeConn(nc net.Conn) {
-	c := newConn(s, nc)
-	s.mu.Lock()
-	if s.conns == nil {
-		s.conns = map[*Conn]struct{}{}
+	if c := s.track(nc); c != nil {
+		c.serve()
 	}
-	if s.draining.Load() {
-		s.mu.Unlock()
-		nc.Close()
-		return
-	}
-	s.conns[c] = struct{}{}
-	s.mu.Unlock()
-	c.serve()
 }

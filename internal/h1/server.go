@@ -68,16 +68,45 @@ func (s *Server) Serve(ln net.Listener) error {
 		s.conns = map[*Conn]struct{}{}
 	}
 	s.mu.Unlock()
+	return AcceptLoop(ln, s.draining.Load, func(nc net.Conn) {
+		if c := s.track(nc); c != nil {
+			go c.serve()
+		}
+	})
+}
+
+// track adds a connection for nc to the open ones and returns it; during a
+// shutdown it closes nc and returns nil.
+func (s *Server) track(nc net.Conn) *Conn {
+	c := newConn(s, nc)
+	s.mu.Lock()
+	if s.draining.Load() {
+		s.mu.Unlock()
+		nc.Close()
+		return nil
+	}
+	if s.conns == nil {
+		s.conns = map[*Conn]struct{}{}
+	}
+	s.conns[c] = struct{}{}
+	s.mu.Unlock()
+	return c
+}
+
+// AcceptLoop accepts connections on ln and gives each to handle, on the
+// calling goroutine, until Accept fails: it returns nil when stopped then
+// reports true, and the error otherwise. A timeout or a temporary error
+// (out of file descriptors and the like) is waited out with a backoff.
+func AcceptLoop(ln net.Listener, stopped func() bool, handle func(net.Conn)) error {
 	var backoff time.Duration
 	for {
 		nc, err := ln.Accept()
 		if err != nil {
-			if s.draining.Load() {
+			if stopped() {
 				return nil
 			}
 			var ne net.Error
 			if errors.As(err, &ne) && ne.Timeout() || isTemporary(err) {
-				// Out of file descriptors and the like: wait, then go on.
 				backoff = min(max(2*backoff, 5*time.Millisecond), time.Second)
 				time.Sleep(backoff)
 				continue
@@ -85,16 +114,7 @@ func (s *Server) Serve(ln net.Listener) error {
 			return err
 		}
 		backoff = 0
-		c := newConn(s, nc)
-		s.mu.Lock()
-		if s.draining.Load() {
-			s.mu.Unlock()
-			nc.Close()
-			continue
-		}
-		s.conns[c] = struct{}{}
-		s.mu.Unlock()
-		go c.serve()
+		handle(nc)
 	}
 }
 

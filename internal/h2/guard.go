@@ -183,16 +183,12 @@ func (g *Guard) frame() error {
 			g.broken = true // the server refuses it (FRAME_SIZE_ERROR)
 			return nil
 		}
-		bp := framePool.Get().(*[]byte)
-		b := append((*bp)[:0], h...)
-		b = b[:9+length]
-		if _, err := readFull(g.Conn, b[9:]); err != nil {
-			framePool.Put(bp)
+		b, err := g.whole(h, length)
+		if err != nil {
 			return err
 		}
-		g.held = bp
 		g.pend = g.block(b, typ, flags, stream)
-		*bp = g.pend
+		*g.held = g.pend
 	case frameRSTStream:
 		g.passLeft = length
 		g.reset()
@@ -201,20 +197,29 @@ func (g *Guard) frame() error {
 			g.passLeft = length // the server judges it
 			return nil
 		}
-		bp := framePool.Get().(*[]byte)
-		b := append((*bp)[:0], h...)
-		b = b[:9+length]
-		if _, err := readFull(g.Conn, b[9:]); err != nil {
-			framePool.Put(bp)
+		b, err := g.whole(h, length)
+		if err != nil {
 			return err
 		}
-		g.held = bp
 		g.pend = lastSettings(b)
-		*bp = g.pend
+		*g.held = g.pend
 	default:
 		g.passLeft = length
 	}
 	return nil
+}
+
+// whole reads the payload of the frame whose header is h into a buffer
+// from framePool, which g.held then holds, and returns the whole frame.
+func (g *Guard) whole(h []byte, length int) ([]byte, error) {
+	bp := framePool.Get().(*[]byte)
+	b := append((*bp)[:0], h...)[:9+length]
+	if _, err := readFull(g.Conn, b[9:]); err != nil {
+		framePool.Put(bp)
+		return nil, err
+	}
+	g.held = bp
+	return b, nil
 }
 
 // release gives the held frame's buffer back.

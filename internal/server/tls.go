@@ -226,38 +226,18 @@ func (s *Server) cutAll() int {
 func (e *edge) serve() error {
 	e.wg.Add(1)
 	defer e.wg.Done()
-	var backoff time.Duration
-	for {
-		nc, err := e.ln.Accept()
-		if err != nil {
-			if e.closing.Load() {
-				return nil
-			}
-			var ne net.Error
-			if errors.As(err, &ne) && ne.Timeout() || isTemporary(err) {
-				backoff = min(max(2*backoff, 5*time.Millisecond), time.Second)
-				time.Sleep(backoff)
-				continue
-			}
-			return err
-		}
-		backoff = 0
+	return h1.AcceptLoop(e.ln, e.closing.Load, func(nc net.Conn) {
 		e.mu.Lock()
 		if e.closing.Load() {
 			e.mu.Unlock()
 			nc.Close()
-			continue
+			return
 		}
 		e.shaking[nc] = struct{}{}
 		e.wg.Add(1)
 		e.mu.Unlock()
 		go e.handshake(nc)
-	}
-}
-
-func isTemporary(err error) bool {
-	t, ok := err.(interface{ Temporary() bool })
-	return ok && t.Temporary()
+	})
 }
 
 // handshake does the TLS handshake of nc, bounded by the handshake timeout,
