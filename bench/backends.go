@@ -207,11 +207,39 @@ type backends struct {
 	// slow answers slowDelay late, flap slowDelay late every other
 	// flapPeriod (see backendsEnv).
 	ok1, ok2, fail, slow, flap string
+	// nginx, with -backends nginx, serves ok1 and ok2 in place of the
+	// fasthttp process, which then serves the other modes only.
+	nginx *nginxBackends
 }
 
-// addrs returns every backend's address.
-func (b *backends) addrs() []string {
+// counted returns the addresses of the backends that count what they
+// serve (countPath): all but nginx's.
+func (b *backends) counted() []string {
+	if b.nginx != nil {
+		return []string{b.fail, b.slow, b.flap}
+	}
 	return []string{b.ok1, b.ok2, b.fail, b.slow, b.flap}
+}
+
+// pids returns the backend processes, for their CPU time.
+func (b *backends) pids() []int {
+	p := []int{b.cmd.Process.Pid}
+	if b.nginx != nil {
+		p = append(p, b.nginx.cmd.Process.Pid)
+	}
+	return p
+}
+
+// useNginx starts nginx (bin) as ok1 and ok2, pinned with pin, its files in
+// dir and its log at logFile.
+func (b *backends) useNginx(ctx context.Context, bin string, pin []string, dir, logFile string) error {
+	nb, addrs, err := startNginxBackends(ctx, bin, pin, dir, logFile)
+	if err != nil {
+		return err
+	}
+	b.nginx = nb
+	b.ok1, b.ok2 = addrs[0], addrs[1]
+	return nil
 }
 
 // startBackends re-executes self as the backend process, pinned with pin (a
@@ -281,7 +309,7 @@ func startBackends(ctx context.Context, self string, pin []string, logFile strin
 func (b *backends) served(ctx context.Context) (map[string]int64, error) {
 	client := &http.Client{Timeout: 5 * time.Second}
 	out := map[string]int64{}
-	for _, addr := range b.addrs() {
+	for _, addr := range b.counted() {
 		req, err := http.NewRequestWithContext(ctx, http.MethodGet, "http://"+addr+countPath, nil)
 		if err != nil {
 			return nil, err
@@ -307,6 +335,9 @@ func (b *backends) served(ctx context.Context) (map[string]int64, error) {
 // stop ends the backend process: closing stdin asks it to shut down; it is
 // killed if it has not exited within five seconds.
 func (b *backends) stop() {
+	if b.nginx != nil {
+		b.nginx.stop()
+	}
 	_ = b.stdin.Close()
 	done := make(chan struct{})
 	go func() { _ = b.cmd.Wait(); close(done) }()

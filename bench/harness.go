@@ -9,6 +9,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"slices"
 	"strings"
 	"time"
 )
@@ -31,6 +32,26 @@ type scenario struct {
 	// (wrk on keep-alive connections), "h2" (h2load) or "handshake" (a new
 	// connection per request); "" for plain HTTP.
 	tls string
+}
+
+// nginxBackends reports whether sc can run with -backends nginx: it asks
+// the healthy backends for /api/users only, and needs no count of what they
+// served.
+func (sc scenario) nginxBackends() bool {
+	return sc.path == "/api/users" && !sc.upload && !sc.retry && sc.slow == ""
+}
+
+// needs names what keeps sc from running on the nginx backends.
+func (sc scenario) needs() string {
+	switch {
+	case sc.retry:
+		return "the failing backend and the upstream counts"
+	case sc.slow != "":
+		return "the slow backend and the upstream counts"
+	case sc.upload:
+		return "the upload endpoint"
+	}
+	return sc.path
 }
 
 // balancers reports whether sc is a balancer scenario.
@@ -103,6 +124,16 @@ func run(ctx context.Context, o options) (*report, error) {
 	scs, err := selectScenarios(o.scenarios)
 	if err != nil {
 		return nil, err
+	}
+	if !slices.Contains(backendKinds, o.backends) {
+		return nil, fmt.Errorf("-backends %q: want go or nginx", o.backends)
+	}
+	if o.backends == "nginx" {
+		for _, sc := range scs {
+			if !sc.nginxBackends() {
+				return nil, fmt.Errorf("scenario %s needs the go backends (it uses %s), not -backends nginx", sc.name, sc.needs())
+			}
+		}
 	}
 	if o.reps < 1 || o.connections < 1 || o.threads < 1 || o.duration <= 0 || o.warmup < 0 {
 		return nil, errors.New("-reps, -connections and -threads must be at least 1, -duration positive and -warmup not negative")
@@ -231,6 +262,15 @@ func setup(ctx context.Context, o options, scs []scenario) (*env, []proxy, error
 	if e.be, err = startBackends(ctx, self, e.pinLoad, filepath.Join(e.logDir, "backends.log")); err != nil {
 		return e, nil, err
 	}
+	if o.backends == "nginx" {
+		bin, err := exec.LookPath("nginx")
+		if err != nil {
+			return e, nil, fmt.Errorf("-backends nginx: nginx is not installed (apt-get install nginx): %w", err)
+		}
+		if err := e.be.useNginx(ctx, bin, e.pinLoad, filepath.Join(e.tmp, "nginx-backends"), filepath.Join(e.logDir, "nginx-backends.log")); err != nil {
+			return e, nil, err
+		}
+	}
 	return e, ps, nil
 }
 
@@ -356,14 +396,14 @@ func (e *env) measure(ctx context.Context, p proxy, sc scenario, rep int) (sampl
 	if err != nil {
 		return sample{}, err
 	}
-	beCPU0, beErr0 := totalCPUSeconds([]int{e.be.cmd.Process.Pid})
+	beCPU0, beErr0 := totalCPUSeconds(e.be.pids())
 	jiffies0, _ := readCPUJiffies()
 	t0 := time.Now()
 	out, wrkCPU, runErr := w.run(ctx, e.wrk, e.pinLoad)
 	wall := time.Since(t0).Seconds()
 	cpu1, cpuErr := totalCPUSeconds(pids)
 	jiffies1, _ := readCPUJiffies()
-	beCPU1, beErr1 := totalCPUSeconds([]int{e.be.cmd.Process.Pid})
+	beCPU1, beErr1 := totalCPUSeconds(e.be.pids())
 	rss, _, rssErr := maxPeakRSSKiB(pids)
 	served1, servedErr := e.be.served(ctx)
 
@@ -407,7 +447,9 @@ func (e *env) measure(ctx context.Context, p proxy, sc scenario, rep int) (sampl
 			upstream += n - served0[addr]
 		}
 		failed = served1[e.be.fail] - served0[e.be.fail]
-		s.UpstreamPerRequest = float64(upstream) / float64(res.Requests)
+		if e.be.nginx == nil {
+			s.UpstreamPerRequest = float64(upstream) / float64(res.Requests)
+		}
 		s.FailedTryShare = float64(failed) / float64(res.Requests)
 		if slowAddr != "" && upstream > 0 {
 			s.SlowShare = float64(served1[slowAddr]-served0[slowAddr]) / float64(upstream)

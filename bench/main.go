@@ -10,7 +10,7 @@
 //
 //	go run ./bench [-scenarios healthy_get,...] [-proxies sluice,sluice-log,sluice-lr,sluice-ewma,nginx,haproxy]
 //	               [-duration 10s] [-warmup 2s] [-reps 3] [-connections 64]
-//	               [-threads 2] [-out dir] [-sluice path]
+//	               [-threads 2] [-backends go|nginx] [-out dir] [-sluice path]
 package main
 
 import (
@@ -38,7 +38,8 @@ func main() {
 	flag.DurationVar(&o.warmup, "warmup", o.warmup, "length of the unmeasured warm-up before each run; 0 skips it")
 	flag.IntVar(&o.reps, "reps", o.reps, "repetitions of each scenario per proxy; the median is reported")
 	flag.IntVar(&o.connections, "connections", o.connections, "wrk connections (many_conns always uses 1000)")
-	flag.IntVar(&o.threads, "threads", o.threads, "wrk threads")
+	flag.IntVar(&o.threads, "threads", o.threads, "wrk threads (1 gives the single-threaded load of -threads 1)")
+	flag.StringVar(&o.backends, "backends", o.backends, "the two healthy backends: go (fasthttp, in a child process) or nginx (one nginx worker answering from its configuration; healthy_get, many_conns and the HTTPS scenarios only)")
 	flag.StringVar(&o.out, "out", "", "results folder (default bench/results/<UTC timestamp>)")
 	flag.StringVar(&o.sluiceBin, "sluice", "", "a prebuilt sluice binary to use instead of building ./cmd/sluice")
 	rereport := flag.String("rereport", "", "write results.md, results.json and chart.svg of the results folder again from its saved samples, and run nothing")
@@ -79,6 +80,7 @@ type options struct {
 	reps        int           // repetitions per scenario and proxy
 	connections int           // wrk connections, except where a scenario fixes them
 	threads     int           // wrk threads
+	backends    string        // the healthy backends: "go" or "nginx" (backendKinds)
 	out         string        // results folder; "" for bench/results/<timestamp>
 	sluiceBin   string        // prebuilt sluice; "" builds ./cmd/sluice
 	log         io.Writer     // progress and the final table go here
@@ -94,6 +96,7 @@ func defaultOptions() options {
 		reps:        3,
 		connections: 64,
 		threads:     2,
+		backends:    "go",
 	}
 }
 

@@ -105,6 +105,7 @@ type report struct {
 	Reps        int               `json:"reps"`
 	Connections int               `json:"connections"`
 	Threads     int               `json:"threads"`
+	Backends    string            `json:"backends"` // "go" or "nginx" (-backends)
 	Host        hostInfo          `json:"host"`
 	Pinned      bool              `json:"pinned"`
 	Versions    map[string]string `json:"versions"`
@@ -136,6 +137,7 @@ func newReport(o options, started time.Time, dir string) *report {
 		Reps:        o.reps,
 		Connections: o.connections,
 		Threads:     o.threads,
+		Backends:    o.backends,
 		Host:        readHostInfo(),
 		Versions:    map[string]string{},
 		Warnings:    []string{},
@@ -330,19 +332,27 @@ func (r *report) markdown() string {
 	var b strings.Builder
 	fmt.Fprintf(&b, "# sluice benchmark, %s\n\n", r.Started.Format("2006-01-02 15:04 UTC"))
 	fmt.Fprintf(&b, "`%s`\n\n", r.Command)
+	be := "fasthttp backends"
+	if r.Backends == "nginx" {
+		be = "nginx as the two healthy backends (one worker)"
+	}
 	pin := "proxy on CPU 0, wrk and backends on CPU 1"
 	if !r.Pinned {
 		pin = "not pinned"
 	}
-	fmt.Fprintf(&b, "%s, %d CPUs, Linux %s, %s; %s. Each figure is the median of %d run(s) of %s after a %s warm-up; wrk with %d threads and %d connections (many_conns: 1000).\n\n",
-		orDefault(r.Host.CPUModel, "unknown CPU"), r.Host.CPUs, r.Host.Kernel, r.Host.Go, pin, r.Reps, r.Duration, r.Warmup, r.Threads, r.Connections)
+	fmt.Fprintf(&b, "%s, %d CPUs, Linux %s, %s; %s; %s. Each figure is the median of %d run(s) of %s after a %s warm-up; wrk with %d threads and %d connections (many_conns: 1000).\n\n",
+		orDefault(r.Host.CPUModel, "unknown CPU"), r.Host.CPUs, r.Host.Kernel, r.Host.Go, be, pin, r.Reps, r.Duration, r.Warmup, r.Threads, r.Connections)
 	for _, p := range r.Proxies {
 		fmt.Fprintf(&b, "- %s: %s\n", p, orDefault(r.Versions[p], "version unknown"))
 	}
 	b.WriteString("\n| scenario | proxy | req/s | p50 | p90 | p99 | CPU/request | peak RSS | errors | CPU busy | upstream/req |\n")
 	b.WriteString("|---|---|--:|--:|--:|--:|--:|--:|--:|--:|--:|\n")
 	for _, res := range r.Results {
-		fmt.Fprintf(&b, "| %s | %s | %s | %s | %s | %s | %s | %s | %d | %.0f%% | %.2f |\n",
+		upstream := fmt.Sprintf("%.2f", res.UpstreamPerRequest)
+		if r.Backends == "nginx" {
+			upstream = "n/a" // nginx does not count what it serves
+		}
+		fmt.Fprintf(&b, "| %s | %s | %s | %s | %s | %s | %s | %s | %d | %.0f%% | %s |\n",
 			res.Scenario, res.Proxy,
 			withRatio(fmtInt(res.RPS), res.VsNginx, "rps"),
 			withRatio(fmtMs(res.P50ms), res.VsNginx, "p50"),
@@ -350,7 +360,7 @@ func (r *report) markdown() string {
 			withRatio(fmtMs(res.P99ms), res.VsNginx, "p99"),
 			withRatio(fmt.Sprintf("%.1f µs", res.CPUPerRequestUS), res.VsNginx, "cpu_per_request"),
 			withRatio(fmt.Sprintf("%.1f MiB", res.PeakRSSMiB), res.VsNginx, "peak_rss"),
-			res.Errors, 100*res.Busy, res.UpstreamPerRequest)
+			res.Errors, 100*res.Busy, upstream)
 	}
 	b.WriteString("\nRatios in parentheses are of the medians to nginx's in the same scenario. Errors are non-2xx/3xx responses plus socket errors, summed over the runs. " +
 		"CPU busy is the proxy's CPU seconds over wall seconds; well under 100% means wrk or the backends, not the proxy, were the bottleneck. " +
@@ -363,13 +373,13 @@ func (r *report) markdown() string {
 	}
 	if paired {
 		b.WriteString("\nPaired ratios to nginx: in each repetition the proxies run one after the other, so each proxy's figure is divided by nginx's of the same repetition, and the median of those ratios is given; drift in the machine's speed between repetitions cancels out.\n\n")
-		b.WriteString("| scenario | proxy | req/s | p99 | CPU/request | peak RSS |\n|---|---|--:|--:|--:|--:|\n")
+		b.WriteString("| scenario | proxy | req/s | p50 | p99 | CPU/request | peak RSS |\n|---|---|--:|--:|--:|--:|--:|\n")
 		for _, res := range r.Results {
 			if res.VsNginxPaired == nil {
 				continue
 			}
 			v := res.VsNginxPaired
-			fmt.Fprintf(&b, "| %s | %s | %.2f× | %.2f× | %.2f× | %.2f× |\n", res.Scenario, res.Proxy, v["rps"], v["p99"], v["cpu_per_request"], v["peak_rss"])
+			fmt.Fprintf(&b, "| %s | %s | %.2f× | %.2f× | %.2f× | %.2f× | %.2f× |\n", res.Scenario, res.Proxy, v["rps"], v["p50"], v["p99"], v["cpu_per_request"], v["peak_rss"])
 		}
 	}
 	var vsHAProxy []string

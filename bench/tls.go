@@ -345,14 +345,14 @@ func (e *env) measureTLS(ctx context.Context, p proxy, sc scenario, rep int) (sa
 	if err != nil {
 		return sample{}, err
 	}
-	beCPU0, beErr0 := totalCPUSeconds([]int{e.be.cmd.Process.Pid})
+	beCPU0, beErr0 := totalCPUSeconds(e.be.pids())
 	jiffies0, _ := readCPUJiffies()
 	t0 := time.Now()
 	out, loadCPU, runErr := l.run(ctx, e.pinLoad)
 	wall := time.Since(t0).Seconds()
 	cpu1, cpuErr := totalCPUSeconds(pids)
 	jiffies1, _ := readCPUJiffies()
-	beCPU1, beErr1 := totalCPUSeconds([]int{e.be.cmd.Process.Pid})
+	beCPU1, beErr1 := totalCPUSeconds(e.be.pids())
 	rss, _, rssErr := maxPeakRSSKiB(pids)
 
 	raw := filepath.Join(e.rawDir, name+".txt")
