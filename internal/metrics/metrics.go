@@ -5,6 +5,7 @@
 package metrics
 
 import (
+	"regexp"
 	"strconv"
 	"sync/atomic"
 
@@ -127,7 +128,12 @@ func New(inFlight func() float64) *Metrics {
 		prometheus.NewGaugeFunc(prometheus.GaugeOpts{
 			Name: "sluice_inflight_requests", Help: "Requests being served, streamed responses included.",
 		}, inFlight),
-		collectors.NewGoCollector(),
+		// The default Go series, plus the scheduler's latency histogram
+		// (go_sched_latencies_seconds: how long runnable goroutines
+		// waited for a thread), which is where a saturated proxy's tail
+		// shows first.
+		collectors.NewGoCollector(collectors.WithGoCollectorRuntimeMetrics(
+			collectors.GoRuntimeMetricsRule{Matcher: regexp.MustCompile(`^/sched/latencies:seconds$`)})),
 		collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}),
 	)
 	m.reloads.WithLabelValues("ok")
