@@ -230,7 +230,7 @@ func setup(ctx context.Context, o options, scs []scenario) (*env, []proxy, error
 	}
 	e.rep.Pinned = note == ""
 
-	ps, skipped, err := newProxies(splitList(o.proxies), root, e.tmp, o.sluiceBin)
+	ps, skipped, err := newProxies(splitList(o.proxies), root, e.tmp, o.sluiceBin, o.baselineBin)
 	for _, s := range skipped {
 		e.warnf("%s", s)
 	}

@@ -10,7 +10,7 @@
 //
 //	go run ./bench [-scenarios healthy_get,...] [-proxies sluice,sluice-log,sluice-lr,sluice-ewma,nginx,haproxy]
 //	               [-duration 10s] [-warmup 2s] [-reps 3] [-connections 64]
-//	               [-threads 2] [-backends go|nginx] [-out dir] [-sluice path]
+//	               [-threads 2] [-backends go|nginx] [-out dir] [-sluice path] [-baseline path]
 package main
 
 import (
@@ -42,6 +42,7 @@ func main() {
 	flag.StringVar(&o.backends, "backends", o.backends, "the two healthy backends: go (fasthttp, in a child process) or nginx (one nginx worker answering from its configuration; healthy_get, many_conns and the HTTPS scenarios only)")
 	flag.StringVar(&o.out, "out", "", "results folder (default bench/results/<UTC timestamp>)")
 	flag.StringVar(&o.sluiceBin, "sluice", "", "a prebuilt sluice binary to use instead of building ./cmd/sluice")
+	flag.StringVar(&o.baselineBin, "baseline", "", "another sluice build, run as the proxy sluice-baseline with plain sluice's configuration, to compare two builds in one run")
 	rereport := flag.String("rereport", "", "write results.md, results.json and chart.svg of the results folder again from its saved samples, and run nothing")
 	flag.Parse()
 	if flag.NArg() > 0 {
@@ -83,6 +84,7 @@ type options struct {
 	backends    string        // the healthy backends: "go" or "nginx" (backendKinds)
 	out         string        // results folder; "" for bench/results/<timestamp>
 	sluiceBin   string        // prebuilt sluice; "" builds ./cmd/sluice
+	baselineBin string        // the build run as sluice-baseline; "" for none
 	log         io.Writer     // progress and the final table go here
 }
 

@@ -57,6 +57,7 @@ type sluiceProxy struct {
 	bin       string
 	accessLog bool
 	balancer  string
+	baseline  bool // "sluice-baseline": another build (-baseline), configured as plain sluice
 }
 
 // sluiceVariants maps the names of sluice's balancer variants to their
@@ -64,6 +65,9 @@ type sluiceProxy struct {
 var sluiceVariants = map[string]string{"sluice-lr": "least_request", "sluice-ewma": "ewma"}
 
 func (p sluiceProxy) name() string {
+	if p.baseline {
+		return "sluice-baseline"
+	}
 	if p.accessLog {
 		return "sluice-log"
 	}
@@ -387,9 +391,14 @@ func tail(path string, n int) string {
 // newProxies returns the proxies named in names, in that order. Those whose
 // binaries are not installed are left out with a message on skipped; sluice
 // is built from the module with "go build".
-func newProxies(names []string, root, tmp, sluiceBin string) (ps []proxy, skipped []string, err error) {
+func newProxies(names []string, root, tmp, sluiceBin, baselineBin string) (ps []proxy, skipped []string, err error) {
 	for _, n := range names {
 		switch n {
+		case "sluice-baseline":
+			if baselineBin == "" {
+				return nil, nil, errors.New("sluice-baseline needs -baseline, the path of the sluice build to compare with")
+			}
+			ps = append(ps, sluiceProxy{bin: baselineBin, baseline: true})
 		case "sluice", "sluice-log", "sluice-lr", "sluice-ewma":
 			if sluiceBin == "" {
 				sluiceBin = filepath.Join(tmp, "sluice")
@@ -410,7 +419,7 @@ func newProxies(names []string, root, tmp, sluiceBin string) (ps []proxy, skippe
 				ps = append(ps, haproxyProxy{bin: bin})
 			}
 		default:
-			return nil, nil, fmt.Errorf("unknown proxy %q (want sluice, sluice-log, sluice-lr, sluice-ewma, nginx or haproxy)", n)
+			return nil, nil, fmt.Errorf("unknown proxy %q (want sluice, sluice-baseline, sluice-log, sluice-lr, sluice-ewma, nginx or haproxy)", n)
 		}
 	}
 	if len(ps) == 0 {

@@ -206,7 +206,7 @@ func TestRunsIn(t *testing.T) {
 // TestNewProxiesVariants: the variant names are accepted and keep their
 // names; an unknown one is an error.
 func TestNewProxiesVariants(t *testing.T) {
-	ps, _, err := newProxies([]string{"sluice", "sluice-lr", "sluice-ewma"}, "", "", "/bin/true")
+	ps, _, err := newProxies([]string{"sluice", "sluice-lr", "sluice-ewma", "sluice-baseline"}, "", "", "/bin/true", "/bin/false")
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -214,11 +214,17 @@ func TestNewProxiesVariants(t *testing.T) {
 	for _, p := range ps {
 		names = append(names, p.name())
 	}
-	if got := strings.Join(names, ","); got != "sluice,sluice-lr,sluice-ewma" {
+	if got := strings.Join(names, ","); got != "sluice,sluice-lr,sluice-ewma,sluice-baseline" {
 		t.Errorf("names = %s", got)
 	}
-	if _, _, err := newProxies([]string{"sluice-rr"}, "", "", "/bin/true"); err == nil {
+	if b := ps[3].(sluiceProxy); b.bin != "/bin/false" || b.balancer != "" || b.accessLog {
+		t.Errorf("sluice-baseline = %+v, want plain sluice's configuration with the -baseline build", b)
+	}
+	if _, _, err := newProxies([]string{"sluice-rr"}, "", "", "/bin/true", ""); err == nil {
 		t.Error("an unknown proxy name was accepted")
+	}
+	if _, _, err := newProxies([]string{"sluice-baseline"}, "", "", "/bin/true", ""); err == nil {
+		t.Error("sluice-baseline without -baseline was accepted")
 	}
 }
 

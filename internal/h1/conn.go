@@ -13,6 +13,7 @@ import (
 	"syscall"
 	"time"
 
+	"github.com/sluice-proxy/sluice/internal/fairpoll"
 	"github.com/sluice-proxy/sluice/internal/wire"
 )
 
@@ -96,6 +97,14 @@ type Conn struct {
 	// HTTP/2 stream). Both are nil otherwise.
 	under   syscall.RawConn
 	checker interface{ PeerGone() bool }
+
+	// fair is the connection's place in the server's fairpoll.Poller,
+	// when it has one: the wait for the next request is made there, so
+	// that connections are served in the order their requests arrived.
+	fair     *fairpoll.Waiter
+	fairNext func(fd uintptr) bool // next, asking to wait on fair instead of parking
+	parked   bool                  // fairNext's report that next asked to wait
+	fairOff  bool                  // the poller has closed: wait in Go's poller
 }
 
 func newConn(s *Server, nc net.Conn) *Conn {
@@ -109,11 +118,42 @@ func newConn(s *Server, nc net.Conn) *Conn {
 		if raw, err := sc.SyscallConn(); err == nil {
 			c.raw = raw
 			c.next = c.writeThenRead
+			if s.Poller != nil && c.tcp {
+				c.joinPoller(s.Poller)
+			}
 		}
 	} else {
 		c.watchPeer()
 	}
 	return c
+}
+
+// joinPoller adds the connection's socket to p; the connection goes on
+// waiting in Go's poller if it cannot.
+func (c *Conn) joinPoller(p *fairpoll.Poller) {
+	c.raw.Control(func(fd uintptr) {
+		if w, err := p.Add(int(fd)); err == nil {
+			c.fair = w
+		}
+	})
+	if c.fair != nil {
+		c.fairNext = func(fd uintptr) bool {
+			if c.next(fd) {
+				return true
+			}
+			c.parked = true
+			return true
+		}
+	}
+}
+
+// setReadDeadline sets the socket's read deadline, which a wait in the
+// fair poller keeps too.
+func (c *Conn) setReadDeadline(t time.Time) {
+	c.nc.SetReadDeadline(t)
+	if c.fair != nil {
+		c.fair.SetDeadline(t)
+	}
 }
 
 // errClosedByShutdown ends a connection that a shutdown closed while it
@@ -166,6 +206,9 @@ func (c *Conn) contain() {
 // end closes the connection and gives its buffers back.
 func (c *Conn) end() {
 	c.state.Store(stateClosed)
+	if c.fair != nil {
+		c.fair.Remove()
+	}
 	c.nc.Close()
 	c.dropIn()
 	c.releaseOut()
@@ -204,7 +247,7 @@ func (c *Conn) readRequest(first bool) (status int, reason string, err error) {
 	if c.r == c.w {
 		if first {
 			if s.HeaderTimeout > 0 {
-				c.nc.SetReadDeadline(c.accepted.Add(s.HeaderTimeout))
+				c.setReadDeadline(c.accepted.Add(s.HeaderTimeout))
 			}
 			armed = true
 		} else {
@@ -213,7 +256,7 @@ func (c *Conn) readRequest(first bool) (status int, reason string, err error) {
 				return 0, "", errClosedByShutdown
 			}
 			if s.IdleTimeout > 0 {
-				c.nc.SetReadDeadline(time.Now().Add(s.IdleTimeout))
+				c.setReadDeadline(time.Now().Add(s.IdleTimeout))
 			}
 		}
 		c.state.Store(stateIdle)
@@ -276,7 +319,7 @@ func (c *Conn) readRequest(first bool) (status int, reason string, err error) {
 		}
 		if !armed {
 			if s.HeaderTimeout > 0 {
-				c.nc.SetReadDeadline(time.Now().Add(s.HeaderTimeout))
+				c.setReadDeadline(time.Now().Add(s.HeaderTimeout))
 			}
 			armed = true
 		}
@@ -353,7 +396,16 @@ func (c *Conn) waitRead() error {
 	}
 	for {
 		c.nextErr, c.nextN, c.nextPart = nil, 0, false
-		err := c.raw.Read(c.next)
+		var err error
+		if c.fair != nil && !c.fairOff {
+			c.parked = false
+			if err = c.raw.Read(c.fairNext); err == nil && c.parked {
+				c.fairOff = !c.fair.Wait()
+				continue
+			}
+		} else {
+			err = c.raw.Read(c.next)
+		}
 		if c.nextPart {
 			// The socket took part of the response: the rest goes out in
 			// a write that waits.
@@ -579,7 +631,7 @@ func (c *Conn) PeerGone() bool {
 	// A read deadline from the request head (client_header) may have
 	// passed during a long wait, and would fail the peek before it is
 	// made.
-	c.nc.SetReadDeadline(time.Time{})
+	c.setReadDeadline(time.Time{})
 	if c.gone == nil {
 		c.gone = func(fd uintptr) bool {
 			var buf [1]byte
@@ -598,6 +650,9 @@ func (c *Conn) PeerGone() bool {
 // closes the connection when the handler returns.
 func (c *Conn) Hijack() (net.Conn, []byte) {
 	c.hijacked = true
+	if c.fair != nil {
+		c.fair.Remove() // the tunnel reads in Go's poller
+	}
 	if c.in == nil {
 		return c.nc, nil
 	}
@@ -612,7 +667,10 @@ func (c *Conn) Hijack() (net.Conn, []byte) {
 // still writing before it closes.
 func (c *Conn) closeIfIdle() {
 	if c.state.CompareAndSwap(stateIdle, stateClosed) {
-		c.nc.SetReadDeadline(time.Unix(1, 0))
+		c.setReadDeadline(time.Unix(1, 0))
+		if c.fair != nil {
+			c.fair.Wake()
+		}
 	}
 }
 

@@ -14,6 +14,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/sluice-proxy/sluice/internal/fairpoll"
 	"go.uber.org/goleak"
 )
 
@@ -89,7 +90,12 @@ func (e *echo) Refuse(c *Conn, status int, reason string) {
 	c.Out = fmt.Appendf(c.Begin(), "HTTP/1.1 %d %s\r\nContent-Length: %d\r\nConnection: close\r\n\r\n%s", status, http.StatusText(status), len(reason), reason)
 }
 
-// start serves h on a loopback listener until the test ends.
+// inGoPoller makes start serve without a fair poller, as a server whose
+// poller could not be made does (TestInGoPoller).
+var inGoPoller bool
+
+// start serves h on a loopback listener until the test ends, with a fair
+// poller as sluice does (unless inGoPoller).
 func start(t *testing.T, h Handler, tune func(*Server)) (*Server, string) {
 	t.Helper()
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
@@ -97,6 +103,11 @@ func start(t *testing.T, h Handler, tune func(*Server)) (*Server, string) {
 		t.Fatal(err)
 	}
 	s := &Server{Handler: h, MaxHeaderBytes: 8 << 10, HeaderTimeout: 2 * time.Second, IdleTimeout: 5 * time.Second}
+	if !inGoPoller {
+		if s.Poller, err = fairpoll.New(); err != nil {
+			t.Fatal(err)
+		}
+	}
 	if tune != nil {
 		tune(s)
 	}
@@ -108,8 +119,41 @@ func start(t *testing.T, h Handler, tune func(*Server)) (*Server, string) {
 		if err := <-done; err != nil {
 			t.Errorf("Serve: %v", err)
 		}
+		if s.Poller != nil {
+			s.Poller.Close()
+		}
 	})
 	return s, ln.Addr().String()
+}
+
+// TestInGoPoller runs the engine's tests of waits, timeouts and shutdown
+// with connections that wait in Go's poller, as without a fair poller.
+func TestInGoPoller(t *testing.T) {
+	inGoPoller = true
+	defer func() { inGoPoller = false }()
+	for name, test := range map[string]func(*testing.T){
+		"Requests": TestRequests, "KeepAliveAndPipelining": TestKeepAliveAndPipelining,
+		"HeadTimeouts": TestHeadTimeouts, "LargeResponseToSlowReader": TestLargeResponseToSlowReader,
+		"Shutdown": TestShutdown, "Hijack": TestHijack,
+	} {
+		t.Run(name, test)
+	}
+}
+
+// TestPollerClosedMidWait: a connection waiting in the fair poller when
+// the poller closes goes on in Go's poller, and serves its next request.
+func TestPollerClosedMidWait(t *testing.T) {
+	s, addr := start(t, &echo{}, nil)
+	c, br := dial(t, addr)
+	io.WriteString(c, "GET /one HTTP/1.1\r\nHost: x\r\n\r\n")
+	if status, _ := read(t, br); status != 200 {
+		t.Fatalf("first request: %d", status)
+	}
+	s.Poller.Close()
+	io.WriteString(c, "GET /two HTTP/1.1\r\nHost: x\r\n\r\n")
+	if status, body := read(t, br); status != 200 || body != "GET /two HTTP/1.1 " {
+		t.Fatalf("after the poller closed: %d %q", status, body)
+	}
 }
 
 func dial(t *testing.T, addr string) (net.Conn, *bufio.Reader) {

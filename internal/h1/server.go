@@ -14,6 +14,8 @@ import (
 	"sync"
 	"sync/atomic"
 	"time"
+
+	"github.com/sluice-proxy/sluice/internal/fairpoll"
 )
 
 // Handler serves the requests the engine reads.
@@ -51,6 +53,10 @@ type Server struct {
 	// with the value and the goroutine's stack. The engine recovers it and
 	// closes that connection; every other connection goes on.
 	OnPanic func(v any, stack []byte)
+	// Poller, when set, is where plain TCP connections wait for their
+	// next request, so that they are served in the order their requests
+	// arrived (see package fairpoll); nil waits in Go's poller.
+	Poller *fairpoll.Poller
 
 	mu       sync.Mutex
 	ln       net.Listener

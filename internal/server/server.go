@@ -22,6 +22,7 @@ import (
 	"github.com/sluice-proxy/sluice/internal/backend"
 	"github.com/sluice-proxy/sluice/internal/config"
 	"github.com/sluice-proxy/sluice/internal/discovery"
+	"github.com/sluice-proxy/sluice/internal/fairpoll"
 	"github.com/sluice-proxy/sluice/internal/h1"
 	"github.com/sluice-proxy/sluice/internal/health"
 	"github.com/sluice-proxy/sluice/internal/metrics"
@@ -34,6 +35,7 @@ type Server struct {
 	log       *slog.Logger
 	handler   *proxy.Handler
 	transport *upstream.Transport
+	poller    *fairpoll.Poller // nil when it could not be made
 	engine    *h1.Server
 	ln        net.Listener // nil when listen is ""
 	tlsLn     net.Listener // the HTTPS listener's socket; nil without tls.listen
@@ -93,11 +95,22 @@ func New(cfg *config.Config, path string, log *slog.Logger, opts ...Option) (*Se
 	alog, err := accesslog.Open(cfg.AccessLog, s.metrics.AccessLogError)
 	if err != nil {
 		s.closeListeners()
+		s.transport.Close()
 		return nil, fmt.Errorf("access_log: %w", err)
 	}
 	s.handler.AccessLog.Store(alog)
+	// Plain connections, client and backend, wait in the fair poller
+	// (served in the order their bytes arrived); without one (it could
+	// not be made) they wait in Go's poller.
+	if fp, err := fairpoll.New(); err != nil {
+		log.Warn("waiting in Go's poller: the fair poller could not start", "error", err)
+	} else {
+		s.poller = fp
+		s.transport.UsePoller(fp)
+	}
 	s.engine = newEngine(cfg, s.handler)
 	s.engine.OnPanic = s.panicked
+	s.engine.Poller = s.poller
 	s.conns = metrics.NewConns(s.metrics)
 	if s.ln != nil {
 		s.ln = countingListener{Listener: s.ln, conns: s.conns}
@@ -287,6 +300,9 @@ func (s *Server) Shutdown() int {
 	s.active.Stop()
 	s.stopDashboard()
 	s.transport.Close()
+	if s.poller != nil {
+		s.poller.Close()
+	}
 	s.handler.AccessLog.Load().Close()
 	if s.adminLn != nil {
 		s.admin.Close()

@@ -11,6 +11,7 @@ import (
 	"syscall"
 	"time"
 
+	"github.com/sluice-proxy/sluice/internal/fairpoll"
 	"github.com/sluice-proxy/sluice/internal/wire"
 )
 
@@ -66,6 +67,14 @@ type Conn struct {
 	// queued at once.
 	queuedPause time.Duration
 
+	// fair is the connection's place in the transport's fairpoll.Poller,
+	// when it has one: readFirst waits there, so that answers are taken in
+	// the order they arrived.
+	fair      *fairpoll.Waiter
+	fairFirst func(fd uintptr) bool // first, asking to wait on fair instead of parking
+	parked    bool                  // fairFirst's report that first asked to wait
+	fairOff   bool                  // the poller has closed: wait in Go's poller
+
 	body Body
 }
 
@@ -98,10 +107,51 @@ func newConn(p *Pool, nc net.Conn) *Conn {
 	c.initPeek()
 	if c.raw != nil {
 		c.initFirst()
+		if fp := p.t.poller.Load(); fp != nil {
+			if _, tcp := nc.(*net.TCPConn); tcp {
+				c.joinPoller(fp)
+			}
+		}
 	} else {
 		c.attach() // TLS reads go through the TLS connection
 	}
 	return c
+}
+
+// joinPoller adds the connection's socket to fp; the connection goes on
+// waiting in Go's poller if it cannot.
+func (c *Conn) joinPoller(fp *fairpoll.Poller) {
+	c.raw.Control(func(fd uintptr) {
+		if w, err := fp.Add(int(fd)); err == nil {
+			c.fair = w
+		}
+	})
+	if c.fair != nil {
+		c.fairFirst = func(fd uintptr) bool {
+			if c.first(fd) {
+				return true
+			}
+			c.parked = true
+			return true
+		}
+	}
+}
+
+// closeConn closes the socket, out of the fair poller first.
+func (c *Conn) closeConn() {
+	if c.fair != nil {
+		c.fair.Remove()
+	}
+	c.nc.Close()
+}
+
+// setDeadline sets the socket's read deadline, which a wait in the fair
+// poller keeps too.
+func (c *Conn) setDeadline(t time.Time) error {
+	if c.fair != nil {
+		c.fair.SetDeadline(t)
+	}
+	return c.nc.SetReadDeadline(t)
 }
 
 // begin starts a request's use of c.
@@ -153,8 +203,21 @@ func (c *Conn) detach() {
 // (errQueuedPartly), without a read buffer held meanwhile.
 func (c *Conn) readFirst() error {
 	c.firstN, c.firstErr = 0, nil
-	if err := c.raw.Read(c.first); err != nil {
-		return err
+	for {
+		if c.fair == nil || c.fairOff {
+			if err := c.raw.Read(c.first); err != nil {
+				return err
+			}
+			break
+		}
+		c.parked = false
+		if err := c.raw.Read(c.fairFirst); err != nil {
+			return err
+		}
+		if !c.parked {
+			break
+		}
+		c.fairOff = !c.fair.Wait()
 	}
 	if c.firstErr != nil {
 		return c.firstErr
@@ -371,7 +434,7 @@ func (c *Conn) armWait(now, end time.Time) error {
 		return nil
 	}
 	c.deadline = d
-	return c.nc.SetReadDeadline(d)
+	return c.setDeadline(d)
 }
 
 // headBuffered reports whether a whole response head is in br's buffer.
@@ -390,7 +453,7 @@ func (c *Conn) peerOpen() bool {
 	}
 	// A read deadline left from the connection's last use has likely
 	// passed, and would fail the peek before it is made.
-	c.nc.SetReadDeadline(time.Time{})
+	c.setDeadline(time.Time{})
 	c.deadline = time.Time{}
 	c.peekOpen = false
 	if err := c.raw.Read(c.peek); err != nil {
@@ -426,7 +489,7 @@ func (c *Conn) setReadDeadline(now time.Time, d time.Duration) error {
 		return nil
 	}
 	c.deadline = want
-	return c.nc.SetReadDeadline(want)
+	return c.setDeadline(want)
 }
 
 // armWrite bounds a write to the backend that blocks by d (see
@@ -447,7 +510,7 @@ func (c *Conn) armWrite(d time.Duration) {
 // otherwise. now is about when the response head arrived.
 func (c *Conn) Release(h *Head, now time.Time) {
 	if h.CloseAfter {
-		c.nc.Close()
+		c.closeConn()
 		return
 	}
 	var keep time.Duration
@@ -458,7 +521,7 @@ func (c *Conn) Release(h *Head, now time.Time) {
 }
 
 // Close closes c; it is not reused.
-func (c *Conn) Close() { c.nc.Close() }
+func (c *Conn) Close() { c.closeConn() }
 
 // DiscardShort ends a try whose response, with head h, will not be relayed:
 // a body that is short and already here is read out and c goes back to its
@@ -475,7 +538,7 @@ func (c *Conn) DiscardShort(h *Head, method []byte, now time.Time) {
 			return
 		}
 	}
-	c.nc.Close()
+	c.closeConn()
 }
 
 // Buffered returns the bytes read from the backend and not yet consumed;
@@ -495,7 +558,11 @@ func (c *Conn) Consume(n int) { c.br.Discard(n) }
 // gives the bytes the backend sent after its 101. c is not to be used or
 // released after it; its deadlines are cleared.
 func (c *Conn) Hijack() (net.Conn, io.Reader) {
-	c.nc.SetReadDeadline(time.Time{})
+	if c.fair != nil {
+		c.fair.Remove()
+		c.fair = nil
+	}
+	c.setDeadline(time.Time{})
 	c.nc.SetWriteDeadline(time.Time{})
 	return c.nc, c.br
 }

@@ -70,7 +70,7 @@ func (p *Pool) Get(now time.Time, connectTimeout time.Duration) (*Conn, error) {
 			c.begin(true)
 			return c, nil
 		}
-		c.nc.Close()
+		c.closeConn()
 	}
 	return p.Dial(connectTimeout)
 }
@@ -159,7 +159,7 @@ func (p *Pool) put(c *Conn, now time.Time, keepAlive time.Duration) {
 		idle = keepAlive
 	}
 	if idle <= 0 || c.br != nil && c.br.Buffered() > 0 {
-		c.nc.Close()
+		c.closeConn()
 		return
 	}
 	c.detach()
@@ -168,7 +168,7 @@ func (p *Pool) put(c *Conn, now time.Time, keepAlive time.Duration) {
 	p.mu.Lock()
 	if p.closed || len(p.idle) >= maxIdlePerBackend {
 		p.mu.Unlock()
-		c.nc.Close()
+		c.closeConn()
 		return
 	}
 	p.idle = append(p.idle, c)
@@ -193,7 +193,7 @@ func (p *Pool) reap(now time.Time) {
 	p.idle = keep
 	p.mu.Unlock()
 	for _, c := range expired {
-		c.nc.Close()
+		c.closeConn()
 	}
 }
 
@@ -204,7 +204,7 @@ func (p *Pool) close() {
 	p.idle, p.closed = nil, true
 	p.mu.Unlock()
 	for _, c := range idle {
-		c.nc.Close()
+		c.closeConn()
 	}
 }
 

@@ -15,7 +15,10 @@ import (
 	"net"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
+
+	"github.com/sluice-proxy/sluice/internal/fairpoll"
 )
 
 // DefaultIdleTimeout is how long an idle upstream connection is kept. It is
@@ -32,6 +35,13 @@ type Transport struct {
 	pipes       pipeCache
 	stop        chan struct{}
 	done        chan struct{}
+	poller      atomic.Pointer[fairpoll.Poller] // where plain connections wait for answers; nil: Go's poller
+}
+
+// UsePoller makes the connections dialed from now on wait for their
+// answers in fp (see package fairpoll).
+func (t *Transport) UsePoller(fp *fairpoll.Poller) {
+	t.poller.Store(fp)
 }
 
 // NewTransport returns a transport and starts its reaper, which closes idle

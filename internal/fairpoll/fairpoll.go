@@ -1,0 +1,250 @@
+// Package fairpoll wakes the goroutines that wait for sockets to become
+// readable in the order the kernel saw them become readable.
+//
+// Go's poller hands the goroutines of one batch of ready sockets to the
+// scheduler in the reverse of the order epoll reported them (it builds a
+// list by pushing on its head), so with one scheduler thread the socket
+// that became ready first in a batch is served last. At saturation that
+// costs the tail: a request can wait for the whole batch twice. A Poller
+// keeps an epoll set of its own: a connection's socket is added to it once,
+// a goroutine that waits for its socket waits on its Waiter, and one
+// goroutine takes the ready sockets from the set, oldest first, and wakes
+// their waiters in that order. The set's own descriptor is waited on
+// through Go's poller, so nothing blocks a thread.
+//
+// A Waiter only says "look again": a wake can be spurious (the data it
+// announced was read already), and the waiting side reads until the socket
+// has nothing, then waits. Deadlines stay the socket's own: the Poller
+// wakes a waiter whose deadline has passed within its sweep interval, and
+// the read that follows reports the timeout.
+package fairpoll
+
+import (
+	"errors"
+	"os"
+	"sync"
+	"sync/atomic"
+	"syscall"
+	"time"
+
+	"golang.org/x/sys/unix"
+)
+
+// Sweep is how often a Poller looks for waiters whose deadline has passed.
+const Sweep = 20 * time.Millisecond
+
+// Poller is an epoll set and the goroutine that wakes its waiters. The zero
+// value is not usable; use New.
+type Poller struct {
+	epfd   int
+	file   *os.File
+	raw    syscall.RawConn
+	events [128]unix.EpollEvent
+
+	mu      sync.Mutex
+	waiters map[int32]*Waiter
+
+	closed atomic.Bool
+	done   chan struct{}
+
+	// woken is the wake list of one batch, kept between batches.
+	woken []*Waiter
+}
+
+// Waiter is one socket in a Poller's set, waited on by one goroutine at a
+// time.
+type Waiter struct {
+	p        *Poller
+	fd       int32
+	token    chan struct{}
+	deadline atomic.Int64 // Unix nanoseconds of the socket's read deadline; 0 for none
+}
+
+// New makes a Poller and starts its goroutine.
+func New() (*Poller, error) {
+	epfd, err := unix.EpollCreate1(unix.EPOLL_CLOEXEC)
+	if err != nil {
+		return nil, os.NewSyscallError("epoll_create1", err)
+	}
+	// Non-blocking, so that os.NewFile hands the descriptor to Go's
+	// poller: an epoll set is readable while it has ready members.
+	if err := unix.SetNonblock(epfd, true); err != nil {
+		unix.Close(epfd)
+		return nil, os.NewSyscallError("fcntl", err)
+	}
+	f := os.NewFile(uintptr(epfd), "fairpoll")
+	raw, err := f.SyscallConn()
+	if err != nil {
+		f.Close()
+		return nil, err
+	}
+	p := &Poller{epfd: epfd, file: f, raw: raw, waiters: map[int32]*Waiter{}, done: make(chan struct{})}
+	go p.run()
+	return p, nil
+}
+
+// Close stops the Poller's goroutine. Waiters still registered are woken,
+// so that none waits forever.
+func (p *Poller) Close() error {
+	if !p.closed.CompareAndSwap(false, true) {
+		return nil
+	}
+	p.file.SetReadDeadline(time.Unix(1, 0)) // ends the wait in run
+	<-p.done
+	p.mu.Lock()
+	for _, w := range p.waiters {
+		w.Wake()
+	}
+	p.mu.Unlock()
+	return p.file.Close()
+}
+
+// Add puts the socket fd in the set and returns its Waiter. fd must stay
+// open until Remove.
+func (p *Poller) Add(fd int) (*Waiter, error) {
+	if p.closed.Load() {
+		return nil, errors.New("fairpoll: poller closed")
+	}
+	w := &Waiter{p: p, fd: int32(fd), token: make(chan struct{}, 1)}
+	p.mu.Lock()
+	p.waiters[w.fd] = w
+	p.mu.Unlock()
+	ev := unix.EpollEvent{Events: unix.EPOLLIN | unix.EPOLLRDHUP | unix.EPOLLET, Fd: w.fd}
+	if err := unix.EpollCtl(p.epfd, unix.EPOLL_CTL_ADD, fd, &ev); err != nil {
+		p.forget(w)
+		return nil, os.NewSyscallError("epoll_ctl", err)
+	}
+	return w, nil
+}
+
+// Remove takes w out of the set. Call it before the socket is closed:
+// closing it takes it out of the kernel's set, and its number may then be
+// reused by a socket whose waiter must not be forgotten.
+func (w *Waiter) Remove() {
+	w.p.forget(w)
+}
+
+func (p *Poller) forget(w *Waiter) {
+	p.mu.Lock()
+	if p.waiters[w.fd] == w {
+		delete(p.waiters, w.fd)
+	}
+	p.mu.Unlock()
+}
+
+// SetDeadline records the socket's read deadline (the zero time for none),
+// after which a Wait ends within the sweep interval.
+func (w *Waiter) SetDeadline(t time.Time) {
+	if t.IsZero() {
+		w.deadline.Store(0)
+		return
+	}
+	w.deadline.Store(t.UnixNano())
+}
+
+// Wait waits until the socket may have become readable, its deadline has
+// passed, or Wake is called; the caller reads to find out which. It
+// returns false when the Poller is closed: the caller then waits in Go's
+// poller instead.
+func (w *Waiter) Wait() bool {
+	if w.p.closed.Load() {
+		return false
+	}
+	<-w.token
+	return !w.p.closed.Load()
+}
+
+// Wake ends the current or the next Wait.
+func (w *Waiter) Wake() {
+	select {
+	case w.token <- struct{}{}:
+	default:
+	}
+}
+
+// run waits, through Go's poller, for the set to have ready members, and
+// wakes their waiters; every Sweep it wakes those past their deadline.
+func (p *Poller) run() {
+	defer close(p.done)
+	next := time.Now().Add(Sweep)
+	p.file.SetReadDeadline(next)
+	for !p.closed.Load() {
+		err := p.raw.Read(p.harvest)
+		if p.closed.Load() {
+			return
+		}
+		if err != nil && !errors.Is(err, os.ErrDeadlineExceeded) {
+			// The set cannot be waited on: wake everyone every sweep
+			// rather than no one (their reads then find what is there).
+			time.Sleep(Sweep)
+			p.wakeAll()
+		}
+		if now := time.Now(); !now.Before(next) {
+			p.sweep(now)
+			next = now.Add(Sweep)
+			p.file.SetReadDeadline(next)
+		}
+	}
+}
+
+// harvest is run's RawConn callback: it takes every ready member from the
+// set, oldest first, and wakes its waiter. It always asks to wait again.
+func (p *Poller) harvest(uintptr) bool {
+	for {
+		n, err := unix.EpollWait(p.epfd, p.events[:], 0)
+		if err == unix.EINTR {
+			continue
+		}
+		if n <= 0 {
+			return false
+		}
+		p.mu.Lock()
+		for i := range n {
+			if w := p.waiters[p.events[i].Fd]; w != nil {
+				p.woken = append(p.woken, w)
+			}
+		}
+		p.mu.Unlock()
+		p.wake(p.woken)
+		clear(p.woken)
+		p.woken = p.woken[:0]
+		if n < len(p.events) {
+			return false
+		}
+	}
+}
+
+// wake wakes ws so that they run in their order. A goroutine woken by
+// another goes to the head of the run queue and pushes the one woken before
+// it to the tail; so the first is woken last, after the others have gone to
+// the tail in order.
+func (p *Poller) wake(ws []*Waiter) {
+	if len(ws) == 0 {
+		return
+	}
+	for _, w := range ws[1:] {
+		w.Wake()
+	}
+	ws[0].Wake()
+}
+
+// sweep wakes the waiters whose deadline is at or before now.
+func (p *Poller) sweep(now time.Time) {
+	t := now.UnixNano()
+	p.mu.Lock()
+	for _, w := range p.waiters {
+		if d := w.deadline.Load(); d != 0 && d <= t {
+			w.Wake()
+		}
+	}
+	p.mu.Unlock()
+}
+
+// wakeAll wakes every waiter.
+func (p *Poller) wakeAll() {
+	p.mu.Lock()
+	for _, w := range p.waiters {
+		w.Wake()
+	}
+	p.mu.Unlock()
+}

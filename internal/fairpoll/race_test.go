@@ -1,0 +1,5 @@
+//go:build race
+
+package fairpoll
+
+const raceEnabled = true
