@@ -56,7 +56,7 @@ func (b *Body) SetTimeout(d time.Duration) { b.timeout = d }
 // arm sets the deadline of a read from the socket.
 func (b *Body) arm() {
 	if b.timeout > 0 {
-		b.c.nc.SetReadDeadline(time.Now().Add(b.timeout))
+		b.c.setReadDeadline(time.Now().Add(b.timeout))
 	}
 }
 

@@ -75,6 +75,11 @@ type Conn struct {
 	state    atomic.Int32
 
 	writeSet time.Time // when the write deadline was last moved
+	readSet  time.Time // the read deadline set on the socket; zero for none
+	// waitUntil is when the wait for the next request ends: the socket's
+	// read deadline may be set a little earlier (armWait), and a wait
+	// that ends before waitUntil goes on.
+	waitUntil time.Time
 
 	// next's results.
 	nextErr  error
@@ -151,8 +156,25 @@ func (c *Conn) joinPoller(p *fairpoll.Poller) {
 // fair poller keeps too.
 func (c *Conn) setReadDeadline(t time.Time) {
 	c.nc.SetReadDeadline(t)
+	c.readSet = t
 	if c.fair != nil {
 		c.fair.SetDeadline(t)
+	}
+}
+
+// armWait bounds the wait for the next request's first bytes: it ends at
+// t, d from now. On a socket of its own (c.raw) the deadline is moved only
+// when the one set is not within an eighth of d before t
+// (wire.MoveDeadline), which spares a busy keep-alive connection a timer
+// update on most requests; a wait it ends early goes on (waitRead).
+func (c *Conn) armWait(t time.Time, d time.Duration) {
+	c.waitUntil = t
+	if c.fair != nil {
+		c.fair.SetDeadline(t)
+	}
+	if c.raw == nil || wire.MoveDeadline(c.readSet, t, d) {
+		c.nc.SetReadDeadline(t)
+		c.readSet = t
 	}
 }
 
@@ -247,7 +269,7 @@ func (c *Conn) readRequest(first bool) (status int, reason string, err error) {
 	if c.r == c.w {
 		if first {
 			if s.HeaderTimeout > 0 {
-				c.setReadDeadline(c.accepted.Add(s.HeaderTimeout))
+				c.armWait(c.accepted.Add(s.HeaderTimeout), s.HeaderTimeout)
 			}
 			armed = true
 		} else {
@@ -256,7 +278,7 @@ func (c *Conn) readRequest(first bool) (status int, reason string, err error) {
 				return 0, "", errClosedByShutdown
 			}
 			if s.IdleTimeout > 0 {
-				c.setReadDeadline(time.Now().Add(s.IdleTimeout))
+				c.armWait(time.Now().Add(s.IdleTimeout), s.IdleTimeout)
 			}
 		}
 		c.state.Store(stateIdle)
@@ -415,6 +437,14 @@ func (c *Conn) waitRead() error {
 			continue
 		}
 		if err != nil {
+			// A deadline set early (armWait) ends the wait early: it
+			// goes on, unless a shutdown closed the connection.
+			if wire.IsTimeout(err) && c.state.Load() != stateClosed {
+				if until := c.waitUntil; !until.IsZero() && time.Now().Before(until) {
+					c.setReadDeadline(until)
+					continue
+				}
+			}
 			return err
 		}
 		if c.nextErr != nil {

@@ -134,9 +134,35 @@ func TestInGoPoller(t *testing.T) {
 	for name, test := range map[string]func(*testing.T){
 		"Requests": TestRequests, "KeepAliveAndPipelining": TestKeepAliveAndPipelining,
 		"HeadTimeouts": TestHeadTimeouts, "LargeResponseToSlowReader": TestLargeResponseToSlowReader,
-		"Shutdown": TestShutdown, "Hijack": TestHijack,
+		"Shutdown": TestShutdown, "Hijack": TestHijack, "IdleDeadlineSetEarly": TestIdleDeadlineSetEarly,
 	} {
 		t.Run(name, test)
+	}
+}
+
+// TestIdleDeadlineSetEarly: a keep-alive connection's idle deadline is
+// not moved for a request that comes soon after the last, so the socket's
+// deadline passes a little before the idle timeout; the wait goes on, and
+// the connection closes a whole idle timeout after its last request.
+func TestIdleDeadlineSetEarly(t *testing.T) {
+	const idle = 2 * time.Second
+	_, addr := start(t, &echo{}, func(s *Server) { s.IdleTimeout = idle })
+	c, br := dial(t, addr)
+	io.WriteString(c, "GET /one HTTP/1.1\r\nHost: x\r\n\r\n")
+	read(t, br)
+	time.Sleep(idle / 10) // within an eighth of the timeout: the deadline stays
+	io.WriteString(c, "GET /two HTTP/1.1\r\nHost: x\r\n\r\n")
+	if status, body := read(t, br); status != 200 || body != "GET /two HTTP/1.1 " {
+		t.Fatalf("second request: %d %q", status, body)
+	}
+	last := time.Now()
+	if _, err := br.ReadByte(); err != io.EOF {
+		t.Fatalf("an idle keep-alive connection: %v, want EOF", err)
+	}
+	// Closed at the deadline of the first request, it would be idle/10
+	// early.
+	if d := time.Since(last); d < idle-idle/20 || d > idle+2*time.Second {
+		t.Errorf("closed %v after the last request, want about %v", d, idle)
 	}
 }
 

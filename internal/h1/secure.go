@@ -60,7 +60,7 @@ func (c *Conn) otherPeerGone() bool {
 	case c.under == nil:
 		return false
 	}
-	c.nc.SetReadDeadline(time.Time{})
+	c.setReadDeadline(time.Time{})
 	gone := false
 	c.under.Control(func(fd uintptr) {
 		fds := []unix.PollFd{{Fd: int32(fd), Events: unix.POLLIN | unix.POLLRDHUP}}
