@@ -396,10 +396,11 @@ func isDigit(b byte) bool { return b >= '0' && b <= '9' }
 
 // waitRead writes what is left in Out, waits for the client's next bytes
 // and reads them into the read buffer. The write and the wait share one
-// RawConn.Read call: the poller forgets the socket's readiness when the
-// call begins, before the write, so the next request (which the client
-// sends only once it has the response) cannot be missed, and the call
-// waits without a read attempt that would find nothing.
+// RawConn.Read call. With a fair poller the wait after the write begins
+// without a read attempt, which would find nothing but a pipelined
+// request, and a pipelined request has left a wake behind (see
+// writeThenRead); in Go's poller, which forgets a socket's readiness when
+// the call begins, a read is tried first.
 func (c *Conn) waitRead() error {
 	if c.raw == nil {
 		if err := c.Flush(); err != nil {
@@ -475,8 +476,13 @@ func (c *Conn) writeThenRead(fd uintptr) bool {
 	}
 	wrote := len(c.Out) > 0
 	c.releaseOut()
-	if wrote {
-		return false // the response is out: wait for the next request
+	if wrote && c.fair != nil && !c.fairOff {
+		// The response is out: wait for the next request. Bytes that
+		// arrived before the write (a pipelined request) have left a
+		// wake in the fair poller, so the wait cannot miss them. Go's
+		// poller forgot their readiness when this call began: there the
+		// read below looks first.
+		return false
 	}
 	c.takeIn()
 	for {

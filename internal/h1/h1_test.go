@@ -135,6 +135,7 @@ func TestInGoPoller(t *testing.T) {
 		"Requests": TestRequests, "KeepAliveAndPipelining": TestKeepAliveAndPipelining,
 		"HeadTimeouts": TestHeadTimeouts, "LargeResponseToSlowReader": TestLargeResponseToSlowReader,
 		"Shutdown": TestShutdown, "Hijack": TestHijack, "IdleDeadlineSetEarly": TestIdleDeadlineSetEarly,
+		"PipelinedDuringResponse": TestPipelinedDuringResponse,
 	} {
 		t.Run(name, test)
 	}
@@ -273,6 +274,27 @@ func TestKeepAliveAndPipelining(t *testing.T) {
 	for _, want := range []string{"POST /noread HTTP/1.1 ", "GET /p1 HTTP/1.1 ", "POST /p2 HTTP/1.1 hi"} {
 		if status, body := read(t, br); status != 200 || body != want {
 			t.Fatalf("pipelined: %d %q, want 200 %q", status, body, want)
+		}
+	}
+}
+
+// TestPipelinedDuringResponse: a request pipelined after the engine read
+// the one before, while that one is still being served, is answered as
+// soon as the first is: the wait that follows the first response must
+// not miss bytes that arrived before it began.
+func TestPipelinedDuringResponse(t *testing.T) {
+	e := &echo{release: make(chan struct{}), entered: make(chan struct{}, 1)}
+	_, addr := start(t, e, nil)
+	c, br := dial(t, addr)
+	io.WriteString(c, "GET /slow HTTP/1.1\r\nHost: x\r\n\r\n")
+	<-e.entered // the first request has been read
+	io.WriteString(c, "GET /second HTTP/1.1\r\nHost: x\r\n\r\n")
+	time.Sleep(50 * time.Millisecond) // let the second reach the server's socket
+	close(e.release)
+	c.SetReadDeadline(time.Now().Add(time.Second)) // well under the idle timeout
+	for _, want := range []string{"GET /slow HTTP/1.1 ", "GET /second HTTP/1.1 "} {
+		if status, body := read(t, br); status != 200 || body != want {
+			t.Fatalf("got %d %q, want 200 %q", status, body, want)
 		}
 	}
 }
