@@ -121,7 +121,7 @@ func (b *Body) readSome(p []byte, now bool) (int, error) {
 		return c.readNow(p)
 	}
 	b.arm()
-	n, err := c.nc.Read(p)
+	n, err := c.readSocket(p)
 	if err == io.EOF {
 		err = io.ErrUnexpectedEOF
 	}

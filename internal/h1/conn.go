@@ -86,11 +86,12 @@ type Conn struct {
 	nextN    int
 	nextPart bool
 
-	// readNow's callback, made on first use, and its state.
-	now    func(fd uintptr) bool
-	nowBuf []byte
-	nowN   int
-	nowErr error
+	// readOnce's callback, made on first use, and its state.
+	now      func(fd uintptr) bool
+	nowBuf   []byte
+	nowN     int
+	nowErr   error
+	nowAgain bool
 
 	peer netip.Addr // RemoteIP, once known
 
@@ -407,7 +408,7 @@ func (c *Conn) waitRead() error {
 			return err
 		}
 		c.takeIn()
-		n, err := c.nc.Read((*c.in)[c.w:])
+		n, err := c.readSocket((*c.in)[c.w:])
 		c.w += n
 		if n > 0 {
 			return nil
@@ -523,7 +524,7 @@ func (c *Conn) fill(limit int) error {
 			return errLineTooLong
 		}
 	}
-	n, err := c.nc.Read((*c.in)[c.w:])
+	n, err := c.readSocket((*c.in)[c.w:])
 	c.w += n
 	if n > 0 {
 		return nil
@@ -717,6 +718,21 @@ func (c *Conn) readNow(p []byte) (int, error) {
 	if c.raw == nil {
 		return 0, nil
 	}
+	n, again, err := c.readOnce(p)
+	switch {
+	case again:
+		return 0, nil // nothing yet, or a deadline passed: a read that waits reports it
+	case err == io.EOF:
+		return 0, io.ErrUnexpectedEOF
+	}
+	return n, err
+}
+
+// readOnce makes one read from the socket into p that does not wait: again
+// when nothing has arrived or the poller would not let the read be made (a
+// deadline passed, the connection closed: err says which); io.EOF when the
+// client has closed its side; the read's error otherwise.
+func (c *Conn) readOnce(p []byte) (n int, again bool, err error) {
 	if c.now == nil {
 		c.now = func(fd uintptr) bool {
 			for {
@@ -724,12 +740,10 @@ func (c *Conn) readNow(p []byte) (int, error) {
 				switch err {
 				case nil:
 					c.nowN = n
-					if n == 0 {
-						c.nowErr = io.ErrUnexpectedEOF
-					}
 				case syscall.EINTR:
 					continue
 				case syscall.EAGAIN:
+					c.nowAgain = true
 				default:
 					c.nowErr = &net.OpError{Op: "read", Net: "tcp", Err: os.NewSyscallError("read", err)}
 				}
@@ -737,11 +751,41 @@ func (c *Conn) readNow(p []byte) (int, error) {
 			}
 		}
 	}
-	c.nowBuf, c.nowN, c.nowErr = p, 0, nil
-	err := c.raw.Read(c.now)
+	c.nowBuf, c.nowN, c.nowErr, c.nowAgain = p, 0, nil, false
+	perr := c.raw.Read(c.now)
 	c.nowBuf = nil
-	if err != nil {
-		return 0, nil
+	switch {
+	case perr != nil:
+		return 0, true, perr
+	case c.nowErr != nil:
+		return 0, false, c.nowErr
+	case c.nowAgain:
+		return 0, true, nil
+	case c.nowN == 0:
+		return 0, false, io.EOF
 	}
-	return c.nowN, c.nowErr
+	return c.nowN, false, nil
+}
+
+// readSocket reads into p, waiting for bytes under the read deadline set:
+// in the fair poller when the connection waits there, so that the bytes of
+// a head or body wake their reader in one poller, not two; in Go's poller
+// otherwise.
+func (c *Conn) readSocket(p []byte) (int, error) {
+	if c.fair == nil || c.fairOff {
+		return c.nc.Read(p)
+	}
+	for {
+		n, again, err := c.readOnce(p)
+		switch {
+		case !again:
+			return n, err
+		case err != nil:
+			return 0, err // from the poller: a deadline passed, or closed
+		}
+		c.fairOff = !c.fair.Wait()
+		if c.fairOff {
+			return c.nc.Read(p)
+		}
+	}
 }
