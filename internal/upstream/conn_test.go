@@ -8,6 +8,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/sluice-proxy/sluice/internal/fairpoll"
 	"github.com/sluice-proxy/sluice/internal/wire"
 )
 
@@ -47,7 +48,7 @@ func TestPooledConnectionReusedAfterDeadline(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer c.nc.Close()
-	c.nc.SetReadDeadline(time.Now().Add(time.Millisecond))
+	c.setDeadline(time.Now().Add(time.Millisecond))
 	p.put(c, time.Now(), 0)
 	c.idleSince = time.Now().Add(-time.Second)
 	time.Sleep(5 * time.Millisecond) // the behaviour under test: the deadline passes
@@ -124,7 +125,7 @@ func TestReadFirst(t *testing.T) {
 	}
 
 	// Nothing arrives: the wait ends at the deadline, holding nothing.
-	c.nc.SetReadDeadline(time.Now().Add(30 * time.Millisecond))
+	c.setDeadline(time.Now().Add(30 * time.Millisecond))
 	if err := c.readFirst(); !wire.IsTimeout(err) {
 		t.Fatalf("readFirst with nothing sent = %v, want a timeout", err)
 	}
@@ -137,7 +138,7 @@ func TestReadFirst(t *testing.T) {
 		time.Sleep(20 * time.Millisecond)
 		io.WriteString(server, head)
 	}()
-	c.nc.SetReadDeadline(time.Now().Add(5 * time.Second))
+	c.setDeadline(time.Now().Add(5 * time.Second))
 	if err := c.readFirst(); err != nil {
 		t.Fatalf("readFirst: %v", err)
 	}
@@ -169,7 +170,7 @@ func TestReadFirst(t *testing.T) {
 		t.Fatal(err)
 	}
 	server.Close()
-	c2.nc.SetReadDeadline(time.Now().Add(5 * time.Second))
+	c2.setDeadline(time.Now().Add(5 * time.Second))
 	if err := c2.readFirst(); !errors.Is(err, io.EOF) {
 		t.Errorf("readFirst after the backend closed = %v, want EOF", err)
 	}
@@ -211,7 +212,47 @@ func testPool(t *testing.T) (*Pool, <-chan net.Conn) {
 	})
 	tr := NewTransport(time.Minute)
 	t.Cleanup(tr.Close)
+	if inFairPoller {
+		fp, err := fairpoll.New()
+		if err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() { fp.Close() })
+		tr.UsePoller(fp)
+	}
 	return tr.Pool("http", ln.Addr().String(), ""), accepted
+}
+
+// inFairPoller makes testPool's connections wait in a fair poller, as
+// sluice's do (TestInFairPoller).
+var inFairPoller bool
+
+// TestInFairPoller runs the tests of waits for an answer with connections
+// that wait in a fairpoll.Poller rather than in Go's poller.
+func TestInFairPoller(t *testing.T) {
+	inFairPoller = true
+	defer func() { inFairPoller = false }()
+	for name, test := range map[string]func(*testing.T){
+		"ReadFirst": TestReadFirst, "ReadFirstWritesQueued": TestReadFirstWritesQueued,
+		"ResponseStartedOnPartialHead": TestResponseStartedOnPartialHead, "AwaitHeadClientGone": TestAwaitHeadClientGone,
+		"PooledConnectionReusedAfterDeadline": TestPooledConnectionReusedAfterDeadline,
+	} {
+		t.Run(name, test)
+	}
+}
+
+// TestFairPollerJoined: with a poller, a dialed plain connection waits in
+// it, and leaves it when it closes.
+func TestFairPollerJoined(t *testing.T) {
+	inFairPoller = true
+	defer func() { inFairPoller = false }()
+	_, c, _ := dialTestPool(t)
+	if c.fair == nil {
+		t.Fatal("a plain connection of a transport with a poller is not in it")
+	}
+	w := c.fair
+	c.Close()
+	w.Wake() // a waiter that left must not be waited on again: Wake is harmless
 }
 
 // dialTestPool dials a connection of a testPool and returns the pool, the
@@ -245,7 +286,7 @@ func TestReadFirstWritesQueued(t *testing.T) {
 	if !c.Queue([]byte(req), time.Second) {
 		t.Fatal("a fresh connection did not take a queued request")
 	}
-	c.nc.SetReadDeadline(time.Now().Add(5 * time.Second))
+	c.setDeadline(time.Now().Add(5 * time.Second))
 	if err := c.readFirst(); err != nil {
 		t.Fatalf("readFirst with a request queued: %v", err)
 	}
