@@ -41,12 +41,7 @@ events {
 
 http {
     access_log off;
-    client_body_temp_path {{.dir}}/client_body;
-    proxy_temp_path {{.dir}}/proxy;
-    fastcgi_temp_path {{.dir}}/fastcgi;
-    uwsgi_temp_path {{.dir}}/uwsgi;
-    scgi_temp_path {{.dir}}/scgi;
-    keepalive_timeout 120s;
+` + nginxTempPaths + `    keepalive_timeout 120s;
     keepalive_requests 1000000;
     server_tokens off;
 {{range .ports}}

@@ -131,6 +131,15 @@ type nginxProxy struct{ bin string }
 
 func (nginxProxy) name() string { return "nginx" }
 
+// nginxTempPaths keeps every temp file of an nginx (a proxy's or the
+// backends') inside its scratch directory, {{.dir}}.
+const nginxTempPaths = `    client_body_temp_path {{.dir}}/client_body;
+    proxy_temp_path {{.dir}}/proxy;
+    fastcgi_temp_path {{.dir}}/fastcgi;
+    uwsgi_temp_path {{.dir}}/uwsgi;
+    scgi_temp_path {{.dir}}/scgi;
+`
+
 // nginxTemplate is the nginx configuration. Beyond the defaults it raises
 // the keep-alive request limits (sluice and HAProxy have none), keeps 64 KiB
 // request bodies and 256 KiB responses in memory instead of temp files, and
@@ -150,12 +159,7 @@ events {
 
 http {
     access_log off;
-    client_body_temp_path {{.dir}}/client_body;
-    proxy_temp_path {{.dir}}/proxy;
-    fastcgi_temp_path {{.dir}}/fastcgi;
-    uwsgi_temp_path {{.dir}}/uwsgi;
-    scgi_temp_path {{.dir}}/scgi;
-
+` + nginxTempPaths + `
     keepalive_timeout 60s;
     keepalive_requests 1000000;
     client_max_body_size 16m;

@@ -117,6 +117,31 @@ func (p *Poller) Add(fd int) (*Waiter, error) {
 	return w, nil
 }
 
+// AddConn puts the socket under raw (a connection's SyscallConn) in the set
+// and returns its Waiter, as Add does.
+func (p *Poller) AddConn(raw syscall.RawConn) (*Waiter, error) {
+	var (
+		w   *Waiter
+		err error
+	)
+	if cerr := raw.Control(func(fd uintptr) { w, err = p.Add(int(fd)) }); cerr != nil {
+		return nil, cerr
+	}
+	return w, err
+}
+
+// NoPark wraps f, a RawConn read callback, so that where f asks to wait in
+// Go's poller (returns false) the call returns instead and sets *parked:
+// the caller then waits on its Waiter and calls again.
+func NoPark(f func(fd uintptr) bool, parked *bool) func(fd uintptr) bool {
+	return func(fd uintptr) bool {
+		if !f(fd) {
+			*parked = true
+		}
+		return true
+	}
+}
+
 // Remove takes w out of the set. Call it before the socket is closed:
 // closing it takes it out of the kernel's set, and its number may then be
 // reused by a socket whose waiter must not be forgotten.

@@ -70,6 +70,34 @@ func waitFor(t *testing.T, ch <-chan struct{}, what string) {
 	}
 }
 
+// oneWaiter returns a poller, a connected pair and the waiter of the pair's
+// read side.
+func oneWaiter(t *testing.T) (*Poller, pair, *Waiter) {
+	t.Helper()
+	p := newPoller(t)
+	pr := newPairs(t, 1)[0]
+	w, err := p.Add(pr.fd)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return p, pr, w
+}
+
+// waitAsync runs w.Wait on a goroutine of its own and closes the channel
+// it returns when the wait ends.
+func waitAsync(w *Waiter) <-chan struct{} {
+	done := make(chan struct{})
+	go func() { w.Wait(); close(done) }()
+	return done
+}
+
+// waiters returns how many waiters p has.
+func waiters(p *Poller) int {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	return len(p.waiters)
+}
+
 // readable reports whether fd has bytes to read, without consuming them.
 func readable(fd int) bool {
 	var b [1]byte
@@ -140,16 +168,9 @@ func TestWakesInReadinessOrder(t *testing.T) {
 // TestDeadlineEndsWait: a waiter whose deadline passes is woken by the
 // sweep, though its socket stays silent.
 func TestDeadlineEndsWait(t *testing.T) {
-	p := newPoller(t)
-	pr := newPairs(t, 1)[0]
-	w, err := p.Add(pr.fd)
-	if err != nil {
-		t.Fatal(err)
-	}
+	_, pr, w := oneWaiter(t)
 	w.SetDeadline(time.Now().Add(Sweep))
-	done := make(chan struct{})
-	go func() { w.Wait(); close(done) }()
-	waitFor(t, done, "a wait past its deadline")
+	waitFor(t, waitAsync(w), "a wait past its deadline")
 	if readable(pr.fd) {
 		t.Fatal("the socket has data nobody sent")
 	}
@@ -158,14 +179,8 @@ func TestDeadlineEndsWait(t *testing.T) {
 // TestNoDeadlineNoWake: without a deadline and without data, a waiter
 // stays asleep through several sweeps; Wake then ends the wait.
 func TestNoDeadlineNoWake(t *testing.T) {
-	p := newPoller(t)
-	pr := newPairs(t, 1)[0]
-	w, err := p.Add(pr.fd)
-	if err != nil {
-		t.Fatal(err)
-	}
-	done := make(chan struct{})
-	go func() { w.Wait(); close(done) }()
+	_, _, w := oneWaiter(t)
+	done := waitAsync(w)
 	select {
 	case <-done:
 		t.Fatal("a waiter without data or deadline woke")
@@ -178,27 +193,16 @@ func TestNoDeadlineNoWake(t *testing.T) {
 // TestPeerCloseWakes: the peer closing the connection wakes the waiter
 // (the read that follows finds the end).
 func TestPeerCloseWakes(t *testing.T) {
-	p := newPoller(t)
-	pr := newPairs(t, 1)[0]
-	w, err := p.Add(pr.fd)
-	if err != nil {
-		t.Fatal(err)
-	}
-	done := make(chan struct{})
-	go func() { w.Wait(); close(done) }()
+	_, pr, w := oneWaiter(t)
+	done := waitAsync(w)
 	pr.w.Close()
 	waitFor(t, done, "a waiter whose peer closed")
 }
 
 // TestRemovedWaiterIsForgotten: after Remove, data on the socket wakes
-// nobody, and a new socket with the same number gets its own wakes.
+// nobody, and the poller holds nothing of it.
 func TestRemovedWaiterIsForgotten(t *testing.T) {
-	p := newPoller(t)
-	pr := newPairs(t, 1)[0]
-	w, err := p.Add(pr.fd)
-	if err != nil {
-		t.Fatal(err)
-	}
+	p, pr, w := oneWaiter(t)
 	w.Remove()
 	pr.w.Write([]byte("x"))
 	select {
@@ -206,27 +210,15 @@ func TestRemovedWaiterIsForgotten(t *testing.T) {
 		t.Fatal("a removed waiter was woken")
 	case <-time.After(5 * Sweep):
 	}
-	p.mu.Lock()
-	n := len(p.waiters)
-	p.mu.Unlock()
-	if n != 0 {
+	if n := waiters(p); n != 0 {
 		t.Fatalf("%d waiters left after Remove", n)
 	}
 }
 
 // TestCloseWakesWaiters: closing the poller ends every wait.
 func TestCloseWakesWaiters(t *testing.T) {
-	p, err := New()
-	if err != nil {
-		t.Fatal(err)
-	}
-	pr := newPairs(t, 1)[0]
-	w, err := p.Add(pr.fd)
-	if err != nil {
-		t.Fatal(err)
-	}
-	done := make(chan struct{})
-	go func() { w.Wait(); close(done) }()
+	p, pr, w := oneWaiter(t)
+	done := waitAsync(w)
 	if err := p.Close(); err != nil {
 		t.Fatal(err)
 	}
@@ -249,10 +241,45 @@ func TestAddBadDescriptor(t *testing.T) {
 	if _, err := p.Add(fd); err == nil {
 		t.Fatal("Add of a closed descriptor succeeded")
 	}
-	p.mu.Lock()
-	n := len(p.waiters)
-	p.mu.Unlock()
-	if n != 0 {
+	if n := waiters(p); n != 0 {
 		t.Fatalf("%d waiters left after a failed Add", n)
+	}
+}
+
+// TestAddConnAndNoPark: AddConn takes the socket under a connection's
+// RawConn; a callback wrapped by NoPark returns instead of waiting in Go's
+// poller, and says so, and a wake then lets the read find the data.
+func TestAddConnAndNoPark(t *testing.T) {
+	p := newPoller(t)
+	pr := newPairs(t, 1)[0]
+	raw, err := pr.r.(*net.TCPConn).SyscallConn()
+	if err != nil {
+		t.Fatal(err)
+	}
+	w, err := p.AddConn(raw)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var got []byte
+	read := func(fd uintptr) bool {
+		b := make([]byte, 8)
+		n, err := syscall.Read(int(fd), b)
+		if err == syscall.EAGAIN {
+			return false
+		}
+		got = b[:max(n, 0)]
+		return true
+	}
+	var parked bool
+	f := NoPark(read, &parked)
+	if err := raw.Read(f); err != nil || !parked {
+		t.Fatalf("a read that found nothing: err %v, parked %v; want nil, true", err, parked)
+	}
+	done := waitAsync(w)
+	pr.w.Write([]byte("hi"))
+	waitFor(t, done, "a waiter whose socket got data")
+	parked = false
+	if err := raw.Read(f); err != nil || parked || string(got) != "hi" {
+		t.Fatalf("the read after the wake: err %v, parked %v, got %q; want nil, false, \"hi\"", err, parked, got)
 	}
 }

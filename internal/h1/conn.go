@@ -137,19 +137,9 @@ func newConn(s *Server, nc net.Conn) *Conn {
 // joinPoller adds the connection's socket to p; the connection goes on
 // waiting in Go's poller if it cannot.
 func (c *Conn) joinPoller(p *fairpoll.Poller) {
-	c.raw.Control(func(fd uintptr) {
-		if w, err := p.Add(int(fd)); err == nil {
-			c.fair = w
-		}
-	})
-	if c.fair != nil {
-		c.fairNext = func(fd uintptr) bool {
-			if c.next(fd) {
-				return true
-			}
-			c.parked = true
-			return true
-		}
+	if w, err := p.AddConn(c.raw); err == nil {
+		c.fair = w
+		c.fairNext = fairpoll.NoPark(c.next, &c.parked)
 	}
 }
 

@@ -121,19 +121,9 @@ func newConn(p *Pool, nc net.Conn) *Conn {
 // joinPoller adds the connection's socket to fp; the connection goes on
 // waiting in Go's poller if it cannot.
 func (c *Conn) joinPoller(fp *fairpoll.Poller) {
-	c.raw.Control(func(fd uintptr) {
-		if w, err := fp.Add(int(fd)); err == nil {
-			c.fair = w
-		}
-	})
-	if c.fair != nil {
-		c.fairFirst = func(fd uintptr) bool {
-			if c.first(fd) {
-				return true
-			}
-			c.parked = true
-			return true
-		}
+	if w, err := fp.AddConn(c.raw); err == nil {
+		c.fair = w
+		c.fairFirst = fairpoll.NoPark(c.first, &c.parked)
 	}
 }
 
