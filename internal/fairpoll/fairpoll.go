@@ -149,6 +149,15 @@ func (w *Waiter) Remove() {
 	w.p.forget(w)
 }
 
+// Detach takes w out of the set while its socket stays open (a connection
+// handed over to a tunnel that reads in Go's poller): the kernel stops
+// reporting the socket to the set, which a Remove before a close leaves to
+// the close.
+func (w *Waiter) Detach() {
+	w.p.forget(w)
+	unix.EpollCtl(w.p.epfd, unix.EPOLL_CTL_DEL, int(w.fd), nil)
+}
+
 func (p *Poller) forget(w *Waiter) {
 	p.mu.Lock()
 	if p.waiters[w.fd] == w {

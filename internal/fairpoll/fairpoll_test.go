@@ -10,6 +10,7 @@ import (
 	"time"
 
 	"go.uber.org/goleak"
+	"golang.org/x/sys/unix"
 )
 
 func TestMain(m *testing.M) { goleak.VerifyTestMain(m) }
@@ -281,5 +282,24 @@ func TestAddConnAndNoPark(t *testing.T) {
 	parked = false
 	if err := raw.Read(f); err != nil || parked || string(got) != "hi" {
 		t.Fatalf("the read after the wake: err %v, parked %v, got %q; want nil, false, \"hi\"", err, parked, got)
+	}
+}
+
+// TestDetachedSocketLeavesTheSet: a socket detached while it stays open is
+// no longer reported by the kernel to the set: data on it leaves the set
+// with nothing ready, and wakes nobody.
+func TestDetachedSocketLeavesTheSet(t *testing.T) {
+	p, pr, w := oneWaiter(t)
+	w.Detach()
+	pr.w.Write([]byte("x"))
+	for !readable(pr.fd) {
+		runtime.Gosched()
+	}
+	var evs [1]unix.EpollEvent
+	if n, err := unix.EpollWait(p.epfd, evs[:], 0); err != nil || n != 0 {
+		t.Fatalf("epoll_wait on the set after Detach = %d, %v; want 0 ready", n, err)
+	}
+	if n := waiters(p); n != 0 {
+		t.Fatalf("%d waiters left after Detach", n)
 	}
 }

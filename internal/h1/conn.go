@@ -678,7 +678,7 @@ func (c *Conn) PeerGone() bool {
 func (c *Conn) Hijack() (net.Conn, []byte) {
 	c.hijacked = true
 	if c.fair != nil {
-		c.fair.Remove() // the tunnel reads in Go's poller
+		c.fair.Detach() // the tunnel reads in Go's poller
 	}
 	if c.in == nil {
 		return c.nc, nil

@@ -549,7 +549,7 @@ func (c *Conn) Consume(n int) { c.br.Discard(n) }
 // released after it; its deadlines are cleared.
 func (c *Conn) Hijack() (net.Conn, io.Reader) {
 	if c.fair != nil {
-		c.fair.Remove()
+		c.fair.Detach() // the tunnel reads in Go's poller
 		c.fair = nil
 	}
 	c.setDeadline(time.Time{})
