@@ -21,6 +21,7 @@ package fairpoll
 
 import (
 	"errors"
+	"net"
 	"os"
 	"sync"
 	"sync/atomic"
@@ -30,7 +31,10 @@ import (
 	"golang.org/x/sys/unix"
 )
 
-// Sweep is how often a Poller looks for waiters whose deadline has passed.
+// Sweep is the most a Poller lets a waiter's deadline pass unnoticed, and
+// the least time between two of its looks for waiters past their deadline.
+// It looks only when a deadline is due, so an idle proxy whose connections
+// have minutes to go is not woken for nothing.
 const Sweep = 20 * time.Millisecond
 
 // Poller is an epoll set and the goroutine that wakes its waiters. The zero
@@ -46,6 +50,12 @@ type Poller struct {
 
 	closed atomic.Bool
 	done   chan struct{}
+
+	// next is when the poller's goroutine will next look for waiters past
+	// their deadline (Unix nanoseconds; 0: no deadline is pending). A
+	// deadline set earlier than that brings the look forward (plan).
+	next   atomic.Int64
+	planMu sync.Mutex
 
 	// woken is the wake list of one batch, kept between batches.
 	woken []*Waiter
@@ -167,14 +177,57 @@ func (p *Poller) forget(w *Waiter) {
 }
 
 // SetDeadline records the socket's read deadline (the zero time for none),
-// after which a Wait ends within the sweep interval.
+// after which a Wait ends within Sweep.
 func (w *Waiter) SetDeadline(t time.Time) {
 	if t.IsZero() {
 		w.deadline.Store(0)
 		return
 	}
-	w.deadline.Store(t.UnixNano())
+	d := t.UnixNano()
+	w.deadline.Store(d)
+	if n := w.p.next.Load(); n == 0 || d < n {
+		w.p.plan(d)
+	}
 }
+
+// plan makes the poller's goroutine look for waiters past their deadline
+// at d (Unix nanoseconds; 0 for no look), unless a look is planned at or
+// before d already.
+func (p *Poller) plan(d int64) {
+	p.planMu.Lock()
+	defer p.planMu.Unlock()
+	if n := p.next.Load(); n != 0 && (d == 0 || n <= d) {
+		return
+	}
+	p.next.Store(d)
+	if d == 0 {
+		p.file.SetReadDeadline(time.Time{})
+		return
+	}
+	p.file.SetReadDeadline(time.Unix(0, d))
+}
+
+// unplan clears the planned look at n as it begins; from then on every
+// deadline set plans a look of its own, so that none set during the look
+// is missed.
+func (p *Poller) unplan(n int64) {
+	p.planMu.Lock()
+	if p.next.Load() == n {
+		p.next.Store(0)
+	}
+	p.planMu.Unlock()
+}
+// Expired reports whether the deadline set (SetDeadline) has passed. A
+// waiter checks it before it waits: the runtime's own deadline on the
+// socket may fire a little after the poller's look has woken it, once.
+func (w *Waiter) Expired() bool {
+	d := w.deadline.Load()
+	return d != 0 && time.Now().UnixNano() >= d
+}
+
+// ErrExpired is the error of a read whose wait ended at its deadline, as a
+// read of the socket would report it.
+var ErrExpired error = &net.OpError{Op: "read", Net: "tcp", Err: os.ErrDeadlineExceeded}
 
 // Wait waits until the socket may have become readable, its deadline has
 // passed, or Wake is called; the caller reads to find out which. It
@@ -197,11 +250,9 @@ func (w *Waiter) Wake() {
 }
 
 // run waits, through Go's poller, for the set to have ready members, and
-// wakes their waiters; every Sweep it wakes those past their deadline.
+// wakes their waiters; when a deadline is due it wakes those past theirs.
 func (p *Poller) run() {
 	defer close(p.done)
-	next := time.Now().Add(Sweep)
-	p.file.SetReadDeadline(next)
 	for !p.closed.Load() {
 		err := p.raw.Read(p.harvest)
 		if p.closed.Load() {
@@ -213,10 +264,16 @@ func (p *Poller) run() {
 			time.Sleep(Sweep)
 			p.wakeAll()
 		}
-		if now := time.Now(); !now.Before(next) {
-			p.sweep(now)
-			next = now.Add(Sweep)
-			p.file.SetReadDeadline(next)
+		if n := p.next.Load(); n != 0 && time.Now().UnixNano() >= n {
+			p.unplan(n)
+			now := time.Now()
+			next := p.sweep(now)
+			if next != 0 {
+				next = max(next, now.Add(Sweep).UnixNano())
+			}
+			// The deadline that ended the wait has passed: plan the next
+			// look, or none, so that the wait is not ended again at once.
+			p.plan(next)
 		}
 	}
 }
@@ -262,16 +319,22 @@ func (p *Poller) wake(ws []*Waiter) {
 	ws[0].Wake()
 }
 
-// sweep wakes the waiters whose deadline is at or before now.
-func (p *Poller) sweep(now time.Time) {
+// sweep wakes the waiters whose deadline is at or before now, and returns
+// the earliest deadline still ahead (0 for none).
+func (p *Poller) sweep(now time.Time) (next int64) {
 	t := now.UnixNano()
 	p.mu.Lock()
+	defer p.mu.Unlock()
 	for _, w := range p.waiters {
-		if d := w.deadline.Load(); d != 0 && d <= t {
+		switch d := w.deadline.Load(); {
+		case d == 0:
+		case d <= t:
 			w.Wake()
+		case next == 0 || d < next:
+			next = d
 		}
 	}
-	p.mu.Unlock()
+	return next
 }
 
 // wakeAll wakes every waiter.

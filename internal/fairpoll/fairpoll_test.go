@@ -170,8 +170,17 @@ func TestWakesInReadinessOrder(t *testing.T) {
 // sweep, though its socket stays silent.
 func TestDeadlineEndsWait(t *testing.T) {
 	_, pr, w := oneWaiter(t)
+	if w.Expired() {
+		t.Fatal("a waiter without a deadline reports it expired")
+	}
 	w.SetDeadline(time.Now().Add(Sweep))
+	if w.Expired() {
+		t.Fatal("a deadline ahead reports expired")
+	}
 	waitFor(t, waitAsync(w), "a wait past its deadline")
+	if !w.Expired() {
+		t.Fatal("woken at its deadline, the waiter does not report it expired")
+	}
 	if readable(pr.fd) {
 		t.Fatal("the socket has data nobody sent")
 	}
@@ -302,4 +311,43 @@ func TestDetachedSocketLeavesTheSet(t *testing.T) {
 	if n := waiters(p); n != 0 {
 		t.Fatalf("%d waiters left after Detach", n)
 	}
+}
+
+// TestLooksOnlyWhenDue: a deadline an hour away plans the poller's look for
+// then, not every Sweep; a nearer one set later brings the look forward
+// and its waiter is woken, while the far one's is not.
+func TestLooksOnlyWhenDue(t *testing.T) {
+	p := newPoller(t)
+	ps := newPairs(t, 2)
+	far, err := p.Add(ps[0].fd)
+	if err != nil {
+		t.Fatal(err)
+	}
+	near, err := p.Add(ps[1].fd)
+	if err != nil {
+		t.Fatal(err)
+	}
+	farAt := time.Now().Add(time.Hour)
+	far.SetDeadline(farAt)
+	if got := p.next.Load(); got != farAt.UnixNano() {
+		t.Fatalf("planned look at %v, want the only deadline, %v", time.Unix(0, got), farAt)
+	}
+	farDone := waitAsync(far)
+	near.SetDeadline(time.Now().Add(Sweep))
+	waitFor(t, waitAsync(near), "a wait past the nearer deadline")
+	select {
+	case <-farDone:
+		t.Fatal("the waiter an hour from its deadline was woken")
+	case <-time.After(3 * Sweep):
+	}
+	// After the look, the next one is planned for the far deadline again.
+	deadline := time.Now().Add(5 * time.Second)
+	for p.next.Load() != farAt.UnixNano() {
+		if time.Now().After(deadline) {
+			t.Fatalf("after the look, the next is planned at %v, want %v", time.Unix(0, p.next.Load()), farAt)
+		}
+		time.Sleep(time.Millisecond)
+	}
+	far.Wake()
+	waitFor(t, farDone, "the far waiter, woken")
 }

@@ -414,8 +414,11 @@ func (c *Conn) waitRead() error {
 		if c.fair != nil && !c.fairOff {
 			c.parked = false
 			if err = c.raw.Read(c.fairNext); err == nil && c.parked {
-				c.fairOff = !c.fair.Wait()
-				continue
+				if !c.fair.Expired() {
+					c.fairOff = !c.fair.Wait()
+					continue
+				}
+				err = fairpoll.ErrExpired
 			}
 		} else {
 			err = c.raw.Read(c.next)
@@ -772,6 +775,8 @@ func (c *Conn) readSocket(p []byte) (int, error) {
 			return n, err
 		case err != nil:
 			return 0, err // from the poller: a deadline passed, or closed
+		case c.fair.Expired():
+			return 0, fairpoll.ErrExpired
 		}
 		c.fairOff = !c.fair.Wait()
 		if c.fairOff {

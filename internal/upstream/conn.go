@@ -207,6 +207,9 @@ func (c *Conn) readFirst() error {
 		if !c.parked {
 			break
 		}
+		if c.fair.Expired() {
+			return fairpoll.ErrExpired
+		}
 		c.fairOff = !c.fair.Wait()
 	}
 	if c.firstErr != nil {
