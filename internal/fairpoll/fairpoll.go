@@ -217,6 +217,7 @@ func (p *Poller) unplan(n int64) {
 	}
 	p.planMu.Unlock()
 }
+
 // Expired reports whether the deadline set (SetDeadline) has passed. A
 // waiter checks it before it waits: the runtime's own deadline on the
 // socket may fire a little after the poller's look has woken it, once.
