@@ -14,9 +14,10 @@
 //
 // A Waiter only says "look again": a wake can be spurious (the data it
 // announced was read already), and the waiting side reads until the socket
-// has nothing, then waits. Deadlines stay the socket's own: the Poller
-// wakes a waiter whose deadline has passed within its sweep interval, and
-// the read that follows reports the timeout.
+// has nothing, then waits. Deadlines are the socket's own, recorded on the
+// Waiter too: the Poller wakes a waiter whose deadline has passed within
+// Sweep, looking only when one is due, and a waiter whose deadline has
+// passed (Expired) reports the timeout instead of waiting again.
 package fairpoll
 
 import (
