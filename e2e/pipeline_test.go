@@ -2,10 +2,14 @@ package e2e
 
 import (
 	"io"
+	"net"
 	"net/http"
+	"runtime"
 	"strings"
 	"testing"
 	"time"
+
+	"golang.org/x/sys/unix"
 )
 
 // TestPipelinedWhileServed: a client pipelines its second request after
@@ -38,7 +42,7 @@ timeouts:
 	io.WriteString(c, "GET /api/second HTTP/1.1\r\nHost: test.example\r\n\r\n")
 	// The second request reaches sluice's socket while the first is in
 	// flight; only then does the backend answer the first.
-	time.Sleep(100 * time.Millisecond)
+	awaitDelivered(t, c)
 	close(release)
 
 	// Well under client_idle: a second request missed by the wait after
@@ -49,5 +53,31 @@ timeouts:
 		if res.Err != nil || res.Resp == nil || res.Resp.StatusCode != 200 || !strings.Contains(string(res.Body), want) {
 			t.Fatalf("want 200 %q, got %+v (body %q)", want, res.Resp, res.Body)
 		}
+	}
+}
+
+// awaitDelivered waits until every byte written on c has left its send
+// queue, that is, has reached the peer's socket (SIOCOUTQ counts the bytes
+// not yet acknowledged), failing the test after 5 s.
+func awaitDelivered(t testing.TB, c net.Conn) {
+	t.Helper()
+	raw, err := c.(*net.TCPConn).SyscallConn()
+	if err != nil {
+		t.Fatal(err)
+	}
+	deadline := time.Now().Add(5 * time.Second)
+	for {
+		var unsent int
+		var ierr error
+		raw.Control(func(fd uintptr) { unsent, ierr = unix.IoctlGetInt(int(fd), unix.SIOCOUTQ) })
+		switch {
+		case ierr != nil:
+			t.Fatalf("SIOCOUTQ: %v", ierr)
+		case unsent == 0:
+			return
+		case time.Now().After(deadline):
+			t.Fatalf("%d bytes still unsent after 5s", unsent)
+		}
+		runtime.Gosched()
 	}
 }

@@ -16,8 +16,8 @@
 // announced was read already), and the waiting side reads until the socket
 // has nothing, then waits. Deadlines are the socket's own, recorded on the
 // Waiter too: the Poller wakes a waiter whose deadline has passed within
-// Sweep, looking only when one is due, and a waiter whose deadline has
-// passed (Expired) reports the timeout instead of waiting again.
+// Sweep, looking only when one is due, and Wait past the deadline returns
+// the read's timeout (ErrExpired) instead of waiting again.
 package fairpoll
 
 import (
@@ -114,7 +114,7 @@ func (p *Poller) Close() error {
 // open until Remove.
 func (p *Poller) Add(fd int) (*Waiter, error) {
 	if p.closed.Load() {
-		return nil, errors.New("fairpoll: poller closed")
+		return nil, ErrClosed
 	}
 	w := &Waiter{p: p, fd: int32(fd), token: make(chan struct{}, 1)}
 	p.mu.Lock()
@@ -155,9 +155,13 @@ func NoPark(f func(fd uintptr) bool, parked *bool) func(fd uintptr) bool {
 
 // Remove takes w out of the set. Call it before the socket is closed:
 // closing it takes it out of the kernel's set, and its number may then be
-// reused by a socket whose waiter must not be forgotten.
+// reused by a socket whose waiter must not be forgotten. Like every method
+// of Waiter but Wait, it does nothing on a nil Waiter (a connection that
+// waits in Go's poller).
 func (w *Waiter) Remove() {
-	w.p.forget(w)
+	if w != nil {
+		w.p.forget(w)
+	}
 }
 
 // Detach takes w out of the set while its socket stays open (a connection
@@ -165,6 +169,9 @@ func (w *Waiter) Remove() {
 // reporting the socket to the set, which a Remove before a close leaves to
 // the close.
 func (w *Waiter) Detach() {
+	if w == nil {
+		return
+	}
 	w.p.forget(w)
 	unix.EpollCtl(w.p.epfd, unix.EPOLL_CTL_DEL, int(w.fd), nil)
 }
@@ -180,6 +187,9 @@ func (p *Poller) forget(w *Waiter) {
 // SetDeadline records the socket's read deadline (the zero time for none),
 // after which a Wait ends within Sweep.
 func (w *Waiter) SetDeadline(t time.Time) {
+	if w == nil {
+		return
+	}
 	if t.IsZero() {
 		w.deadline.Store(0)
 		return
@@ -219,32 +229,51 @@ func (p *Poller) unplan(n int64) {
 	p.planMu.Unlock()
 }
 
-// Expired reports whether the deadline set (SetDeadline) has passed. A
-// waiter checks it before it waits: the runtime's own deadline on the
-// socket may fire a little after the poller's look has woken it, once.
-func (w *Waiter) Expired() bool {
+// expired reports whether the deadline set (SetDeadline) has passed.
+func (w *Waiter) expired() bool {
 	d := w.deadline.Load()
 	return d != 0 && time.Now().UnixNano() >= d
 }
 
-// ErrExpired is the error of a read whose wait ended at its deadline, as a
-// read of the socket would report it.
+// ErrExpired is Wait's error when the deadline set has passed: a read's
+// timeout, as the socket would report it.
 var ErrExpired error = &net.OpError{Op: "read", Net: "tcp", Err: os.ErrDeadlineExceeded}
 
+// ErrClosed is Wait's error when the Poller has closed: the caller waits in
+// Go's poller from then on (Live reports false).
+var ErrClosed = errors.New("fairpoll: poller closed")
+
+// Live reports whether the connection waits on w: w is not nil and its
+// Poller has not closed.
+func (w *Waiter) Live() bool {
+	return w != nil && !w.p.closed.Load()
+}
+
 // Wait waits until the socket may have become readable, its deadline has
-// passed, or Wake is called; the caller reads to find out which. It
-// returns false when the Poller is closed: the caller then waits in Go's
-// poller instead.
-func (w *Waiter) Wait() bool {
-	if w.p.closed.Load() {
-		return false
+// passed, or Wake is called; the caller reads to find out which, and calls
+// Wait again when the read finds nothing. It returns ErrExpired at once
+// when the deadline has passed (the poller's look wakes a waiter once, and
+// the runtime's own deadline on the socket may fire a moment after it), and
+// ErrClosed when the Poller has closed.
+func (w *Waiter) Wait() error {
+	switch {
+	case w.p.closed.Load():
+		return ErrClosed
+	case w.expired():
+		return ErrExpired
 	}
 	<-w.token
-	return !w.p.closed.Load()
+	if w.p.closed.Load() {
+		return ErrClosed
+	}
+	return nil
 }
 
 // Wake ends the current or the next Wait.
 func (w *Waiter) Wake() {
+	if w == nil {
+		return
+	}
 	select {
 	case w.token <- struct{}{}:
 	default:

@@ -170,16 +170,20 @@ func TestWakesInReadinessOrder(t *testing.T) {
 // sweep, though its socket stays silent.
 func TestDeadlineEndsWait(t *testing.T) {
 	_, pr, w := oneWaiter(t)
-	if w.Expired() {
+	if w.expired() {
 		t.Fatal("a waiter without a deadline reports it expired")
 	}
 	w.SetDeadline(time.Now().Add(Sweep))
-	if w.Expired() {
+	if w.expired() {
 		t.Fatal("a deadline ahead reports expired")
 	}
 	waitFor(t, waitAsync(w), "a wait past its deadline")
-	if !w.Expired() {
+	if !w.expired() {
 		t.Fatal("woken at its deadline, the waiter does not report it expired")
+	}
+	// Past its deadline, a wait ends at once with the read's timeout.
+	if err := w.Wait(); err != ErrExpired {
+		t.Fatalf("Wait past the deadline = %v, want ErrExpired", err)
 	}
 	if readable(pr.fd) {
 		t.Fatal("the socket has data nobody sent")
@@ -233,6 +237,12 @@ func TestCloseWakesWaiters(t *testing.T) {
 		t.Fatal(err)
 	}
 	waitFor(t, done, "a waiter of a closed poller")
+	if w.Live() {
+		t.Error("a waiter of a closed poller reports itself live")
+	}
+	if err := w.Wait(); err != ErrClosed {
+		t.Errorf("Wait on a closed poller = %v, want ErrClosed", err)
+	}
 	if _, err := p.Add(pr.fd); err == nil {
 		t.Fatal("Add on a closed poller succeeded")
 	}
@@ -350,4 +360,17 @@ func TestLooksOnlyWhenDue(t *testing.T) {
 	}
 	far.Wake()
 	waitFor(t, farDone, "the far waiter, woken")
+}
+
+// TestNilWaiter: a connection without a waiter (it waits in Go's poller)
+// may call every method but Wait on its nil Waiter, and it is not live.
+func TestNilWaiter(t *testing.T) {
+	var w *Waiter
+	if w.Live() {
+		t.Fatal("a nil waiter is live")
+	}
+	w.SetDeadline(time.Now())
+	w.Wake()
+	w.Detach()
+	w.Remove()
 }

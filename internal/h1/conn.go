@@ -110,7 +110,6 @@ type Conn struct {
 	fair     *fairpoll.Waiter
 	fairNext func(fd uintptr) bool // next, asking to wait on fair instead of parking
 	parked   bool                  // fairNext's report that next asked to wait
-	fairOff  bool                  // the poller has closed: wait in Go's poller
 }
 
 func newConn(s *Server, nc net.Conn) *Conn {
@@ -148,9 +147,7 @@ func (c *Conn) joinPoller(p *fairpoll.Poller) {
 func (c *Conn) setReadDeadline(t time.Time) {
 	c.nc.SetReadDeadline(t)
 	c.readSet = t
-	if c.fair != nil {
-		c.fair.SetDeadline(t)
-	}
+	c.fair.SetDeadline(t)
 }
 
 // armWait bounds the wait for the next request's first bytes: it ends at
@@ -160,9 +157,7 @@ func (c *Conn) setReadDeadline(t time.Time) {
 // update on most requests; a wait it ends early goes on (waitRead).
 func (c *Conn) armWait(t time.Time, d time.Duration) {
 	c.waitUntil = t
-	if c.fair != nil {
-		c.fair.SetDeadline(t)
-	}
+	c.fair.SetDeadline(t)
 	if c.raw == nil || wire.MoveDeadline(c.readSet, t, d) {
 		c.nc.SetReadDeadline(t)
 		c.readSet = t
@@ -219,9 +214,7 @@ func (c *Conn) contain() {
 // end closes the connection and gives its buffers back.
 func (c *Conn) end() {
 	c.state.Store(stateClosed)
-	if c.fair != nil {
-		c.fair.Remove()
-	}
+	c.fair.Remove()
 	c.nc.Close()
 	c.dropIn()
 	c.releaseOut()
@@ -411,14 +404,12 @@ func (c *Conn) waitRead() error {
 	for {
 		c.nextErr, c.nextN, c.nextPart = nil, 0, false
 		var err error
-		if c.fair != nil && !c.fairOff {
+		if c.fair.Live() {
 			c.parked = false
 			if err = c.raw.Read(c.fairNext); err == nil && c.parked {
-				if !c.fair.Expired() {
-					c.fairOff = !c.fair.Wait()
+				if err = c.fair.Wait(); err == nil || err == fairpoll.ErrClosed {
 					continue
 				}
-				err = fairpoll.ErrExpired
 			}
 		} else {
 			err = c.raw.Read(c.next)
@@ -470,7 +461,7 @@ func (c *Conn) writeThenRead(fd uintptr) bool {
 	}
 	wrote := len(c.Out) > 0
 	c.releaseOut()
-	if wrote && c.fair != nil && !c.fairOff {
+	if wrote && c.fair.Live() {
 		// The response is out: wait for the next request. Bytes that
 		// arrived before the write (a pipelined request) have left a
 		// wake in the fair poller, so the wait cannot miss them. Go's
@@ -680,9 +671,7 @@ func (c *Conn) PeerGone() bool {
 // closes the connection when the handler returns.
 func (c *Conn) Hijack() (net.Conn, []byte) {
 	c.hijacked = true
-	if c.fair != nil {
-		c.fair.Detach() // the tunnel reads in Go's poller
-	}
+	c.fair.Detach() // the tunnel reads in Go's poller
 	if c.in == nil {
 		return c.nc, nil
 	}
@@ -698,9 +687,7 @@ func (c *Conn) Hijack() (net.Conn, []byte) {
 func (c *Conn) closeIfIdle() {
 	if c.state.CompareAndSwap(stateIdle, stateClosed) {
 		c.setReadDeadline(time.Unix(1, 0))
-		if c.fair != nil {
-			c.fair.Wake()
-		}
+		c.fair.Wake()
 	}
 }
 
@@ -765,22 +752,17 @@ func (c *Conn) readOnce(p []byte) (n int, again bool, err error) {
 // a head or body wake their reader in one poller, not two; in Go's poller
 // otherwise.
 func (c *Conn) readSocket(p []byte) (int, error) {
-	if c.fair == nil || c.fairOff {
-		return c.nc.Read(p)
-	}
-	for {
+	for c.fair.Live() {
 		n, again, err := c.readOnce(p)
 		switch {
 		case !again:
 			return n, err
 		case err != nil:
 			return 0, err // from the poller: a deadline passed, or closed
-		case c.fair.Expired():
-			return 0, fairpoll.ErrExpired
 		}
-		c.fairOff = !c.fair.Wait()
-		if c.fairOff {
-			return c.nc.Read(p)
+		if err := c.fair.Wait(); err != nil && err != fairpoll.ErrClosed {
+			return 0, err
 		}
 	}
+	return c.nc.Read(p)
 }

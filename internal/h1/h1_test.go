@@ -8,6 +8,7 @@ import (
 	"io"
 	"net"
 	"net/http"
+	"runtime"
 	"strconv"
 	"strings"
 	"sync"
@@ -16,6 +17,7 @@ import (
 
 	"github.com/sluice-proxy/sluice/internal/fairpoll"
 	"go.uber.org/goleak"
+	"golang.org/x/sys/unix"
 )
 
 func TestMain(m *testing.M) { goleak.VerifyTestMain(m) }
@@ -289,13 +291,39 @@ func TestPipelinedDuringResponse(t *testing.T) {
 	io.WriteString(c, "GET /slow HTTP/1.1\r\nHost: x\r\n\r\n")
 	<-e.entered // the first request has been read
 	io.WriteString(c, "GET /second HTTP/1.1\r\nHost: x\r\n\r\n")
-	time.Sleep(50 * time.Millisecond) // let the second reach the server's socket
+	awaitDelivered(t, c) // the second is in the server's socket before the first is answered
 	close(e.release)
 	c.SetReadDeadline(time.Now().Add(time.Second)) // well under the idle timeout
 	for _, want := range []string{"GET /slow HTTP/1.1 ", "GET /second HTTP/1.1 "} {
 		if status, body := read(t, br); status != 200 || body != want {
 			t.Fatalf("got %d %q, want 200 %q", status, body, want)
 		}
+	}
+}
+
+// awaitDelivered waits until every byte written on c has left its send
+// queue, that is, has reached the peer's socket (SIOCOUTQ counts the bytes
+// not yet acknowledged), failing the test after 5 s.
+func awaitDelivered(t testing.TB, c net.Conn) {
+	t.Helper()
+	raw, err := c.(*net.TCPConn).SyscallConn()
+	if err != nil {
+		t.Fatal(err)
+	}
+	deadline := time.Now().Add(5 * time.Second)
+	for {
+		var unsent int
+		var ierr error
+		raw.Control(func(fd uintptr) { unsent, ierr = unix.IoctlGetInt(int(fd), unix.SIOCOUTQ) })
+		switch {
+		case ierr != nil:
+			t.Fatalf("SIOCOUTQ: %v", ierr)
+		case unsent == 0:
+			return
+		case time.Now().After(deadline):
+			t.Fatalf("%d bytes still unsent after 5s", unsent)
+		}
+		runtime.Gosched()
 	}
 }
 

@@ -73,7 +73,6 @@ type Conn struct {
 	fair      *fairpoll.Waiter
 	fairFirst func(fd uintptr) bool // first, asking to wait on fair instead of parking
 	parked    bool                  // fairFirst's report that first asked to wait
-	fairOff   bool                  // the poller has closed: wait in Go's poller
 
 	body Body
 }
@@ -129,18 +128,14 @@ func (c *Conn) joinPoller(fp *fairpoll.Poller) {
 
 // closeConn closes the socket, out of the fair poller first.
 func (c *Conn) closeConn() {
-	if c.fair != nil {
-		c.fair.Remove()
-	}
+	c.fair.Remove()
 	c.nc.Close()
 }
 
-// setDeadline sets the socket's read deadline, which a wait in the fair
-// poller keeps too.
-func (c *Conn) setDeadline(t time.Time) error {
-	if c.fair != nil {
-		c.fair.SetDeadline(t)
-	}
+// setSocketDeadline sets the socket's read deadline, which a wait in the
+// fair poller keeps too.
+func (c *Conn) setSocketDeadline(t time.Time) error {
+	c.fair.SetDeadline(t)
 	return c.nc.SetReadDeadline(t)
 }
 
@@ -194,7 +189,7 @@ func (c *Conn) detach() {
 func (c *Conn) readFirst() error {
 	c.firstN, c.firstErr = 0, nil
 	for {
-		if c.fair == nil || c.fairOff {
+		if !c.fair.Live() {
 			if err := c.raw.Read(c.first); err != nil {
 				return err
 			}
@@ -207,10 +202,9 @@ func (c *Conn) readFirst() error {
 		if !c.parked {
 			break
 		}
-		if c.fair.Expired() {
-			return fairpoll.ErrExpired
+		if err := c.fair.Wait(); err != nil && err != fairpoll.ErrClosed {
+			return err
 		}
-		c.fairOff = !c.fair.Wait()
 	}
 	if c.firstErr != nil {
 		return c.firstErr
@@ -427,7 +421,7 @@ func (c *Conn) armWait(now, end time.Time) error {
 		return nil
 	}
 	c.deadline = d
-	return c.setDeadline(d)
+	return c.setSocketDeadline(d)
 }
 
 // headBuffered reports whether a whole response head is in br's buffer.
@@ -446,7 +440,7 @@ func (c *Conn) peerOpen() bool {
 	}
 	// A read deadline left from the connection's last use has likely
 	// passed, and would fail the peek before it is made.
-	c.setDeadline(time.Time{})
+	c.setSocketDeadline(time.Time{})
 	c.deadline = time.Time{}
 	c.peekOpen = false
 	if err := c.raw.Read(c.peek); err != nil {
@@ -482,7 +476,7 @@ func (c *Conn) setReadDeadline(now time.Time, d time.Duration) error {
 		return nil
 	}
 	c.deadline = want
-	return c.setDeadline(want)
+	return c.setSocketDeadline(want)
 }
 
 // armWrite bounds a write to the backend that blocks by d (see
@@ -551,11 +545,9 @@ func (c *Conn) Consume(n int) { c.br.Discard(n) }
 // gives the bytes the backend sent after its 101. c is not to be used or
 // released after it; its deadlines are cleared.
 func (c *Conn) Hijack() (net.Conn, io.Reader) {
-	if c.fair != nil {
-		c.fair.Detach() // the tunnel reads in Go's poller
-		c.fair = nil
-	}
-	c.setDeadline(time.Time{})
+	c.fair.Detach() // the tunnel reads in Go's poller
+	c.fair = nil
+	c.setSocketDeadline(time.Time{})
 	c.nc.SetWriteDeadline(time.Time{})
 	return c.nc, c.br
 }

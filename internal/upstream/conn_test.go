@@ -48,7 +48,7 @@ func TestPooledConnectionReusedAfterDeadline(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer c.nc.Close()
-	c.setDeadline(time.Now().Add(time.Millisecond))
+	c.setSocketDeadline(time.Now().Add(time.Millisecond))
 	p.put(c, time.Now(), 0)
 	c.idleSince = time.Now().Add(-time.Second)
 	time.Sleep(5 * time.Millisecond) // the behaviour under test: the deadline passes
@@ -125,7 +125,7 @@ func TestReadFirst(t *testing.T) {
 	}
 
 	// Nothing arrives: the wait ends at the deadline, holding nothing.
-	c.setDeadline(time.Now().Add(30 * time.Millisecond))
+	c.setSocketDeadline(time.Now().Add(30 * time.Millisecond))
 	if err := c.readFirst(); !wire.IsTimeout(err) {
 		t.Fatalf("readFirst with nothing sent = %v, want a timeout", err)
 	}
@@ -138,7 +138,7 @@ func TestReadFirst(t *testing.T) {
 		time.Sleep(20 * time.Millisecond)
 		io.WriteString(server, head)
 	}()
-	c.setDeadline(time.Now().Add(5 * time.Second))
+	c.setSocketDeadline(time.Now().Add(5 * time.Second))
 	if err := c.readFirst(); err != nil {
 		t.Fatalf("readFirst: %v", err)
 	}
@@ -170,7 +170,7 @@ func TestReadFirst(t *testing.T) {
 		t.Fatal(err)
 	}
 	server.Close()
-	c2.setDeadline(time.Now().Add(5 * time.Second))
+	c2.setSocketDeadline(time.Now().Add(5 * time.Second))
 	if err := c2.readFirst(); !errors.Is(err, io.EOF) {
 		t.Errorf("readFirst after the backend closed = %v, want EOF", err)
 	}
@@ -242,17 +242,18 @@ func TestInFairPoller(t *testing.T) {
 }
 
 // TestFairPollerJoined: with a poller, a dialed plain connection waits in
-// it, and leaves it when it closes.
+// it; one hijacked for a tunnel leaves it.
 func TestFairPollerJoined(t *testing.T) {
 	inFairPoller = true
 	defer func() { inFairPoller = false }()
 	_, c, _ := dialTestPool(t)
-	if c.fair == nil {
-		t.Fatal("a plain connection of a transport with a poller is not in it")
+	if !c.fair.Live() {
+		t.Fatal("a plain connection of a transport with a poller does not wait in it")
 	}
-	w := c.fair
-	c.Close()
-	w.Wake() // a waiter that left must not be waited on again: Wake is harmless
+	c.Hijack()
+	if c.fair.Live() {
+		t.Fatal("a hijacked connection still waits in the poller")
+	}
 }
 
 // dialTestPool dials a connection of a testPool and returns the pool, the
@@ -286,7 +287,7 @@ func TestReadFirstWritesQueued(t *testing.T) {
 	if !c.Queue([]byte(req), time.Second) {
 		t.Fatal("a fresh connection did not take a queued request")
 	}
-	c.setDeadline(time.Now().Add(5 * time.Second))
+	c.setSocketDeadline(time.Now().Add(5 * time.Second))
 	if err := c.readFirst(); err != nil {
 		t.Fatalf("readFirst with a request queued: %v", err)
 	}
