@@ -34,15 +34,10 @@ type scenario struct {
 	tls string
 }
 
-// nginxBackends reports whether sc can run with -backends nginx: it asks
-// the healthy backends for /api/users only, and needs no count of what they
-// served.
-func (sc scenario) nginxBackends() bool {
-	return sc.path == "/api/users" && !sc.upload && !sc.retry && sc.slow == ""
-}
-
-// needs names what keeps sc from running on the nginx backends.
-func (sc scenario) needs() string {
+// needsGoBackends says what keeps sc from running on -backends nginx, or
+// returns "" when it can: nginx answers /api/users only, and does not count
+// what it serves.
+func (sc scenario) needsGoBackends() string {
 	switch {
 	case sc.retry:
 		return "the failing backend and the upstream counts"
@@ -50,8 +45,10 @@ func (sc scenario) needs() string {
 		return "the slow backend and the upstream counts"
 	case sc.upload:
 		return "the upload endpoint"
+	case sc.path != "/api/users":
+		return sc.path
 	}
-	return sc.path
+	return ""
 }
 
 // balancers reports whether sc is a balancer scenario.
@@ -130,8 +127,8 @@ func run(ctx context.Context, o options) (*report, error) {
 	}
 	if o.backends == "nginx" {
 		for _, sc := range scs {
-			if !sc.nginxBackends() {
-				return nil, fmt.Errorf("scenario %s needs the go backends (it uses %s), not -backends nginx", sc.name, sc.needs())
+			if need := sc.needsGoBackends(); need != "" {
+				return nil, fmt.Errorf("scenario %s needs the go backends (it uses %s), not -backends nginx", sc.name, need)
 			}
 		}
 	}

@@ -56,7 +56,7 @@ func TestNginxBackends(t *testing.T) {
 func TestNginxBackendsScenarios(t *testing.T) {
 	ok := map[string]bool{"healthy_get": true, "many_conns": true, "https_get": true, "h2_get": true, "tls_handshake": true}
 	for _, sc := range scenarios {
-		if got := sc.nginxBackends(); got != ok[sc.name] {
+		if got := sc.needsGoBackends() == ""; got != ok[sc.name] {
 			t.Errorf("%s: runs on the nginx backends = %v, want %v", sc.name, got, ok[sc.name])
 		}
 	}
