@@ -9,6 +9,7 @@ import (
 	"net"
 	"net/http"
 	"sync"
+	"time"
 
 	"github.com/sluice-proxy/sluice/internal/config"
 	"github.com/sluice-proxy/sluice/internal/h1"
@@ -25,9 +26,12 @@ import (
 // serves it on the bridge engine, sluice's HTTP/1.1 engine with the proxy
 // as its handler.
 type h2Server struct {
-	srv    *http.Server
-	queue  *connQueue
-	bridge *h1.Server
+	srv *http.Server
+	// writeTimeout bounds each send to a client: one that takes nothing
+	// of what is written to it for this long loses its connection.
+	writeTimeout time.Duration
+	queue        *connQueue
+	bridge       *h1.Server
 	// listSize is the server's SETTINGS_MAX_HEADER_LIST_SIZE.
 	listSize int
 
@@ -37,7 +41,8 @@ type h2Server struct {
 
 // newH2Server makes the HTTP/2 server of cfg, its streams served on bridge.
 func newH2Server(cfg *config.Config, bridge *h1.Server, addr net.Addr) *h2Server {
-	h := &h2Server{bridge: bridge, queue: newConnQueue(addr), conns: map[*h2.Guard]struct{}{}}
+	h := &h2Server{bridge: bridge, queue: newConnQueue(addr), conns: map[*h2.Guard]struct{}{},
+		writeTimeout: cfg.Timeouts.ClientIdle.D()}
 	var protos http.Protocols
 	protos.SetUnencryptedHTTP2(true)
 	maxHeader := int(cfg.Limits.MaxHeaderBytes)
@@ -54,9 +59,7 @@ func newH2Server(cfg *config.Config, bridge *h1.Server, addr net.Addr) *h2Server
 			MaxConcurrentStreams:      cfg.TLS.MaxConcurrentStreams,
 			MaxDecoderHeaderTableSize: h2.HeaderTableSize,
 			MaxReadFrameSize:          h2.MaxFrameSize,
-			// A client that takes nothing of what is written to it for this
-			// long loses its connection.
-			WriteByteTimeout: cfg.Timeouts.ClientIdle.D(),
+			// The write timeout is the coalescer's (see hand).
 		},
 		ConnContext: func(ctx context.Context, c net.Conn) context.Context {
 			return context.WithValue(ctx, h2.ConnKey, c)
@@ -81,9 +84,10 @@ func (h *h2Server) serve() error {
 	return nil
 }
 
-// hand gives the server a connection that negotiated h2.
+// hand gives the server a connection that negotiated h2, its reads
+// guarded and its writes coalesced.
 func (h *h2Server) hand(tc *tls.Conn) {
-	g := h2.NewGuard(tc, h.listSize)
+	g := h2.NewGuard(h2.Coalesce(tc, h.writeTimeout), h.listSize)
 	h.mu.Lock()
 	h.conns[g] = struct{}{}
 	h.mu.Unlock()
