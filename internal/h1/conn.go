@@ -110,6 +110,12 @@ type Conn struct {
 	fair     *fairpoll.Waiter
 	fairNext func(fd uintptr) bool // next, asking to wait on fair instead of parking
 	parked   bool                  // fairNext's report that next asked to wait
+	// drained is whether the last read of the socket left it empty: it
+	// took less than it asked for, or found nothing. Only then may a wait
+	// in the fair poller begin without a read: bytes that arrive later
+	// leave a wake, but bytes a full read left behind arrived before it,
+	// and their wake may have been taken already.
+	drained bool
 }
 
 func newConn(s *Server, nc net.Conn) *Conn {
@@ -461,17 +467,19 @@ func (c *Conn) writeThenRead(fd uintptr) bool {
 	}
 	wrote := len(c.Out) > 0
 	c.releaseOut()
-	if wrote && c.fair.Live() {
+	if wrote && c.fair.Live() && c.drained {
 		// The response is out: wait for the next request. Bytes that
-		// arrived before the write (a pipelined request) have left a
-		// wake in the fair poller, so the wait cannot miss them. Go's
-		// poller forgot their readiness when this call began: there the
-		// read below looks first.
+		// arrived since the last read, which left the socket empty (a
+		// pipelined request), have left a wake in the fair poller, so
+		// the wait cannot miss them. Go's poller forgot their readiness
+		// when this call began: there the read below looks first.
 		return false
 	}
 	c.takeIn()
 	for {
-		n, err := syscall.Read(int(fd), (*c.in)[c.w:])
+		p := (*c.in)[c.w:]
+		n, err := syscall.Read(int(fd), p)
+		c.drained = err == syscall.EAGAIN || err == nil && n < len(p)
 		switch err {
 		case nil:
 			c.nextN = n
@@ -717,6 +725,7 @@ func (c *Conn) readOnce(p []byte) (n int, again bool, err error) {
 		c.now = func(fd uintptr) bool {
 			for {
 				n, err := syscall.Read(int(fd), c.nowBuf)
+				c.drained = err == syscall.EAGAIN || err == nil && n < len(c.nowBuf)
 				switch err {
 				case nil:
 					c.nowN = n

@@ -137,7 +137,7 @@ func TestInGoPoller(t *testing.T) {
 		"Requests": TestRequests, "KeepAliveAndPipelining": TestKeepAliveAndPipelining,
 		"HeadTimeouts": TestHeadTimeouts, "LargeResponseToSlowReader": TestLargeResponseToSlowReader,
 		"Shutdown": TestShutdown, "Hijack": TestHijack, "IdleDeadlineSetEarly": TestIdleDeadlineSetEarly,
-		"PipelinedDuringResponse": TestPipelinedDuringResponse,
+		"PipelinedDuringResponse": TestPipelinedDuringResponse, "PipelinedBatchFillsReadBuffer": TestPipelinedBatchFillsReadBuffer,
 	} {
 		t.Run(name, test)
 	}
@@ -297,6 +297,48 @@ func TestPipelinedDuringResponse(t *testing.T) {
 	for _, want := range []string{"GET /slow HTTP/1.1 ", "GET /second HTTP/1.1 "} {
 		if status, body := read(t, br); status != 200 || body != want {
 			t.Fatalf("got %d %q, want 200 %q", status, body, want)
+		}
+	}
+}
+
+// TestPipelinedBatchFillsReadBuffer: a batch of pipelined requests whose
+// first read fills the read buffer exactly at a request's end leaves the
+// next request in the socket, with no wake to come for it (its bytes
+// arrived before that read); it is served at once all the same, not when
+// the idle timeout or more bytes end the wait.
+func TestPipelinedBatchFillsReadBuffer(t *testing.T) {
+	_, addr := start(t, &echo{}, nil)
+	c, br := dial(t, addr)
+	// A request first, so that the batch is waited for (and its wake
+	// taken) rather than read at once on a new connection.
+	io.WriteString(c, "GET /first HTTP/1.1\r\nHost: x\r\n\r\n")
+	if status, _ := read(t, br); status != 200 {
+		t.Fatalf("first request: %d", status)
+	}
+	var batch []string
+	total := 0
+	for i := 0; ; i++ {
+		r := fmt.Sprintf("GET /r%d HTTP/1.1\r\nHost: x\r\n\r\n", i)
+		if total+len(r)+100 > inSize {
+			// The last one of the buffer, padded to end exactly at inSize.
+			const bare = "GET /pad HTTP/1.1\r\nHost: x\r\nX-Pad: \r\n\r\n"
+			r = "GET /pad HTTP/1.1\r\nHost: x\r\nX-Pad: " + strings.Repeat("a", inSize-total-len(bare)) + "\r\n\r\n"
+			batch = append(batch, r)
+			break
+		}
+		batch = append(batch, r)
+		total += len(r)
+	}
+	batch = append(batch, "GET /after-the-buffer HTTP/1.1\r\nHost: x\r\n\r\n")
+	if n := len(strings.Join(batch[:len(batch)-1], "")); n != inSize {
+		t.Fatalf("the requests before the last take %d bytes, want %d", n, inSize)
+	}
+	io.WriteString(c, strings.Join(batch, ""))
+	c.SetReadDeadline(time.Now().Add(2 * time.Second)) // well under the idle timeout
+	for i, r := range batch {
+		want := r[:strings.Index(r, "\r\n")] + " " // the echo's body: the request line
+		if status, body := read(t, br); status != 200 || body != want {
+			t.Fatalf("response %d of %d: %d %q, want 200 %q", i+1, len(batch), status, body, want)
 		}
 	}
 }
