@@ -132,7 +132,7 @@ func (s *Server) buildEdge(cfg *config.Config) {
 		return
 	}
 	engine := newEngine(cfg, s.handler)
-	engine.OnPanic, engine.TLS = s.panicked, true
+	engine.OnPanic, engine.TLS, engine.Poller = s.panicked, true, s.poller
 	bridge := newEngine(cfg, s.handler)
 	bridge.OnPanic, bridge.TLS, bridge.HTTP2 = s.panicked, true, true
 	// The rendered head of a header list the HTTP/2 server took may run a
@@ -227,6 +227,8 @@ func (e *edge) serve() error {
 	e.wg.Add(1)
 	defer e.wg.Done()
 	return h1.AcceptLoop(e.ln, e.closing.Load, func(nc net.Conn) {
+		// The TLS connection waits for its bytes where plain ones do.
+		nc = e.engine.Socket(nc)
 		e.mu.Lock()
 		if e.closing.Load() {
 			e.mu.Unlock()
