@@ -723,21 +723,9 @@ func (c *Conn) readNow(p []byte) (int, error) {
 func (c *Conn) readOnce(p []byte) (n int, again bool, err error) {
 	if c.now == nil {
 		c.now = func(fd uintptr) bool {
-			for {
-				n, err := syscall.Read(int(fd), c.nowBuf)
-				c.drained = err == syscall.EAGAIN || err == nil && n < len(c.nowBuf)
-				switch err {
-				case nil:
-					c.nowN = n
-				case syscall.EINTR:
-					continue
-				case syscall.EAGAIN:
-					c.nowAgain = true
-				default:
-					c.nowErr = &net.OpError{Op: "read", Net: "tcp", Err: os.NewSyscallError("read", err)}
-				}
-				return true
-			}
+			c.nowN, c.nowAgain, c.nowErr = readFD(fd, c.nowBuf)
+			c.drained = c.nowAgain || c.nowErr == nil && c.nowN < len(c.nowBuf)
+			return true
 		}
 	}
 	c.nowBuf, c.nowN, c.nowErr, c.nowAgain = p, 0, nil, false
@@ -754,6 +742,24 @@ func (c *Conn) readOnce(p []byte) (n int, again bool, err error) {
 		return 0, false, io.EOF
 	}
 	return c.nowN, false, nil
+}
+
+// readFD makes one read of the socket fd into p that does not wait: again
+// when nothing has arrived, the read's error (as net reports one)
+// otherwise.
+func readFD(fd uintptr, p []byte) (n int, again bool, err error) {
+	for {
+		n, err := syscall.Read(int(fd), p)
+		switch err {
+		case nil:
+			return n, false, nil
+		case syscall.EINTR:
+			continue
+		case syscall.EAGAIN:
+			return 0, true, nil
+		}
+		return 0, false, &net.OpError{Op: "read", Net: "tcp", Err: os.NewSyscallError("read", err)}
+	}
 }
 
 // readSocket reads into p, waiting for bytes under the read deadline set:

@@ -3,7 +3,6 @@ package h1
 import (
 	"io"
 	"net"
-	"os"
 	"syscall"
 	"time"
 
@@ -90,20 +89,8 @@ func (f *fairSocket) Read(p []byte) (int, error) {
 
 // readCallback is Read's one read, made without waiting.
 func (f *fairSocket) readCallback(fd uintptr) bool {
-	for {
-		n, err := syscall.Read(int(fd), f.buf)
-		switch err {
-		case nil:
-			f.n = n
-		case syscall.EINTR:
-			continue
-		case syscall.EAGAIN:
-			f.again = true
-		default:
-			f.err = &net.OpError{Op: "read", Net: "tcp", Source: f.LocalAddr(), Addr: f.RemoteAddr(), Err: os.NewSyscallError("read", err)}
-		}
-		return true
-	}
+	f.n, f.again, f.err = readFD(fd, f.buf)
+	return true
 }
 
 // SetReadDeadline sets the socket's read deadline, which the wait keeps
