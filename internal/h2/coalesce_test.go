@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"crypto/sha256"
+	"crypto/tls"
 	"errors"
 	"io"
 	"net"
@@ -308,4 +309,63 @@ func TestCoalescerDeadlines(t *testing.T) {
 	if !errors.Is(err, os.ErrDeadlineExceeded) {
 		t.Fatalf("read past SetDeadline: %v, want a timeout", err)
 	}
+}
+
+// TestCoalescerCloseCutsAStalledTLSSend: over TLS, as sluice uses it, a send
+// stuck on a peer that reads nothing is cut within closeFlush of Close too
+// (a TLS connection closed during a write closes its socket at once,
+// without the alert that would wait for the write).
+func TestCoalescerCloseCutsAStalledTLSSend(t *testing.T) {
+	cert, err := tls.LoadX509KeyPair("../config/testdata/tls/a.crt", "../config/testdata/tls/a.key")
+	if err != nil {
+		t.Fatal(err)
+	}
+	client, server := tcpPairBuffers(t, 4096)
+	under := &closeConn{Conn: server, closed: make(chan struct{})}
+	ts := tls.Server(under, &tls.Config{Certificates: []tls.Certificate{cert}})
+	tc := tls.Client(client, &tls.Config{InsecureSkipVerify: true})
+	shaken := make(chan error, 1)
+	go func() { shaken <- tc.Handshake() }()
+	if err := ts.Handshake(); err != nil {
+		t.Fatal(err)
+	}
+	if err := <-shaken; err != nil {
+		t.Fatal(err)
+	}
+	c := newCoalescer(ts, time.Minute)
+	chunk := make([]byte, 16<<10)
+	released := make(chan struct{})
+	var handed atomic.Int64
+	go func() {
+		defer close(released)
+		for {
+			n, err := c.Write(chunk)
+			handed.Add(int64(n))
+			if err != nil {
+				return
+			}
+		}
+	}()
+	deadline := time.Now().Add(10 * time.Second)
+	for {
+		c.mu.Lock()
+		full := handed.Load() >= maxPending+int64(len(chunk)) && c.pend != nil && len(*c.pend) > maxPending-len(chunk)
+		c.mu.Unlock()
+		if full {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatal("the writes never filled the pending bound")
+		}
+		runtime.Gosched()
+	}
+	if err := c.Close(); err != nil {
+		t.Fatal(err)
+	}
+	select {
+	case <-under.closed:
+	case <-time.After(closeFlush + 5*time.Second):
+		t.Fatalf("the socket was still open %v after Close", closeFlush+5*time.Second)
+	}
+	<-released
 }
