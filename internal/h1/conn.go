@@ -86,12 +86,9 @@ type Conn struct {
 	nextN    int
 	nextPart bool
 
-	// readOnce's callback, made on first use, and its state.
-	now      func(fd uintptr) bool
-	nowBuf   []byte
-	nowN     int
-	nowErr   error
-	nowAgain bool
+	// sock reads the connection's socket, when it has one of its own
+	// (raw): in the fair poller when fair is set.
+	sock *fairSocket
 
 	peer netip.Addr // RemoteIP, once known
 
@@ -110,12 +107,6 @@ type Conn struct {
 	fair     *fairpoll.Waiter
 	fairNext func(fd uintptr) bool // next, asking to wait on fair instead of parking
 	parked   bool                  // fairNext's report that next asked to wait
-	// drained is whether the last read of the socket left it empty: it
-	// took less than it asked for, or found nothing. Only then may a wait
-	// in the fair poller begin without a read: bytes that arrive later
-	// leave a wake, but bytes a full read left behind arrived before it,
-	// and their wake may have been taken already.
-	drained bool
 }
 
 func newConn(s *Server, nc net.Conn) *Conn {
@@ -132,6 +123,7 @@ func newConn(s *Server, nc net.Conn) *Conn {
 			if s.Poller != nil && c.tcp {
 				c.joinPoller(s.Poller)
 			}
+			c.sock = newFairSocket(nc, raw, c.fair)
 		}
 	} else {
 		c.watchPeer()
@@ -467,7 +459,7 @@ func (c *Conn) writeThenRead(fd uintptr) bool {
 	}
 	wrote := len(c.Out) > 0
 	c.releaseOut()
-	if wrote && c.fair.Live() && c.drained {
+	if wrote && c.fair.Live() && c.sock.drained {
 		// The response is out: wait for the next request. Bytes that
 		// arrived since the last read, which left the socket empty (a
 		// pipelined request), have left a wake in the fair poller, so
@@ -476,25 +468,15 @@ func (c *Conn) writeThenRead(fd uintptr) bool {
 		return false
 	}
 	c.takeIn()
-	for {
-		p := (*c.in)[c.w:]
-		n, err := syscall.Read(int(fd), p)
-		c.drained = err == syscall.EAGAIN || err == nil && n < len(p)
-		switch err {
-		case nil:
-			c.nextN = n
-		case syscall.EINTR:
-			continue
-		case syscall.EAGAIN:
-			if c.r == c.w {
-				c.dropIn()
-			}
-			return false
-		default:
-			c.nextErr = &net.OpError{Op: "read", Net: "tcp", Err: os.NewSyscallError("read", err)}
+	n, again, err := c.sock.readFD(fd, (*c.in)[c.w:])
+	if again {
+		if c.r == c.w {
+			c.dropIn()
 		}
-		return true
+		return false
 	}
+	c.nextN, c.nextErr = n, err
+	return true
 }
 
 // fill reads more into the read buffer, moving the unread bytes to its
@@ -706,7 +688,7 @@ func (c *Conn) readNow(p []byte) (int, error) {
 	if c.raw == nil {
 		return 0, nil
 	}
-	n, again, err := c.readOnce(p)
+	n, again, err := c.sock.once(p)
 	switch {
 	case again:
 		return 0, nil // nothing yet, or a deadline passed: a read that waits reports it
@@ -716,68 +698,13 @@ func (c *Conn) readNow(p []byte) (int, error) {
 	return n, err
 }
 
-// readOnce makes one read from the socket into p that does not wait: again
-// when nothing has arrived or the poller would not let the read be made (a
-// deadline passed, the connection closed: err says which); io.EOF when the
-// client has closed its side; the read's error otherwise.
-func (c *Conn) readOnce(p []byte) (n int, again bool, err error) {
-	if c.now == nil {
-		c.now = func(fd uintptr) bool {
-			c.nowN, c.nowAgain, c.nowErr = readFD(fd, c.nowBuf)
-			c.drained = c.nowAgain || c.nowErr == nil && c.nowN < len(c.nowBuf)
-			return true
-		}
-	}
-	c.nowBuf, c.nowN, c.nowErr, c.nowAgain = p, 0, nil, false
-	perr := c.raw.Read(c.now)
-	c.nowBuf = nil
-	switch {
-	case perr != nil:
-		return 0, true, perr
-	case c.nowErr != nil:
-		return 0, false, c.nowErr
-	case c.nowAgain:
-		return 0, true, nil
-	case c.nowN == 0:
-		return 0, false, io.EOF
-	}
-	return c.nowN, false, nil
-}
-
-// readFD makes one read of the socket fd into p that does not wait: again
-// when nothing has arrived, the read's error (as net reports one)
-// otherwise.
-func readFD(fd uintptr, p []byte) (n int, again bool, err error) {
-	for {
-		n, err := syscall.Read(int(fd), p)
-		switch err {
-		case nil:
-			return n, false, nil
-		case syscall.EINTR:
-			continue
-		case syscall.EAGAIN:
-			return 0, true, nil
-		}
-		return 0, false, &net.OpError{Op: "read", Net: "tcp", Err: os.NewSyscallError("read", err)}
-	}
-}
-
 // readSocket reads into p, waiting for bytes under the read deadline set:
 // in the fair poller when the connection waits there, so that the bytes of
 // a head or body wake their reader in one poller, not two; in Go's poller
 // otherwise.
 func (c *Conn) readSocket(p []byte) (int, error) {
-	for c.fair.Live() {
-		n, again, err := c.readOnce(p)
-		switch {
-		case !again:
-			return n, err
-		case err != nil:
-			return 0, err // from the poller: a deadline passed, or closed
-		}
-		if err := c.fair.Wait(); err != nil && err != fairpoll.ErrClosed {
-			return 0, err
-		}
+	if c.sock != nil {
+		return c.sock.Read(p)
 	}
 	return c.nc.Read(p)
 }

@@ -3,6 +3,7 @@ package h1
 import (
 	"io"
 	"net"
+	"os"
 	"syscall"
 	"time"
 
@@ -28,20 +29,22 @@ func (s *Server) Socket(nc net.Conn) net.Conn {
 	if err != nil {
 		return nc
 	}
-	f := &fairSocket{TCPConn: tc, raw: raw, fair: w}
-	f.read = f.readCallback
-	return f
+	return newFairSocket(tc, raw, w)
 }
 
-// fairSocket is a TCP connection whose reads wait on its place in a fair
-// poller. A read that took less than it asked for, or found nothing, left
-// the socket empty: the next one waits first, since bytes that arrive
-// later leave a wake (see Conn.drained). Reads and the wait are not safe
-// for concurrent use; a TLS connection makes one at a time.
+// fairSocket is a connection with a socket of its own whose reads wait on
+// its place in a fair poller (in Go's poller when it has none, or the
+// poller has closed). A read that took less than it asked for, or found
+// nothing, left the socket empty (drained): the next one waits first,
+// since bytes that arrive later leave a wake; bytes a full read left
+// behind arrived before it, and their wake may have been taken already,
+// so after a full read the next one reads first. The engine reads its
+// plain connections through one, and a TLS connection its socket. Reads
+// are not safe for concurrent use.
 type fairSocket struct {
-	*net.TCPConn
+	net.Conn
 	raw     syscall.RawConn
-	fair    *fairpoll.Waiter
+	fair    *fairpoll.Waiter // nil: reads wait in Go's poller
 	drained bool
 	read    func(fd uintptr) bool // readCallback, made once
 
@@ -52,8 +55,17 @@ type fairSocket struct {
 	err   error
 }
 
+func newFairSocket(nc net.Conn, raw syscall.RawConn, fair *fairpoll.Waiter) *fairSocket {
+	f := &fairSocket{Conn: nc, raw: raw, fair: fair}
+	f.read = f.readCallback
+	return f
+}
+
+// SyscallConn returns the socket's raw connection.
+func (f *fairSocket) SyscallConn() (syscall.RawConn, error) { return f.raw, nil }
+
 // Read reads into p, waiting for bytes in the fair poller (in Go's poller
-// once the fair one has closed).
+// without one).
 func (f *fairSocket) Read(p []byte) (int, error) {
 	if len(p) == 0 {
 		return 0, nil
@@ -67,37 +79,66 @@ func (f *fairSocket) Read(p []byte) (int, error) {
 				return 0, err
 			}
 		}
-		f.buf, f.n, f.again, f.err = p, 0, false, nil
-		err := f.raw.Read(f.read)
-		f.buf = nil
-		switch {
-		case err != nil:
-			return 0, err // a deadline passed, or the socket closed
-		case f.again:
-			f.drained = true
-			continue
-		case f.err != nil:
-			return 0, f.err
-		case f.n == 0:
-			return 0, io.EOF
+		if n, again, err := f.once(p); !again || err != nil {
+			return n, err // a deadline passed, or the socket closed, when again
 		}
-		f.drained = f.n < len(p)
-		return f.n, nil
 	}
-	return f.TCPConn.Read(p)
+	return f.Conn.Read(p)
 }
 
-// readCallback is Read's one read, made without waiting.
+// once makes one read from the socket into p that does not wait: again
+// when nothing has arrived or the poller would not let the read be made (a
+// deadline passed, the socket closed: err says which); io.EOF when the peer
+// has closed its side; the read's error otherwise.
+func (f *fairSocket) once(p []byte) (n int, again bool, err error) {
+	f.buf, f.n, f.again, f.err = p, 0, false, nil
+	perr := f.raw.Read(f.read)
+	f.buf = nil
+	switch {
+	case perr != nil:
+		return 0, true, perr
+	case f.err != nil:
+		return 0, false, f.err
+	case f.again:
+		return 0, true, nil
+	case f.n == 0:
+		return 0, false, io.EOF
+	}
+	return f.n, false, nil
+}
+
+// readCallback is once's read, made without waiting.
 func (f *fairSocket) readCallback(fd uintptr) bool {
-	f.n, f.again, f.err = readFD(fd, f.buf)
+	f.n, f.again, f.err = f.readFD(fd, f.buf)
 	return true
+}
+
+// readFD makes one read of the socket fd into p that does not wait: again
+// when nothing has arrived, the read's error (as net reports one)
+// otherwise. It records whether the read left the socket empty.
+func (f *fairSocket) readFD(fd uintptr, p []byte) (n int, again bool, err error) {
+	for {
+		n, err := syscall.Read(int(fd), p)
+		switch err {
+		case nil:
+			f.drained = n < len(p)
+			return n, false, nil
+		case syscall.EINTR:
+			continue
+		case syscall.EAGAIN:
+			f.drained = true
+			return 0, true, nil
+		}
+		f.drained = false
+		return 0, false, &net.OpError{Op: "read", Net: "tcp", Err: os.NewSyscallError("read", err)}
+	}
 }
 
 // SetReadDeadline sets the socket's read deadline, which the wait keeps
 // too; one already passed ends a wait at once.
 func (f *fairSocket) SetReadDeadline(t time.Time) error {
 	f.fair.SetDeadline(t)
-	err := f.TCPConn.SetReadDeadline(t)
+	err := f.Conn.SetReadDeadline(t)
 	if !t.IsZero() && !t.After(time.Now()) {
 		f.fair.Wake()
 	}
@@ -109,7 +150,7 @@ func (f *fairSocket) SetDeadline(t time.Time) error {
 	if err := f.SetReadDeadline(t); err != nil {
 		return err
 	}
-	return f.TCPConn.SetWriteDeadline(t)
+	return f.Conn.SetWriteDeadline(t)
 }
 
 // Close takes the socket out of the poller, ends a wait in progress, and
@@ -117,5 +158,5 @@ func (f *fairSocket) SetDeadline(t time.Time) error {
 func (f *fairSocket) Close() error {
 	f.fair.Remove()
 	f.fair.Wake()
-	return f.TCPConn.Close()
+	return f.Conn.Close()
 }
