@@ -247,35 +247,7 @@ func TestCoalescerCloseCutsAStalledSend(t *testing.T) {
 	_, server := tcpPairBuffers(t, 4096)
 	cc := &closeConn{Conn: server, closed: make(chan struct{})}
 	c := newCoalescer(cc, time.Minute)
-	chunk := make([]byte, 16<<10)
-	released := make(chan struct{})
-	var handed atomic.Int64
-	go func() {
-		defer close(released)
-		for {
-			n, err := c.Write(chunk)
-			handed.Add(int64(n))
-			if err != nil {
-				return
-			}
-		}
-	}()
-	// Wait until a send is stuck and the pending bound is nearly reached
-	// again: a chunk more than maxPending handed over means a batch of a
-	// chunk was taken to be sent, more than the socket buffers take.
-	deadline := time.Now().Add(10 * time.Second)
-	for {
-		c.mu.Lock()
-		full := handed.Load() >= maxPending+int64(len(chunk)) && c.pend != nil && len(*c.pend) > maxPending-len(chunk)
-		c.mu.Unlock()
-		if full {
-			break
-		}
-		if time.Now().After(deadline) {
-			t.Fatal("the writes never filled the pending bound")
-		}
-		runtime.Gosched()
-	}
+	released := stall(t, c)
 	start := time.Now()
 	if err := c.Close(); err != nil {
 		t.Fatal(err)
@@ -333,6 +305,25 @@ func TestCoalescerCloseCutsAStalledTLSSend(t *testing.T) {
 		t.Fatal(err)
 	}
 	c := newCoalescer(ts, time.Minute)
+	released := stall(t, c)
+	if err := c.Close(); err != nil {
+		t.Fatal(err)
+	}
+	select {
+	case <-under.closed:
+	case <-time.After(closeFlush + 5*time.Second):
+		t.Fatalf("the socket was still open %v after Close", closeFlush+5*time.Second)
+	}
+	<-released
+}
+
+// stall writes to c, whose peer reads nothing over small socket buffers,
+// until a send is stuck and the pending bound is nearly reached again: a
+// chunk more than maxPending handed over means a batch of at least a chunk
+// was taken to be sent, more than the socket buffers take. The returned
+// channel closes when the writer, then held by the bound, gets an error.
+func stall(t *testing.T, c *coalescer) <-chan struct{} {
+	t.Helper()
 	chunk := make([]byte, 16<<10)
 	released := make(chan struct{})
 	var handed atomic.Int64
@@ -352,20 +343,11 @@ func TestCoalescerCloseCutsAStalledTLSSend(t *testing.T) {
 		full := handed.Load() >= maxPending+int64(len(chunk)) && c.pend != nil && len(*c.pend) > maxPending-len(chunk)
 		c.mu.Unlock()
 		if full {
-			break
+			return released
 		}
 		if time.Now().After(deadline) {
 			t.Fatal("the writes never filled the pending bound")
 		}
 		runtime.Gosched()
 	}
-	if err := c.Close(); err != nil {
-		t.Fatal(err)
-	}
-	select {
-	case <-under.closed:
-	case <-time.After(closeFlush + 5*time.Second):
-		t.Fatalf("the socket was still open %v after Close", closeFlush+5*time.Second)
-	}
-	<-released
 }
