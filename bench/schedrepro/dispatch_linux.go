@@ -1,7 +1,6 @@
 package main
 
 import (
-	"errors"
 	"log"
 	"net"
 	"os"
@@ -41,20 +40,7 @@ func startDispatch(addr string, work time.Duration) (net.Addr, error) {
 	}
 	d := &dispatcher{epfd: epfd, tokens: map[int32]chan struct{}{}}
 	go d.run()
-	go func() {
-		for {
-			c, err := ln.Accept()
-			if err != nil {
-				if errors.Is(err, net.ErrClosed) {
-					return
-				}
-				log.Print(err)
-				time.Sleep(10 * time.Millisecond)
-				continue
-			}
-			go d.handle(c.(*net.TCPConn), work)
-		}
-	}()
+	go acceptLoop(ln, func(c net.Conn) { go d.handle(c.(*net.TCPConn), work) })
 	return ln.Addr(), nil
 }
 

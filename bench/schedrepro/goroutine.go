@@ -10,6 +10,12 @@ import (
 // serveGoroutine is mode goroutine: one goroutine per connection blocking in
 // conn.Read, that is, parked in Go's netpoller whenever it has nothing to read.
 func serveGoroutine(ln net.Listener, work time.Duration) {
+	acceptLoop(ln, func(c net.Conn) { go handleGoroutine(c, work) })
+}
+
+// acceptLoop hands each connection ln accepts to handle until ln closes;
+// other accept errors are logged and retried after a pause.
+func acceptLoop(ln net.Listener, handle func(net.Conn)) {
 	for {
 		c, err := ln.Accept()
 		if err != nil {
@@ -20,7 +26,7 @@ func serveGoroutine(ln net.Listener, work time.Duration) {
 			time.Sleep(10 * time.Millisecond)
 			continue
 		}
-		go handleGoroutine(c, work)
+		handle(c)
 	}
 }
 
