@@ -129,14 +129,23 @@ func (x *exchange) pick(first *backend.Backend) (*backend.Backend, bool) {
 
 // noteLatency records, for a balancer that reads it (ewma), how long the
 // try waited for its response head: its latency when the head came, the
-// time spent when the wait timed out.
+// time spent when the wait timed out. The latency ends when the kernel
+// received the answer's first bytes, when the connection knows it, so that
+// the time this process took to get to them (its own backlog when it is
+// busy) is not counted as the backend's; when the head was read otherwise.
 func (x *exchange) noteLatency(err error) {
 	if !x.route.trackLatency || x.now.IsZero() {
 		return
 	}
 	if err == nil || wire.IsTimeout(err) && !isClientErr(err) {
 		now := time.Now()
-		x.backend.ObserveLatency(now.Sub(x.now), now)
+		end := now
+		if err == nil && x.up != nil {
+			if t := x.up.Arrived(); !t.Before(x.now) && t.Before(now) {
+				end = t
+			}
+		}
+		x.backend.ObserveLatency(end.Sub(x.now), now)
 	}
 }
 
@@ -370,6 +379,9 @@ func (x *exchange) send(fresh bool, left time.Duration) error {
 		x.out = x.out[:0] // the bytes stay, for keepWholeBody
 	} else if err := x.flush(up); err != nil {
 		return err
+	}
+	if r.trackLatency {
+		up.TimeArrivals()
 	}
 	now := time.Now()
 	x.now = now

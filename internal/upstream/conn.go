@@ -74,6 +74,12 @@ type Conn struct {
 	fairFirst func(fd uintptr) bool // first, asking to wait on fair instead of parking
 	parked    bool                  // fairFirst's report that first asked to wait
 
+	// stamp is how the first read takes the kernel's receive time with
+	// the bytes, once TimeArrivals turned it on (nil before); arrived is
+	// that time for this request's response (unix ns), 0 when unknown.
+	stamp   *arrivalStamp
+	arrived int64
+
 	body Body
 }
 
@@ -142,6 +148,7 @@ func (c *Conn) setSocketDeadline(t time.Time) error {
 // begin starts a request's use of c.
 func (c *Conn) begin(reused bool) {
 	c.reused, c.written, c.started = reused, false, false
+	c.arrived = 0
 }
 
 // Reused reports whether c served a request before this one.
@@ -230,7 +237,7 @@ func (c *Conn) initFirst() {
 		}
 		c.scratch = scratches.Get().(*[]byte)
 		for {
-			n, err := syscall.Read(int(fd), *c.scratch)
+			n, err := c.readStamped(fd, *c.scratch)
 			switch err {
 			case syscall.EINTR:
 				continue

@@ -236,6 +236,7 @@ func TestInFairPoller(t *testing.T) {
 		"ReadFirst": TestReadFirst, "ReadFirstWritesQueued": TestReadFirstWritesQueued,
 		"ResponseStartedOnPartialHead": TestResponseStartedOnPartialHead, "AwaitHeadClientGone": TestAwaitHeadClientGone,
 		"PooledConnectionReusedAfterDeadline": TestPooledConnectionReusedAfterDeadline,
+		"ArrivedIsReceiveTime":                TestArrivedIsReceiveTime,
 	} {
 		t.Run(name, test)
 	}
