@@ -13,8 +13,14 @@ import (
 	"syscall"
 
 	"github.com/sluice-proxy/sluice/internal/config"
+	"github.com/sluice-proxy/sluice/internal/gcfloor"
 	"github.com/sluice-proxy/sluice/internal/server"
 )
+
+// gcHeapFloor is the least heap goal of the garbage collector (see
+// gcfloor): a collection is due only once the heap reaches it, unless GOGC
+// or GOMEMLIMIT is set.
+const gcHeapFloor = 16 << 20
 
 func main() {
 	os.Exit(run(os.Args[1:], os.Stdout, os.Stderr))
@@ -73,6 +79,9 @@ func run(args []string, stdout, stderr io.Writer) int {
 	for _, w := range cfg.Warnings {
 		log.Warn("configuration warning", "warning", w)
 	}
+	stopFloor, floorOn := gcfloor.Floor(gcHeapFloor)
+	defer stopFloor()
+	log.Debug("garbage collector", "heap_goal_floor_bytes", gcHeapFloor, "floor_on", floorOn)
 
 	// Signals are taken before any listener is bound: from the moment
 	// /readyz can answer, a SIGHUP reloads and a SIGTERM drains, instead of
