@@ -1,14 +1,17 @@
 // Package gcfloor keeps the garbage collector's heap goal from falling
-// below a floor. Go's default goal is twice the live heap, at least 4 MiB;
-// a proxy's live heap is a few MiB while it allocates per request, so at
-// tens of thousands of requests a second the default collects dozens of
-// times a second, each cycle costing the same however little it frees. With
-// a floor of a few tens of MiB the cycles become rare, for that much more
-// memory at most; above the floor the goal is Go's own.
+// below a floor. Go's default goal is the live heap plus as much again as
+// the collector scans (the live heap, goroutine stacks and globals), and
+// at least 4 MiB; a proxy's live heap is a few MiB while it allocates per
+// request, so at tens of thousands of requests a second the default
+// collects dozens of times a second, each cycle costing the same however
+// little it frees. With a floor of a few tens of MiB the cycles become
+// rare, for that much more memory at most; where Go's own goal is above
+// the floor, it stands.
 //
-// The goal is kept by setting GOGC's percentage after each collection from
-// the live heap it left: max(100, floor/live - 1). An operator's own GOGC
-// or GOMEMLIMIT turns it off.
+// The goal is kept by setting GOGC's percentage after each collection,
+// from what that collection left: the percentage whose goal is the floor,
+// never below Go's default of 100. An operator's own GOGC or GOMEMLIMIT
+// turns it off.
 package gcfloor
 
 import (
@@ -19,8 +22,12 @@ import (
 	"sync"
 )
 
-// liveMetric is the heap the last collection found live.
-const liveMetric = "/gc/heap/live:bytes"
+// The collector's figures after its last cycle: the heap it found live,
+// and the goroutine stacks and globals it scanned.
+var metricNames = [...]string{"/gc/heap/live:bytes", "/gc/scan/stack:bytes", "/gc/scan/globals:bytes"}
+
+// heapMinimum is Go's least heap goal at GOGC=100; it scales with GOGC.
+const heapMinimum = 4 << 20
 
 // Floor keeps the heap goal at least bytes from the next collection on,
 // and returns a function that stops keeping it (Go's default comes back),
@@ -32,7 +39,9 @@ func Floor(bytes uint64) (stop func(), on bool) {
 		return func() {}, false
 	}
 	k := &keeper{floor: bytes, percent: 100}
-	k.sample[0].Name = liveMetric
+	for i, name := range metricNames {
+		k.samples[i].Name = name
+	}
 	k.arm()
 	return k.stop, true
 }
@@ -45,7 +54,7 @@ type keeper struct {
 	floor   uint64
 	percent int
 	stopped bool
-	sample  [1]metrics.Sample
+	samples [len(metricNames)]metrics.Sample
 }
 
 // sentinel is allocated for its death only; it must not be tiny, or the
@@ -57,20 +66,26 @@ func (k *keeper) arm() {
 	runtime.AddCleanup(s, func(k *keeper) { k.adjust() }, k)
 }
 
-// adjust sets GOGC from the live heap after a collection, and arms the
-// next look.
+// adjust sets GOGC from what the last collection left, and arms the next
+// look.
 func (k *keeper) adjust() {
 	k.mu.Lock()
 	defer k.mu.Unlock()
 	if k.stopped {
 		return
 	}
-	metrics.Read(k.sample[:])
-	if k.sample[0].Value.Kind() == metrics.KindUint64 {
-		if p := Percent(k.floor, k.sample[0].Value.Uint64()); p != k.percent {
-			k.percent = p
-			debug.SetGCPercent(p)
+	metrics.Read(k.samples[:])
+	var v [len(metricNames)]uint64
+	for i, s := range k.samples {
+		if s.Value.Kind() != metrics.KindUint64 {
+			k.arm() // not this runtime's figures: look again next time
+			return
 		}
+		v[i] = s.Value.Uint64()
+	}
+	if p := Percent(k.floor, v[0], v[1]+v[2]); p != k.percent {
+		k.percent = p
+		debug.SetGCPercent(p)
 	}
 	k.arm()
 }
@@ -85,19 +100,22 @@ func (k *keeper) stop() {
 	}
 }
 
-// Percent returns the GOGC percentage that puts the heap goal at floor for
-// a live heap of live bytes, and never below Go's default of 100. It is
-// rounded down to two significant digits, so that a live heap that wobbles
-// does not change it after every collection.
-func Percent(floor, live uint64) int {
-	if live == 0 {
-		live = 1
-	}
-	if live*2 >= floor {
+// Percent returns the GOGC percentage that puts the heap goal at floor
+// after a collection that left live bytes of heap and scanned roots bytes
+// of stacks and globals, never below Go's default of 100. Go's goal is
+// live + (live + roots) × GOGC/100, and at least heapMinimum × GOGC/100:
+// the percentage is kept where that minimum stays under the floor too. It
+// is rounded down to two significant digits, so that a live heap that
+// wobbles does not change it after every collection.
+func Percent(floor, live, roots uint64) int {
+	scan := max(live+roots, 1)
+	if live+scan >= floor {
 		return 100
 	}
-	p := floor*100/live - 100
-	// p is at least 100 here.
+	p := min((floor-live)*100/scan, floor*100/heapMinimum)
+	if p <= 100 {
+		return 100
+	}
 	step := uint64(1)
 	for step*10 <= p/10 {
 		step *= 10

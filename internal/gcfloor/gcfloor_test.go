@@ -10,21 +10,23 @@ import (
 func TestPercent(t *testing.T) {
 	const mib = 1 << 20
 	for _, c := range []struct {
-		floor, live uint64
-		want        int
+		floor, live, roots uint64
+		want               int
 	}{
-		{16 * mib, 2 * mib, 700},      // goal 2 MiB × 8 = 16 MiB
-		{16 * mib, 3 * mib, 430},      // 433 rounded down
-		{16 * mib, 8 * mib, 100},      // twice the live heap reaches the floor
-		{16 * mib, 100 * mib, 100},    // far above it: Go's default
-		{16 * mib, 7 * mib, 120},      // 128 rounded down
-		{16 * mib, 100 * 1024, 16000}, // 16,284 rounded down
-		{16 * mib, 0, 1600000000},     // nothing live yet
-		{16 * mib, 16*mib/2 - 1, 100}, // just under half the floor: 100.00001
-		{64 * mib, 2 * mib, 3100},     // goal 64 MiB
+		{16 * mib, 2 * mib, 1 * mib, 400},      // (16-2)/3 = 466%, but the 4 MiB minimum × 4 is the floor already
+		{64 * mib, 2 * mib, 1 * mib, 1600},     // (64-2)/3 = 2,066%, but the minimum × 16 is the floor already
+		{64 * mib, 8 * mib, 8 * mib, 350},      // (64-8)/16 = 350%
+		{64 * mib, 10 * mib, 9 * mib, 280},     // 284% rounded down
+		{16 * mib, 6 * mib, 2 * mib, 120},      // (16-6)/8 = 125% rounded down
+		{16 * mib, 8 * mib, 0, 100},            // twice the live heap reaches the floor
+		{16 * mib, 5 * mib, 6 * mib, 100},      // Go's goal, 5 + 11, reaches it
+		{16 * mib, 100 * mib, 1 * mib, 100},    // far above it: Go's default
+		{16 * mib, 4 * mib, 4 * mib, 150},      // (16-4)/8: the scan counts
+		{16 * mib, 0, 0, 400},                  // nothing live yet: the minimum
+		{2 * mib, 100 * 1024, 100 * 1024, 100}, // a floor under Go's minimum
 	} {
-		if got := Percent(c.floor, c.live); got != c.want {
-			t.Errorf("Percent(%d, %d) = %d, want %d", c.floor, c.live, got, c.want)
+		if got := Percent(c.floor, c.live, c.roots); got != c.want {
+			t.Errorf("Percent(%d, %d, %d) = %d, want %d", c.floor, c.live, c.roots, got, c.want)
 		}
 	}
 }
