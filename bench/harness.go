@@ -135,6 +135,9 @@ func run(ctx context.Context, o options) (*report, error) {
 	if o.reps < 1 || o.connections < 1 || o.threads < 1 || o.duration <= 0 || o.warmup < 0 {
 		return nil, errors.New("-reps, -connections and -threads must be at least 1, -duration positive and -warmup not negative")
 	}
+	if o.h2Rate < 0 || o.h2Rate > 0 && o.h2Rate < h2Clients {
+		return nil, fmt.Errorf("-h2-rate %d: want 0, or at least %d (one request a second for each h2load connection)", o.h2Rate, h2Clients)
+	}
 	e, ps, err := setup(ctx, o, scs)
 	if e != nil {
 		defer e.close()

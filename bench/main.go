@@ -42,6 +42,7 @@ func main() {
 	flag.StringVar(&o.backends, "backends", o.backends, "the two healthy backends: go (fasthttp, in a child process) or nginx (one nginx worker answering from its configuration; healthy_get, many_conns and the HTTPS scenarios only)")
 	flag.StringVar(&o.out, "out", "", "results folder (default bench/results/<UTC timestamp>)")
 	flag.StringVar(&o.sluiceBin, "sluice", "", "a prebuilt sluice binary to use instead of building ./cmd/sluice")
+	flag.IntVar(&o.h2Rate, "h2-rate", o.h2Rate, "run h2_get at this fixed rate, requests a second in all (h2load --rps, spread over its 8 connections), rather than as fast as the proxy answers; 0 for the latter")
 	flag.StringVar(&o.baselineBin, "baseline", "", "another sluice build, run as the proxy sluice-baseline with plain sluice's configuration, to compare two builds in one run")
 	rereport := flag.String("rereport", "", "write results.md, results.json and chart.svg of the results folder again from its saved samples, and run nothing")
 	flag.Parse()
@@ -85,6 +86,7 @@ type options struct {
 	out         string        // results folder; "" for bench/results/<timestamp>
 	sluiceBin   string        // prebuilt sluice; "" builds ./cmd/sluice
 	baselineBin string        // the build run as sluice-baseline; "" for none
+	h2Rate      int           // h2_get's fixed rate, requests a second in all; 0 for as fast as answered
 	log         io.Writer     // progress and the final table go here
 }
 

@@ -105,7 +105,8 @@ type report struct {
 	Reps        int               `json:"reps"`
 	Connections int               `json:"connections"`
 	Threads     int               `json:"threads"`
-	Backends    string            `json:"backends"` // "go" or "nginx" (-backends)
+	H2Rate      int               `json:"h2_rate,omitempty"` // h2_get's fixed rate, req/s (-h2-rate); 0 for closed loop
+	Backends    string            `json:"backends"`          // "go" or "nginx" (-backends)
 	Host        hostInfo          `json:"host"`
 	Pinned      bool              `json:"pinned"`
 	Versions    map[string]string `json:"versions"`
@@ -137,6 +138,7 @@ func newReport(o options, started time.Time, dir string) *report {
 		Reps:        o.reps,
 		Connections: o.connections,
 		Threads:     o.threads,
+		H2Rate:      o.h2Rate,
 		Backends:    o.backends,
 		Host:        readHostInfo(),
 		Versions:    map[string]string{},
@@ -342,6 +344,9 @@ func (r *report) markdown() string {
 	}
 	fmt.Fprintf(&b, "%s, %d CPUs, Linux %s, %s; %s; %s. Each figure is the median of %d run(s) of %s after a %s warm-up; wrk with %d threads and %d connections (many_conns: 1000).\n\n",
 		orDefault(r.Host.CPUModel, "unknown CPU"), r.Host.CPUs, r.Host.Kernel, r.Host.Go, be, pin, r.Reps, r.Duration, r.Warmup, r.Threads, r.Connections)
+	if r.H2Rate > 0 {
+		fmt.Fprintf(&b, "h2_get ran at a fixed rate of %d requests a second (h2load --rps %d on each of its %d connections), not as fast as each proxy answered: its CPU per request compares the proxies at the same load.\n\n", r.H2Rate, r.H2Rate/h2Clients, h2Clients)
+	}
 	for _, p := range r.Proxies {
 		fmt.Fprintf(&b, "- %s: %s\n", p, orDefault(r.Versions[p], "version unknown"))
 	}

@@ -179,14 +179,19 @@ type h2loadRun struct {
 	url      string
 	clients  int
 	streams  int
+	rps      int // each client's fixed rate (--rps); 0 for as fast as answered
 	duration time.Duration
 	logFile  string
 }
 
 func (r h2loadRun) args() []string {
 	secs := max(1, int(math.Ceil(r.duration.Seconds())))
-	return []string{"-c", strconv.Itoa(r.clients), "-m", strconv.Itoa(r.streams), "-t", "1",
-		"-D", strconv.Itoa(secs), "--log-file=" + r.logFile, r.url}
+	args := []string{"-c", strconv.Itoa(r.clients), "-m", strconv.Itoa(r.streams), "-t", "1",
+		"-D", strconv.Itoa(secs), "--log-file=" + r.logFile}
+	if r.rps > 0 {
+		args = append(args, "--rps="+strconv.Itoa(r.rps))
+	}
+	return append(args, r.url)
 }
 
 func (r h2loadRun) commandLine() string { return r.bin + " " + strings.Join(r.args(), " ") }
@@ -321,7 +326,7 @@ func (e *env) measureTLS(ctx context.Context, p proxy, sc scenario, rep int) (sa
 		logFile := filepath.Join(e.tmp, name+".h2load.log")
 		defer os.Remove(logFile)
 		load = func(d time.Duration) loadRun {
-			return h2loadRun{bin: bin, url: url, clients: h2Clients, streams: h2Streams, duration: d, logFile: logFile}
+			return h2loadRun{bin: bin, url: url, clients: h2Clients, streams: h2Streams, rps: e.o.h2Rate / h2Clients, duration: d, logFile: logFile}
 		}
 	default:
 		w := wrkRun{url: url, threads: e.o.threads, conns: conns}

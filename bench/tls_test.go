@@ -1,12 +1,14 @@
 package main
 
 import (
+	"context"
 	"os"
 	"os/exec"
 	"path/filepath"
 	"strconv"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/sluice-proxy/sluice/internal/config"
 )
@@ -87,5 +89,30 @@ traffic: 30.55MB (32033419) total, 1.23MB (1287402) headers (space savings 95.65
 	}
 	if _, err := (h2loadRun{logFile: log}).parse("nonsense"); err == nil {
 		t.Error("nonsense parsed")
+	}
+}
+
+// TestH2loadArgs: a fixed rate reaches h2load as --rps, each connection's
+// share; without one, h2load runs as fast as the proxy answers.
+func TestH2loadArgs(t *testing.T) {
+	run := h2loadRun{bin: "h2load", url: "https://x/", clients: 8, streams: 8, duration: 1500 * time.Millisecond, logFile: "l"}
+	if got, want := strings.Join(run.args(), " "), "-c 8 -m 8 -t 1 -D 2 --log-file=l https://x/"; got != want {
+		t.Errorf("closed loop: args = %q, want %q", got, want)
+	}
+	run.rps = 2500
+	if got, want := strings.Join(run.args(), " "), "-c 8 -m 8 -t 1 -D 2 --log-file=l --rps=2500 https://x/"; got != want {
+		t.Errorf("fixed rate: args = %q, want %q", got, want)
+	}
+}
+
+// TestH2RateChecked: a rate that cannot be spread over h2load's
+// connections is refused before anything runs.
+func TestH2RateChecked(t *testing.T) {
+	for _, rate := range []int{-1, h2Clients - 1} {
+		o := defaultOptions()
+		o.scenarios, o.h2Rate = "h2_get", rate
+		if _, err := run(context.Background(), o); err == nil || !strings.Contains(err.Error(), "-h2-rate") {
+			t.Errorf("-h2-rate %d: err = %v, want one naming -h2-rate", rate, err)
+		}
 	}
 }
