@@ -51,14 +51,18 @@ func (s *Server) stopDashboard() {
 	d := &s.dash
 	d.mu.Lock()
 	stop, done := d.stop, d.done
+	if stop != nil {
+		// Checked and closed under the lock: two shutdowns at once must
+		// not both close it.
+		select {
+		case <-stop:
+		default:
+			close(stop)
+		}
+	}
 	d.mu.Unlock()
 	if stop == nil {
 		return
-	}
-	select {
-	case <-stop:
-	default:
-		close(stop)
 	}
 	<-done
 }

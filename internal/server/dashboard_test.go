@@ -9,6 +9,7 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -166,5 +167,27 @@ routes:
 	}
 	if len(doc.Transitions) != 1 || doc.Transitions[0].To != "ejected" || doc.Transitions[0].Backend != failing.URL || !strings.Contains(doc.Transitions[0].Reason, "500") {
 		t.Errorf("transitions = %+v, want the ejection", doc.Transitions)
+	}
+}
+
+// TestStopDashboardAtOnce: shutdowns racing each other stop the sampler
+// once; none of them closes its channel a second time (a panic).
+func TestStopDashboardAtOnce(t *testing.T) {
+	var s Server
+	for round := 0; round < 2000; round++ {
+		s.dash.stop, s.dash.done = nil, nil
+		s.startDashboard()
+		var start, wg sync.WaitGroup
+		start.Add(1)
+		for i := 0; i < 4; i++ {
+			wg.Add(1)
+			go func() {
+				defer wg.Done()
+				start.Wait()
+				s.stopDashboard()
+			}()
+		}
+		start.Done()
+		wg.Wait()
 	}
 }
