@@ -20,9 +20,10 @@ type arrivalStamp struct {
 // first bytes of each response (see Arrived). It does nothing on a
 // connection it cannot do that on (TLS, or a socket refusing the option).
 func (c *Conn) TimeArrivals() {
-	if c.stamp != nil || c.first == nil {
+	if c.stampAsked || c.first == nil {
 		return
 	}
+	c.stampAsked = true // once: a socket that refused is not asked again
 	var err error
 	if cerr := c.raw.Control(func(fd uintptr) {
 		err = syscall.SetsockoptInt(int(fd), syscall.SOL_SOCKET, syscall.SO_TIMESTAMPNS, 1)

@@ -77,8 +77,9 @@ type Conn struct {
 	// stamp is how the first read takes the kernel's receive time with
 	// the bytes, once TimeArrivals turned it on (nil before); arrived is
 	// that time for this request's response (unix ns), 0 when unknown.
-	stamp   *arrivalStamp
-	arrived int64
+	stamp      *arrivalStamp
+	stampAsked bool // TimeArrivals ran
+	arrived    int64
 
 	body Body
 }
