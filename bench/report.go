@@ -345,7 +345,8 @@ func (r *report) markdown() string {
 	fmt.Fprintf(&b, "%s, %d CPUs, Linux %s, %s; %s; %s. Each figure is the median of %d run(s) of %s after a %s warm-up; wrk with %d threads and %d connections (many_conns: 1000).\n\n",
 		orDefault(r.Host.CPUModel, "unknown CPU"), r.Host.CPUs, r.Host.Kernel, r.Host.Go, be, pin, r.Reps, r.Duration, r.Warmup, r.Threads, r.Connections)
 	if r.H2Rate > 0 {
-		fmt.Fprintf(&b, "h2_get ran at a fixed rate of %d requests a second (h2load --rps %d on each of its %d connections), not as fast as each proxy answered: its CPU per request compares the proxies at the same load.\n\n", r.H2Rate, r.H2Rate/h2Clients, h2Clients)
+		per := h2ClientRate(r.H2Rate)
+		fmt.Fprintf(&b, "h2_get ran at a fixed rate of %d requests a second (h2load --rps %d on each of its %d connections), not as fast as each proxy answered: its CPU per request compares the proxies at the same load.\n\n", per*h2Clients, per, h2Clients)
 	}
 	for _, p := range r.Proxies {
 		fmt.Fprintf(&b, "- %s: %s\n", p, orDefault(r.Versions[p], "version unknown"))

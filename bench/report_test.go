@@ -74,6 +74,14 @@ func TestViews(t *testing.T) {
 			t.Errorf("markdown lacks %q:\n%s", want, md)
 		}
 	}
+	if strings.Contains(md, "fixed rate") {
+		t.Errorf("a closed-loop run's markdown speaks of a fixed rate:\n%s", md)
+	}
+	r.H2Rate = 15003 // not a multiple of h2load's connections: the rate run is 15,000
+	if want := "h2_get ran at a fixed rate of 15000 requests a second (h2load --rps 1875 on each of its 8 connections)"; !strings.Contains(r.markdown(), want) {
+		t.Errorf("a fixed-rate run's markdown lacks %q", want)
+	}
+	r.H2Rate = 0
 
 	svg := chart(r)
 	dec := xml.NewDecoder(strings.NewReader(svg))

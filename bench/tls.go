@@ -184,6 +184,10 @@ type h2loadRun struct {
 	logFile  string
 }
 
+// h2ClientRate is each h2load connection's share (--rps) of a fixed rate of
+// total requests a second; 0 for none.
+func h2ClientRate(total int) int { return total / h2Clients }
+
 func (r h2loadRun) args() []string {
 	secs := max(1, int(math.Ceil(r.duration.Seconds())))
 	args := []string{"-c", strconv.Itoa(r.clients), "-m", strconv.Itoa(r.streams), "-t", "1",
@@ -326,7 +330,7 @@ func (e *env) measureTLS(ctx context.Context, p proxy, sc scenario, rep int) (sa
 		logFile := filepath.Join(e.tmp, name+".h2load.log")
 		defer os.Remove(logFile)
 		load = func(d time.Duration) loadRun {
-			return h2loadRun{bin: bin, url: url, clients: h2Clients, streams: h2Streams, rps: e.o.h2Rate / h2Clients, duration: d, logFile: logFile}
+			return h2loadRun{bin: bin, url: url, clients: h2Clients, streams: h2Streams, rps: h2ClientRate(e.o.h2Rate), duration: d, logFile: logFile}
 		}
 	default:
 		w := wrkRun{url: url, threads: e.o.threads, conns: conns}

@@ -63,7 +63,7 @@ type sentinel struct{ _ [16]uint64 }
 
 func (k *keeper) arm() {
 	s := new(sentinel)
-	runtime.AddCleanup(s, func(k *keeper) { k.adjust() }, k)
+	runtime.AddCleanup(s, (*keeper).adjust, k)
 }
 
 // adjust sets GOGC from what the last collection left, and arms the next

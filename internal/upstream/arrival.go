@@ -72,25 +72,21 @@ func (c *Conn) readStamped(fd uintptr, p []byte) (int, error) {
 // receiveTime returns the SCM_TIMESTAMPNS time (unix ns) among the control
 // messages in oob, 0 when there is none.
 func receiveTime(oob []byte) int64 {
-	const hdr = int(unsafe.Sizeof(syscall.Cmsghdr{}))
-	align := func(n int) int {
-		return (n + int(unsafe.Sizeof(uintptr(0))) - 1) &^ (int(unsafe.Sizeof(uintptr(0))) - 1)
-	}
-	for len(oob) >= hdr {
+	data := syscall.CmsgLen(0) // where a message's data begins
+	for len(oob) >= data {
 		h := (*syscall.Cmsghdr)(unsafe.Pointer(&oob[0]))
 		n := int(h.Len)
-		if n < hdr || n > len(oob) {
+		if n < data || n > len(oob) {
 			return 0
 		}
-		if h.Level == syscall.SOL_SOCKET && h.Type == syscall.SCM_TIMESTAMPNS && n-align(hdr) >= int(unsafe.Sizeof(syscall.Timespec{})) {
-			ts := (*syscall.Timespec)(unsafe.Pointer(&oob[align(hdr)]))
-			return ts.Nano()
+		if h.Level == syscall.SOL_SOCKET && h.Type == syscall.SCM_TIMESTAMPNS && n-data >= int(unsafe.Sizeof(syscall.Timespec{})) {
+			return (*syscall.Timespec)(unsafe.Pointer(&oob[data])).Nano()
 		}
-		if a := align(n); a < len(oob) {
-			oob = oob[a:]
-		} else {
+		next := syscall.CmsgSpace(n - data)
+		if next >= len(oob) {
 			return 0
 		}
+		oob = oob[next:]
 	}
 	return 0
 }

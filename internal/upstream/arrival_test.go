@@ -3,8 +3,10 @@ package upstream
 import (
 	"golang.org/x/sys/unix"
 	"io"
+	"syscall"
 	"testing"
 	"time"
+	"unsafe"
 )
 
 // TestArrivedIsReceiveTime: a connection timing arrivals reports when the
@@ -94,5 +96,42 @@ func waitInSocket(t *testing.T, c *Conn) {
 			t.Fatal("the answer never reached the socket")
 		}
 		time.Sleep(time.Millisecond)
+	}
+}
+
+// TestReceiveTime: the receive time is found among control messages, after
+// another one too, and a malformed buffer yields none rather than a read
+// past its end.
+func TestReceiveTime(t *testing.T) {
+	msg := func(level, typ int32, data []byte) []byte {
+		b := make([]byte, syscall.CmsgSpace(len(data)))
+		h := (*syscall.Cmsghdr)(unsafe.Pointer(&b[0]))
+		h.Level, h.Type = level, typ
+		h.SetLen(syscall.CmsgLen(len(data)))
+		copy(b[syscall.CmsgLen(0):], data)
+		return b
+	}
+	ts := syscall.NsecToTimespec(1_700_000_000_123_456_789)
+	stamp := unsafe.Slice((*byte)(unsafe.Pointer(&ts)), unsafe.Sizeof(ts))
+	good := msg(syscall.SOL_SOCKET, syscall.SCM_TIMESTAMPNS, stamp)
+	other := msg(syscall.SOL_SOCKET, syscall.SCM_RIGHTS, []byte{1, 2, 3, 4})
+	long := append([]byte(nil), good...)
+	(*syscall.Cmsghdr)(unsafe.Pointer(&long[0])).SetLen(len(long) + 8)
+	for _, c := range []struct {
+		name string
+		oob  []byte
+		want int64
+	}{
+		{"none", nil, 0},
+		{"the stamp", good, 1_700_000_000_123_456_789},
+		{"after another message", append(append([]byte(nil), other...), good...), 1_700_000_000_123_456_789},
+		{"another message only", other, 0},
+		{"a length past the buffer", long, 0},
+		{"a header cut short", good[:syscall.CmsgLen(0)-1], 0},
+		{"data cut short", good[:syscall.CmsgLen(4)], 0},
+	} {
+		if got := receiveTime(c.oob); got != c.want {
+			t.Errorf("%s: receiveTime = %d, want %d", c.name, got, c.want)
+		}
 	}
 }
