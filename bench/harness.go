@@ -185,10 +185,13 @@ func run(ctx context.Context, o options) (*report, error) {
 }
 
 // runsIn reports whether proxy p runs in scenario sc: sluice-log only where
-// sc.logged, sluice-lr and sluice-ewma only in the balancer scenarios, the
-// others everywhere.
+// sc.logged, sluice-lr and sluice-ewma only in the balancer scenarios,
+// go-std (which forwards nothing) only in the HTTPS scenarios, the others
+// everywhere.
 func runsIn(p proxy, sc scenario) bool {
 	switch p.name() {
+	case "go-std":
+		return sc.tls != ""
 	case "sluice-log":
 		return sc.logged
 	case "sluice-lr", "sluice-ewma":

@@ -30,10 +30,14 @@ func main() {
 	if maybeServeBackends() {
 		return
 	}
+	// And as the go-std reference server (see gostd.go).
+	if maybeServeGoStd() {
+		return
+	}
 
 	o := defaultOptions()
 	flag.StringVar(&o.scenarios, "scenarios", o.scenarios, "comma-separated scenarios to run: "+strings.Join(scenarioNames(), ", "))
-	flag.StringVar(&o.proxies, "proxies", o.proxies, "comma-separated proxies to compare: sluice, sluice-log (access log on; healthy_get only), sluice-lr and sluice-ewma (least_request and ewma balancers; slow_backend and flapping_backend only), nginx, haproxy")
+	flag.StringVar(&o.proxies, "proxies", o.proxies, "comma-separated proxies to compare: sluice, sluice-log (access log on; healthy_get only), sluice-lr and sluice-ewma (least_request and ewma balancers; slow_backend and flapping_backend only), nginx, haproxy, go-std (Go's own HTTP server answering from memory, a reference; HTTPS scenarios only)")
 	flag.DurationVar(&o.duration, "duration", o.duration, "length of each measured run (wrk rounds up to whole seconds)")
 	flag.DurationVar(&o.warmup, "warmup", o.warmup, "length of the unmeasured warm-up before each run; 0 skips it")
 	flag.IntVar(&o.reps, "reps", o.reps, "repetitions of each scenario per proxy; the median is reported")

@@ -16,6 +16,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"runtime"
 	"strings"
 	"syscall"
 	"text/template"
@@ -411,6 +412,12 @@ func newProxies(names []string, root, tmp, sluiceBin, baselineBin string) (ps []
 				}
 			}
 			ps = append(ps, sluiceProxy{bin: sluiceBin, accessLog: n == "sluice-log", balancer: sluiceVariants[n]})
+		case "go-std":
+			exe, err := os.Executable()
+			if err != nil {
+				return nil, nil, fmt.Errorf("go-std runs this executable again: %w", err)
+			}
+			ps = append(ps, goStdProxy{bin: exe})
 		case "nginx", "haproxy":
 			bin, err := exec.LookPath(n)
 			if err != nil {
@@ -423,7 +430,7 @@ func newProxies(names []string, root, tmp, sluiceBin, baselineBin string) (ps []
 				ps = append(ps, haproxyProxy{bin: bin})
 			}
 		default:
-			return nil, nil, fmt.Errorf("unknown proxy %q (want sluice, sluice-baseline, sluice-log, sluice-lr, sluice-ewma, nginx or haproxy)", n)
+			return nil, nil, fmt.Errorf("unknown proxy %q (want sluice, sluice-baseline, sluice-log, sluice-lr, sluice-ewma, nginx, haproxy or go-std)", n)
 		}
 	}
 	if len(ps) == 0 {
@@ -456,6 +463,8 @@ func proxyVersion(p proxy) string {
 		argv = []string{p.bin, "-v"}
 	case haproxyProxy:
 		argv = []string{p.bin, "-v"}
+	case goStdProxy:
+		return "Go's net/http server, " + runtime.Version() + ", answering from memory (a reference, not a proxy)"
 	}
 	out, _ := exec.Command(argv[0], argv[1:]...).CombinedOutput()
 	line, _, _ := strings.Cut(strings.TrimSpace(string(out)), "\n")
@@ -467,4 +476,5 @@ var (
 	_ proxy = sluiceProxy{}
 	_ proxy = nginxProxy{}
 	_ proxy = haproxyProxy{}
+	_ proxy = goStdProxy{}
 )

@@ -187,10 +187,12 @@ func TestRunsIn(t *testing.T) {
 		for _, p := range []proxy{
 			sluiceProxy{}, sluiceProxy{accessLog: true},
 			sluiceProxy{balancer: "least_request"}, sluiceProxy{balancer: "ewma"},
-			nginxProxy{}, haproxyProxy{},
+			nginxProxy{}, haproxyProxy{}, goStdProxy{},
 		} {
 			want := true
 			switch p.name() {
+			case "go-std":
+				want = sc.tls != ""
 			case "sluice-log":
 				want = sc.name == "healthy_get"
 			case "sluice-lr", "sluice-ewma":
@@ -219,6 +221,9 @@ func TestNewProxiesVariants(t *testing.T) {
 	}
 	if b := ps[3].(sluiceProxy); b.bin != "/bin/false" || b.balancer != "" || b.accessLog {
 		t.Errorf("sluice-baseline = %+v, want plain sluice's configuration with the -baseline build", b)
+	}
+	if ps, _, err := newProxies([]string{"go-std"}, "", "", "", ""); err != nil || len(ps) != 1 || ps[0].name() != "go-std" {
+		t.Errorf("newProxies(go-std) = %v, %v", ps, err)
 	}
 	if _, _, err := newProxies([]string{"sluice-rr"}, "", "", "/bin/true", ""); err == nil {
 		t.Error("an unknown proxy name was accepted")

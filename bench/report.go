@@ -398,6 +398,17 @@ func (r *report) markdown() string {
 		b.WriteString("\nsluice against HAProxy, paired the same way:\n\n| scenario | req/s | p99 | CPU/request |\n|---|--:|--:|--:|\n")
 		b.WriteString(strings.Join(vsHAProxy, ""))
 	}
+	var vsGoStd []string
+	for _, sc := range r.Scenarios {
+		if v := r.pairedRatios(sc.Name, "sluice", "go-std"); v != nil {
+			vsGoStd = append(vsGoStd, fmt.Sprintf("| %s | %.2f× | %.2f× |\n", sc.Name, v["rps"], v["cpu_per_request"]))
+		}
+	}
+	if len(vsGoStd) > 0 {
+		b.WriteString("\nsluice against go-std, paired the same way. go-std is Go's own HTTP server (net/http, crypto/tls, and its HTTP/2 server) answering from memory, forwarding nothing: " +
+			"what serving through the standard library costs before any proxying.\n\n| scenario | req/s | CPU/request |\n|---|--:|--:|\n")
+		b.WriteString(strings.Join(vsGoStd, ""))
+	}
 	b.WriteString(r.balancerMarkdown())
 	for _, sc := range r.Scenarios {
 		off, ok1 := findResult(r, sc.Name, "sluice")

@@ -172,6 +172,24 @@ func TestPairedAgainstHAProxy(t *testing.T) {
 	}
 }
 
+// TestPairedAgainstGoStd: where go-std ran, sluice's paired ratios to it
+// get a table of their own, and nowhere else.
+func TestPairedAgainstGoStd(t *testing.T) {
+	r := fakeReport()
+	r.Proxies = append(r.Proxies, "go-std")
+	for rep := 1; rep <= 3; rep++ {
+		s := sample{Scenario: "retry_get", Proxy: "go-std", Rep: rep}
+		s.RPS = 1000 * float64(rep) // sluice's is 2000×rep: twice
+		s.P99ms, s.CPUPerRequestUS, s.PeakRSSKiB, s.Requests = float64(rep), 4*float64(rep), 1024, 100
+		r.Samples = append(r.Samples, s)
+	}
+	r.summarize()
+	md := r.markdown()
+	if !strings.Contains(md, "sluice against go-std") || !strings.Contains(md, "| retry_get | 2.00× | 1.25× |") || strings.Contains(md, "| healthy_get | 2.") {
+		t.Errorf("markdown lacks sluice's paired ratios to go-std in retry_get only:\n%s", md)
+	}
+}
+
 // balancerReport returns a report of slow_backend: three repetitions of
 // sluice (round robin), sluice-lr, sluice-ewma, nginx and HAProxy, with the
 // given req/s, p99 (ms) and slow share per proxy, the same in every

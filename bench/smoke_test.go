@@ -13,7 +13,7 @@ import (
 // TestMain lets the test binary serve as the backend process, as the bench
 // binary does: the harness re-executes os.Executable() with backendsEnv set.
 func TestMain(m *testing.M) {
-	if maybeServeBackends() {
+	if maybeServeBackends() || maybeServeGoStd() {
 		return
 	}
 	os.Exit(m.Run())

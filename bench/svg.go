@@ -30,7 +30,7 @@ const (
 var (
 	proxyColours = map[string]string{
 		"sluice": "#d95f02", "nginx": "#1b9e77", "haproxy": "#7570b3",
-		"sluice-log": "#66a61e", "sluice-lr": "#e6ab02", "sluice-ewma": "#e7298a",
+		"sluice-log": "#66a61e", "sluice-lr": "#e6ab02", "sluice-ewma": "#e7298a", "go-std": "#a6761d",
 	}
 	fallbackColours = []string{"#e7298a", "#66a61e", "#e6ab02", "#a6761d", "#666666"}
 )

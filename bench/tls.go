@@ -132,6 +132,8 @@ func (p tlsProxy) command(c proxyConfig) ([]string, []string, error) {
 		add = old + fmt.Sprintf("        listen 127.0.0.1:%d ssl http2 backlog=4096;\n"+
 			"        ssl_certificate %s;\n        ssl_certificate_key %s;\n        ssl_protocols TLSv1.3;\n",
 			p.port, p.files.cert, p.files.key)
+	case goStdProxy:
+		return argv, goStdTLSEnv(env, p.port, p.files), nil
 	case haproxyProxy:
 		file = "haproxy.cfg"
 		old = fmt.Sprintf("    bind 127.0.0.1:%d\n", c.port)
