@@ -1,8 +1,13 @@
 package e2e
 
 import (
+	"bufio"
 	"fmt"
+	"io"
+	"net"
 	"net/http"
+	"net/http/httputil"
+	"net/textproto"
 	"strings"
 	"testing"
 )
@@ -204,6 +209,47 @@ func TestHopByHopResponseHeaders(t *testing.T) {
 	checkConnectionTokens(t, "response to client", r.Resp.Header)
 	if r.Resp.Header.Get("X-Resp-Keep") != "yes" {
 		t.Errorf("client lost the end-to-end header X-Resp-Keep: %v", r.Resp.Header)
+	}
+}
+
+// TestTrailerFieldDroppedOnChunked: the backend's Trailer field is
+// hop-by-hop on a chunked response too; the trailers themselves go on.
+func TestTrailerFieldDroppedOnChunked(t *testing.T) {
+	t.Parallel()
+	rb := newRawBackend(t, "HTTP/1.1 200 OK\r\n"+
+		"Transfer-Encoding: chunked\r\n"+
+		"Trailer: X-Announced, X-Other\r\n"+
+		"\r\n"+
+		"3\r\nabc\r\n0\r\nX-Announced: tv\r\n\r\n")
+	p := start(t, simpleRoute(rb.URL))
+	c, err := net.Dial("tcp", p.Addr)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	io.WriteString(c, "GET /api/x HTTP/1.1\r\nHost: test.example\r\n\r\n")
+	br := bufio.NewReader(c)
+	tp := textproto.NewReader(br)
+	if line, err := tp.ReadLine(); err != nil || !strings.HasPrefix(line, "HTTP/1.1 200") {
+		t.Fatalf("status line %q, %v", line, err)
+	}
+	head, err := tp.ReadMIMEHeader()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if v, ok := head["Trailer"]; ok {
+		t.Errorf("client received the backend's Trailer field %q", v)
+	}
+	if head.Get("Transfer-Encoding") != "chunked" {
+		t.Fatalf("response not chunked: %v", head)
+	}
+	body, err := io.ReadAll(httputil.NewChunkedReader(br))
+	if err != nil || string(body) != "abc" {
+		t.Fatalf("body %q, %v", body, err)
+	}
+	trailer, err := tp.ReadMIMEHeader()
+	if err != nil || trailer.Get("X-Announced") != "tv" {
+		t.Errorf("trailers %v, %v; want X-Announced: tv relayed", trailer, err)
 	}
 }
 

@@ -49,6 +49,9 @@ func TestResponseTooLarge(t *testing.T) {
 			w.(http.Flusher).Flush()
 		}
 	})
+	// A 304 that repeats the length of what it stands for (Go's server
+	// leaves Content-Length out of a 304, so a raw one).
+	notModified := newRawBackend(t, "HTTP/1.1 304 Not Modified\r\nContent-Length: 100\r\nETag: \"v1\"\r\n\r\n")
 	p := start(t, fmt.Sprintf(`
 routes:
   - name: api
@@ -56,11 +59,30 @@ routes:
     limits:
       max_response_body: 50
     backends: [%s]
-`, b.URL))
+  - name: cached
+    path_prefix: /cached
+    limits:
+      max_response_body: 50
+    backends: [%s]
+`, b.URL, notModified.URL))
 
 	t.Run("declared", func(t *testing.T) {
 		resp, body := get(t, p.URL("/api/declared"))
 		checkProxyError(t, resp, body, 502, "response_too_large")
+	})
+	// Bodyless answers declare a length they do not send: nothing of them
+	// is over the limit.
+	t.Run("HEAD", func(t *testing.T) {
+		resp, body := do(t, "HEAD", p.URL("/api/declared"), "")
+		if resp.StatusCode != 200 || resp.ContentLength != 100 || len(body) != 0 {
+			t.Errorf("HEAD of a 100-byte resource over a 50-byte limit: %d, Content-Length %d, body %q; want 200 with the declared length", resp.StatusCode, resp.ContentLength, body)
+		}
+	})
+	t.Run("304", func(t *testing.T) {
+		resp, body := get(t, p.URL("/cached/x"), "If-None-Match", `"v1"`)
+		if resp.StatusCode != 304 || len(body) != 0 || resp.Header.Get("ETag") != `"v1"` {
+			t.Errorf("304 declaring 100 bytes over a 50-byte limit: %d, ETag %q, body %q; want the 304 passed on", resp.StatusCode, resp.Header.Get("ETag"), body)
+		}
 	})
 	t.Run("streamed", func(t *testing.T) {
 		c, tr := newClient(t)

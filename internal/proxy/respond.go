@@ -27,7 +27,9 @@ func (x *exchange) respond() {
 	if x.route.Passive.Failure(rh.Status) {
 		x.outcome = OutcomeHTTPError
 	}
-	if rh.ContentLength > x.route.MaxResponseBody {
+	// A HEAD or 304 answer declares a length it does not send: nothing of
+	// it is over the limit.
+	if rh.ContentLength > x.route.MaxResponseBody && !upstream.Bodyless(x.method, rh.Status) {
 		x.dropConn()
 		x.fail(http.StatusBadGateway, ErrResponseTooLarge, "backend "+x.backend.URL+" declared a "+
 			strconv.FormatInt(rh.ContentLength, 10)+"-byte response, over the limit of "+
@@ -77,17 +79,9 @@ func (x *exchange) respond() {
 	if rh.ContentLength > 0 {
 		out = appendContentLength(out, rh.ContentLength)
 	} else if x.client.HTTP11() {
+		// Trailers go on after the last chunk; the backend's Trailer
+		// field, hop-by-hop, stays behind like the others.
 		out = append(out, "Transfer-Encoding: chunked\r\n"...)
-		if len(rh.Trailer) > 0 {
-			out = append(out, "Trailer: "...)
-			for i, name := range rh.Trailer {
-				if i > 0 {
-					out = append(out, ',', ' ')
-				}
-				out = append(out, name...)
-			}
-			out = append(out, '\r', '\n')
-		}
 	} else {
 		// An HTTP/1.0 client reads to the close.
 		x.client.SetClose()

@@ -28,7 +28,6 @@ type Head struct {
 	CloseAfter    bool // the backend will close the connection
 	keepAlive     int  // seconds from "Keep-Alive: timeout=N", 0 when absent
 	Connection    [][]byte
-	Trailer       [][]byte // names announced in Trailer
 }
 
 // read reads one response head from br into h.
@@ -70,7 +69,7 @@ func (h *Head) Parse(raw []byte) error {
 
 // parse interprets h.buf.
 func (h *Head) parse() error {
-	h.Fields, h.Connection, h.Trailer = h.Fields[:0], h.Connection[:0], h.Trailer[:0]
+	h.Fields, h.Connection = h.Fields[:0], h.Connection[:0]
 	h.ContentLength, h.Chunked, h.CloseAfter, h.keepAlive = -1, false, false, 0
 	b := h.buf
 	i := bytes.IndexByte(b, '\n')
@@ -155,8 +154,6 @@ func (h *Head) parse() error {
 			}
 		case wire.EqualFold(name, "keep-alive"):
 			h.keepAlive = keepAliveTimeout(value)
-		case wire.EqualFold(name, "trailer"):
-			h.Trailer = append(h.Trailer, value)
 		}
 		h.Fields = append(h.Fields, wire.Field{Name: name, Value: value})
 	}
