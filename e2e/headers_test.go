@@ -413,6 +413,24 @@ func TestForwardedHeadersTrusted(t *testing.T) {
 		}
 	})
 
+	t.Run("several X-Forwarded-Proto and -Host lines kept as sent", func(t *testing.T) {
+		r := rawDo(t, p.Addr, rawReq("GET /api/f HTTP/1.1",
+			"Host: myhost.example",
+			"X-Forwarded-Proto: https",
+			"X-Forwarded-Host: a.example",
+			"X-Forwarded-Proto: http",
+			"X-Forwarded-Host: b.example",
+		))
+		mustOK(t, r)
+		got := b.Last(t).Header
+		if v := got.Values("X-Forwarded-Proto"); !eqList(v, []string{"https", "http"}) {
+			t.Errorf("X-Forwarded-Proto = %q, want both lines as sent [https http]", v)
+		}
+		if v := got.Values("X-Forwarded-Host"); !eqList(v, []string{"a.example", "b.example"}) {
+			t.Errorf("X-Forwarded-Host = %q, want both lines as sent [a.example b.example]", v)
+		}
+	})
+
 	t.Run("nothing sent gets the proxy's values", func(t *testing.T) {
 		r := rawDo(t, p.Addr, rawReq("GET /api/f HTTP/1.1", "Host: myhost.example"))
 		mustOK(t, r)

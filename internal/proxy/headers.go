@@ -136,12 +136,10 @@ func appendField[N ~string | ~[]byte](dst []byte, name N, value []byte) []byte {
 func appendForwarding(dst []byte, fields []field, peer netip.Addr, trusted bool, host []byte, secure bool) []byte {
 	var ipBuf [64]byte
 	ip := peer.AppendTo(ipBuf[:0])
-	var proto, xhost []byte
 	sentXFF, sentFwd := false, false
 	if trusted {
 		for _, f := range fields {
-			switch {
-			case wire.EqualFold(f.Name, "x-forwarded-for"):
+			if wire.EqualFold(f.Name, "x-forwarded-for") {
 				if !sentXFF {
 					dst = append(dst, "X-Forwarded-For: "...)
 					sentXFF = true
@@ -149,10 +147,6 @@ func appendForwarding(dst []byte, fields []field, peer netip.Addr, trusted bool,
 					dst = append(dst[:len(dst)-2], ", "...)
 				}
 				dst = append(append(dst, f.Value...), '\r', '\n')
-			case wire.EqualFold(f.Name, "x-forwarded-proto"):
-				proto = f.Value
-			case wire.EqualFold(f.Name, "x-forwarded-host"):
-				xhost = f.Value
 			}
 		}
 	}
@@ -162,18 +156,20 @@ func appendForwarding(dst []byte, fields []field, peer netip.Addr, trusted bool,
 	} else {
 		dst = appendField(dst, "X-Forwarded-For", ip)
 	}
-	if proto == nil {
-		proto = schemeHTTP
+	// A trusted peer's X-Forwarded-Proto and -Host go on as sent, every
+	// line of them; without them, or from anyone else, the proxy's own.
+	var sentProto, sentHost bool
+	dst, sentProto = appendTrusted(dst, fields, trusted, "x-forwarded-proto", "X-Forwarded-Proto")
+	if !sentProto {
+		proto := schemeHTTP
 		if secure {
 			proto = schemeHTTPS
 		}
+		dst = appendField(dst, "X-Forwarded-Proto", proto)
 	}
-	dst = appendField(dst, "X-Forwarded-Proto", proto)
-	if xhost == nil {
-		xhost = host
-	}
-	if len(xhost) > 0 {
-		dst = appendField(dst, "X-Forwarded-Host", xhost)
+	dst, sentHost = appendTrusted(dst, fields, trusted, "x-forwarded-host", "X-Forwarded-Host")
+	if !sentHost && len(host) > 0 {
+		dst = appendField(dst, "X-Forwarded-Host", host)
 	}
 	if trusted {
 		for _, f := range fields {
@@ -212,6 +208,23 @@ func appendForwarding(dst []byte, fields []field, peer netip.Addr, trusted bool,
 		dst = appendForwardedValue(dst, host)
 	}
 	return append(dst, '\r', '\n')
+}
+
+// appendTrusted appends, when the peer is trusted, every field of fields
+// named lower (in lower case) under the name canonical, with its value as
+// sent, and reports whether there was one.
+func appendTrusted(dst []byte, fields []field, trusted bool, lower, canonical string) ([]byte, bool) {
+	if !trusted {
+		return dst, false
+	}
+	sent := false
+	for _, f := range fields {
+		if wire.EqualFold(f.Name, lower) {
+			dst = appendField(dst, canonical, f.Value)
+			sent = true
+		}
+	}
+	return dst, sent
 }
 
 // The schemes of X-Forwarded-Proto and Forwarded's proto.
