@@ -481,12 +481,20 @@ func TestHostPassedUnchanged(t *testing.T) {
 	b := newBackend(t, "b", nil)
 	p := start(t, simpleRoute(b.URL))
 
-	for _, host := range []string{"Mixed.Case.Example:8443", "example.com", "127.0.0.1:1", "[::1]:8080"} {
+	for _, host := range []string{"Mixed.Case.Example:8443", "example.com", "127.0.0.1:1", "[::1]:8080", ""} {
 		r := rawDo(t, p.Addr, rawReq("GET /api/h HTTP/1.1", "Host: "+host))
 		mustOK(t, r)
 		if got := b.Last(t).Host; got != host {
 			t.Errorf("backend Host = %q, want %q unchanged", got, host)
 		}
+	}
+	// The backend hears HTTP/1.1, which needs a Host field: an HTTP/1.0
+	// request without one is sent with an empty one (Go's server answers
+	// 400 to an HTTP/1.1 request with none).
+	r := rawDo(t, p.Addr, rawReq("GET /api/h HTTP/1.0"))
+	mustOK(t, r)
+	if got := b.Last(t).Host; got != "" {
+		t.Errorf("backend Host = %q for an HTTP/1.0 request without one, want empty", got)
 	}
 }
 

@@ -247,9 +247,10 @@ func (x *exchange) prepare() {
 	out = x.route.AppendForwarded(out, x.path, x.backend.PathPrefix)
 	out = append(out, x.query...)
 	out = append(out, " HTTP/1.1\r\n"...)
-	if len(x.host) > 0 {
-		out = appendField(out, "Host", x.host)
-	}
+	// Host goes on as the client sent it, an empty one too; an HTTP/1.0
+	// request without one gets an empty one, as HTTP/1.1 requires of a
+	// request whose target has no authority (RFC 9112 section 3.2).
+	out = appendField(out, "Host", x.host)
 	for _, f := range x.head.fields {
 		if requestFieldDropped(f.Name, x.head.connection) {
 			if wire.EqualFold(f.Name, "te") && wire.HasToken(f.Value, "trailers") {
