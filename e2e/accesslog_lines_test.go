@@ -197,6 +197,19 @@ routes:
 		"attempts": 1.0, "error": "",
 	}})
 
+	// A streamed body cut at the limit: bytes_in counts what did arrive
+	// (8, then 8 more, over the 10 allowed).
+	big := rawDo(t, p.Addr, rawReq("POST /small/chunked HTTP/1.1", "Host: test.example", "Transfer-Encoding: chunked")+
+		"8\r\nzzzzzzzz\r\n8\r\nzzzzzzzz\r\n0\r\n\r\n")
+	if big.Resp == nil || big.Resp.StatusCode != 413 {
+		t.Fatalf("chunked body over the limit: %v", big)
+	}
+	bigID := big.Resp.Header.Get("X-Request-Id")
+	reqs = append(reqs, sent{"streamed too large", bigID, map[string]any{
+		"request_id": bigID, "method": "POST", "path": "/small/chunked", "route": "small",
+		"status": 413.0, "bytes_in": 16.0, "error": "request_too_large",
+	}})
+
 	var lines []map[string]any
 	eventually(t, 5*time.Second, func() bool {
 		lines = readAccessLog(t, logPath)

@@ -22,6 +22,7 @@ type Body struct {
 	cont    bool  // a 100 Continue is due before the first read
 	left    int64 // bytes left of the body, or of the current chunk
 	trailer int   // bytes of trailer fields so far
+	read    int64 // body bytes handed out (chunk data, not its framing)
 
 	timeout time.Duration // the longest wait of one read from the client
 }
@@ -46,8 +47,12 @@ const (
 var continueLine = []byte("HTTP/1.1 100 Continue\r\n\r\n")
 
 func (b *Body) reset() {
-	b.mode, b.state, b.cont, b.left, b.trailer, b.timeout = bodyUnknown, chunkSize, false, 0, 0, 0
+	b.mode, b.state, b.cont, b.left, b.trailer, b.timeout, b.read = bodyUnknown, chunkSize, false, 0, 0, 0, 0
 }
+
+// Count returns the body bytes read so far: what the client sent of its
+// body, whether or not the request went on to succeed.
+func (b *Body) Count() int64 { return b.read }
 
 // SetTimeout bounds each wait of the body's reads for bytes from the
 // client by d (a pause between two reads); 0 leaves the deadline as it is.
@@ -135,6 +140,7 @@ func (b *Body) take(p []byte, now bool) (int, error) {
 	}
 	n, err := b.readSome(p, now)
 	b.left -= int64(n)
+	b.read += int64(n)
 	return n, err
 }
 

@@ -66,8 +66,9 @@ type exchange struct {
 	// once per pooled exchange, so that a wait does not allocate.
 	gone func() bool
 
-	upgrade bool   // the client asks for a protocol upgrade the proxy carries
-	errBody []byte // the body of the proxy's own error answer
+	upgrade  bool   // the client asks for a protocol upgrade the proxy carries
+	tunneled bool   // the connection became a tunnel: its byte counts are the tunnel's
+	errBody  []byte // the body of the proxy's own error answer
 	// retryAfter is the Retry-After of the proxy's own error answer, in
 	// seconds; 0 for none.
 	retryAfter int64
@@ -82,7 +83,7 @@ func (x *exchange) begin(h *Handler, c *h1.Conn) {
 	x.word = metrics.NoError
 	x.requestID = x.requestID[:0]
 	x.target, x.query, x.host, x.path = x.target[:0], nil, nil, ""
-	x.body, x.prefix, x.upgrade = nil, nil, false
+	x.body, x.prefix, x.upgrade, x.tunneled = nil, nil, false, false
 	x.retryAfter = 0
 	if x.gone == nil {
 		x.gone = func() bool { return x.client.PeerGone() }
@@ -367,6 +368,11 @@ func (x *exchange) finish() {
 		x.out = nil // a big upload's staging: don't keep it pooled
 	}
 	x.rec.Duration = time.Since(x.rec.Time)
+	if !x.tunneled {
+		// What the client sent of its body, however the request ended:
+		// a 413, a 408 or a client that left count what did arrive.
+		x.rec.BytesIn = x.client.Body().Count()
+	}
 	m := x.rt.NoRoute
 	if x.route != nil {
 		m = x.route.Metrics

@@ -411,7 +411,6 @@ func (x *exchange) bufferBody(max int64) error {
 				return &clientError{ErrClientDisconnect, io.ErrUnexpectedEOF}
 			}
 			x.body = buf
-			x.rec.BytesIn = int64(len(*buf))
 			return nil
 		}
 		if err != nil {

@@ -267,6 +267,7 @@ func appendTrailers(out, t []byte) []byte {
 // tunnel carries an upgraded connection: the 101 goes to the client with
 // the backend's Upgrade, then bytes flow both ways until either side closes.
 func (x *exchange) tunnel() {
+	x.tunneled = true
 	out := x.client.Out
 	for _, f := range x.resp.Fields {
 		if wire.EqualFold(f.Name, "upgrade") {

@@ -85,7 +85,6 @@ func (x *exchange) writeBody(up *upstream.Conn) error {
 			return classifyClientRead(rerr)
 		}
 	}
-	x.rec.BytesIn = n64
 	if x.head.chunked {
 		x.out = append(x.out, "0\r\n\r\n"...)
 	}
