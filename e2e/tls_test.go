@@ -382,6 +382,9 @@ func TestRedirectHTTP(t *testing.T) {
 		{"POST", "/nowhere", "example.com:8080", "https://example.com:" + port + "/nowhere"},
 		{"DELETE", "/api", "[::1]:80", "https://[::1]:" + port + "/api"},
 		{"GET", "http://other.example/a/b", "example.com", "https://other.example:" + port + "/a/b"},
+		// Any method: CONNECT and OPTIONS * too, to the root.
+		{"CONNECT", "example.com:443", "example.com:443", "https://example.com:" + port + "/"},
+		{"OPTIONS", "*", "example.com", "https://example.com:" + port + "/"},
 	}
 	for _, tc := range cases {
 		if tc.target[0] != '/' {

@@ -132,6 +132,13 @@ func (x *exchange) admit() bool {
 		x.fail(http.StatusBadRequest, ErrBadRequest, "invalid method")
 		return false
 	}
+	if x.redirects() && (string(method) == "CONNECT" || string(x.target) == "*") {
+		// Every request is redirected, these too; their targets name no
+		// path, so they go to the root.
+		x.host = x.head.host
+		x.redirect(rootPath)
+		return false
+	}
 	if string(method) == "CONNECT" {
 		x.fail(http.StatusMethodNotAllowed, ErrMethodNotAllowed, "CONNECT is not supported")
 		return false
@@ -140,7 +147,7 @@ func (x *exchange) admit() bool {
 		return false
 	}
 	if x.redirects() {
-		x.redirect()
+		x.redirect(x.rec.Path)
 		return false
 	}
 	x.route = x.match()

@@ -13,10 +13,14 @@ func (x *exchange) redirects() bool {
 	return x.rt.Config.TLS.RedirectHTTP && x.h.TLSPort > 0 && !x.client.Secure()
 }
 
+// rootPath is the path a redirect of a target without one (CONNECT's
+// authority, OPTIONS' *) goes to.
+var rootPath = []byte("/")
+
 // redirect answers 308 with the request's URL on https: the Host without
-// its port, the HTTPS listener's port unless it is 443, and the target's
-// path and query as received. No backend is contacted.
-func (x *exchange) redirect() {
+// its port, the HTTPS listener's port unless it is 443, and path, the
+// target's path and query as received. No backend is contacted.
+func (x *exchange) redirect(path []byte) {
 	host := x.host
 	if len(host) > 0 && host[0] == '[' {
 		host = host[:bytes.IndexByte(host, ']')+1]
@@ -34,10 +38,10 @@ func (x *exchange) redirect() {
 		out = append(out, ':')
 		out = strconv.AppendInt(out, int64(x.h.TLSPort), 10)
 	}
-	if len(x.rec.Path) == 0 || x.rec.Path[0] != '/' {
+	if len(path) == 0 || path[0] != '/' {
 		out = append(out, '/') // "http://h?q" has the path "/"
 	}
-	out = append(out, x.rec.Path...)
+	out = append(out, path...)
 	out = append(out, '\r', '\n')
 	x.client.Out = x.endHead(appendContentLength(out, 0), false)
 	x.rec.Status = http.StatusPermanentRedirect
