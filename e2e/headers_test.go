@@ -72,6 +72,34 @@ routes:
 		})
 	}
 
+	// A head read whole but refused (framing, Host, version) is answered
+	// by the proxy: the client's valid X-Request-Id comes back on it, on
+	// whichever line it stood.
+	refusedHeads := []struct{ name, line string }{
+		{"bad Content-Length after the id", "POST /api/r HTTP/1.1"},
+		{"version", "GET /api/r HTTP/2.0"},
+	}
+	for _, tc := range refusedHeads {
+		t.Run("kept on a refused head: "+tc.name, func(t *testing.T) {
+			r := rawDo(t, p.Addr, rawReq(tc.line, "Host: test.example", "X-Request-Id: keep-me-7", "Content-Length: x"))
+			if r.Resp == nil || r.Resp.StatusCode != 400 {
+				t.Fatalf("got %v, want 400", r)
+			}
+			if got := r.Resp.Header.Get("X-Request-Id"); got != "keep-me-7" {
+				t.Errorf("X-Request-Id = %q, want the client's keep-me-7", got)
+			}
+		})
+	}
+	t.Run("kept on a refused head: id after the bad field", func(t *testing.T) {
+		r := rawDo(t, p.Addr, rawReq("POST /api/r HTTP/1.1", "Host: test.example", "Transfer-Encoding: gzip", "X-Request-Id: late-id"))
+		if r.Resp == nil || r.Resp.StatusCode != 400 {
+			t.Fatalf("got %v, want 400", r)
+		}
+		if got := r.Resp.Header.Get("X-Request-Id"); got != "late-id" {
+			t.Errorf("X-Request-Id = %q, want the client's late-id", got)
+		}
+	})
+
 	invalid := []struct{ name, line string }{
 		{"129 chars", "X-Request-Id: " + long129},
 		{"space", "X-Request-Id: abc def"},

@@ -104,17 +104,20 @@ func (x *exchange) admit() bool {
 	// HTTP/1.x with x above 1 is processed as HTTP/1.1 (RFC 9112 2.3).
 	http11 := string(proto[:7]) == "HTTP/1." && proto[7] >= '1'
 	if !http11 && string(proto) != "HTTP/1.0" {
-		x.requestID = appendRequestID(x.requestID)
+		x.requestID = idOrNew(x.requestID, scanRequestID(c.Header))
+		x.rec.RequestID = x.requestID
 		c.SetClose()
-		x.fail(http.StatusHTTPVersionNotSupported, ErrBadRequest, "HTTP version not supported")
+		x.fail(http.StatusBadRequest, ErrBadRequest, "HTTP version not supported")
 		return false
 	}
 	herr := parseRequestHead(&x.head, c.Header, http11)
-	if id := x.head.requestID; herr == nil && validRequestID(id) {
-		x.requestID = append(x.requestID, id...)
-	} else {
-		x.requestID = appendRequestID(x.requestID)
+	id := x.head.requestID
+	if herr != nil {
+		// The head was read whole: a valid X-Request-Id in it is kept on
+		// the error too, wherever it stands.
+		id = scanRequestID(c.Header)
 	}
+	x.requestID = idOrNew(x.requestID, id)
 	x.rec.RequestID = x.requestID
 	if herr != nil {
 		c.SetClose()

@@ -1,6 +1,7 @@
 package proxy
 
 import (
+	"bytes"
 	"crypto/rand"
 	"encoding/hex"
 	"net/http"
@@ -10,6 +11,7 @@ import (
 
 	"github.com/sluice-proxy/sluice/internal/accesslog"
 	"github.com/sluice-proxy/sluice/internal/metrics"
+	"github.com/sluice-proxy/sluice/internal/wire"
 )
 
 // writeError answers the client with the JSON error body, and returns
@@ -112,4 +114,35 @@ func validRequestID(v []byte) bool {
 		}
 	}
 	return true
+}
+
+// idOrNew appends to dst the client's request ID id when it is valid, a
+// fresh one otherwise.
+func idOrNew(dst, id []byte) []byte {
+	if validRequestID(id) {
+		return append(dst, id...)
+	}
+	return appendRequestID(dst)
+}
+
+// scanRequestID finds the X-Request-Id in a header block that did not
+// parse (the last one, as parseRequestHead keeps): each CRLF- or LF-ended
+// line whose name is X-Request-Id, its value without surrounding blanks.
+// Lines that are not "name: value" are passed over.
+func scanRequestID(raw []byte) []byte {
+	var id []byte
+	for len(raw) > 0 {
+		line := raw
+		if i := bytes.IndexByte(raw, '\n'); i >= 0 {
+			line, raw = raw[:i], raw[i+1:]
+		} else {
+			raw = nil
+		}
+		colon := bytes.IndexByte(line, ':')
+		if colon < 0 || !wire.EqualFold(line[:colon], "x-request-id") {
+			continue
+		}
+		id = wire.TrimOWS(bytes.TrimSuffix(line[colon+1:], []byte("\r")))
+	}
+	return id
 }

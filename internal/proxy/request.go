@@ -42,7 +42,7 @@ var (
 	errCLValue       = &headerError{400, "invalid Content-Length"}
 	errCLConflict    = &headerError{400, "conflicting Content-Length values"}
 	errTEAndCL       = &headerError{400, "Transfer-Encoding and Content-Length together"}
-	errTEUnsupported = &headerError{501, "unsupported Transfer-Encoding"}
+	errTEUnsupported = &headerError{400, "unsupported Transfer-Encoding"}
 	errTEHTTP10      = &headerError{400, "Transfer-Encoding in an HTTP/1.0 request"}
 )
 

@@ -33,9 +33,9 @@ func TestParseRequestHead(t *testing.T) {
 		{"signed content length", "Host: a\r\nContent-Length: +5\r\n\r\n", true, 400, 0, false},
 		{"hex content length", "Host: a\r\nContent-Length: 0x5\r\n\r\n", true, 400, 0, false},
 		{"huge content length", "Host: a\r\nContent-Length: 17000000000\r\n\r\n", true, 0, 17000000000, false},
-		{"te identity", "Host: a\r\nTransfer-Encoding: identity\r\n\r\n", true, 501, 0, false},
-		{"te gzip chunked", "Host: a\r\nTransfer-Encoding: gzip, chunked\r\n\r\n", true, 501, 0, false},
-		{"te twice", "Host: a\r\nTransfer-Encoding: chunked\r\nTransfer-Encoding: chunked\r\n\r\n", true, 501, 0, false},
+		{"te identity", "Host: a\r\nTransfer-Encoding: identity\r\n\r\n", true, 400, 0, false},
+		{"te gzip chunked", "Host: a\r\nTransfer-Encoding: gzip, chunked\r\n\r\n", true, 400, 0, false},
+		{"te twice", "Host: a\r\nTransfer-Encoding: chunked\r\nTransfer-Encoding: chunked\r\n\r\n", true, 400, 0, false},
 		{"te and cl", "Host: a\r\nTransfer-Encoding: chunked\r\nContent-Length: 5\r\n\r\n", true, 400, 0, false},
 		{"te on 1.0", "Transfer-Encoding: chunked\r\n\r\n", false, 400, 0, false},
 		{"no colon", "Host: a\r\nX-A\r\n\r\n", true, 400, 0, false},
@@ -85,5 +85,24 @@ func TestRequestFieldDropped(t *testing.T) {
 	}
 	if protectedFromConnection([]byte("X-Secret")) || !protectedFromConnection([]byte("X-Forwarded-Host")) {
 		t.Error("protectedFromConnection is wrong")
+	}
+}
+
+// TestScanRequestID: the X-Request-Id of a head that did not parse.
+func TestScanRequestID(t *testing.T) {
+	for _, tt := range []struct{ name, raw, want string }{
+		{"alone", "X-Request-Id: abc\r\n\r\n", "abc"},
+		{"case and blanks", "Host: a\r\nx-request-ID:  \tabc \r\n\r\n", "abc"},
+		{"the last of two", "X-Request-Id: one\r\nX-Request-Id: two\r\n\r\n", "two"},
+		{"after a broken line", "Content-Length: x\r\nno colon here\r\nX-Request-Id: z\r\n\r\n", "z"},
+		{"bare LF", "Host: a\nX-Request-Id: lf\n\n", "lf"},
+		{"none", "Host: a\r\nX-Request: no\r\n\r\n", ""},
+		{"empty block", "", ""},
+	} {
+		t.Run(tt.name, func(t *testing.T) {
+			if got := string(scanRequestID([]byte(tt.raw))); got != tt.want {
+				t.Errorf("scanRequestID(%q) = %q, want %q", tt.raw, got, tt.want)
+			}
+		})
 	}
 }
