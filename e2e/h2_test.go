@@ -198,6 +198,9 @@ func TestH2Malformed(t *testing.T) {
 		{"CR in a value", with("x-a", "a\rb"), true, nil, "refused"},
 		{"LF in a value", with("x-a", "a\nb: c"), true, nil, "refused"},
 		{"NUL in a value", with("x-a", "a\x00b"), true, nil, "refused"},
+		{"space at the start of a value", with("x-a", " a"), true, nil, "refused"},
+		{"tab at the end of a value", with("x-a", "a\t"), true, nil, "refused"},
+		{"space at the end of a value, with a body", with("x-a", "a ", "content-length", "4"), false, []step{{[]byte("test"), true}}, "refused or 400"},
 		{"CRLF in :path", []string{":method", "GET", ":scheme", "https", ":authority", "localhost", ":path", "/api/x HTTP/1.1\r\nX-Smuggled: 1"}, true, nil, "refused"},
 		{"space in :path", []string{":method", "GET", ":scheme", "https", ":authority", "localhost", ":path", "/api/x y"}, true, nil, "refused"},
 		{"no :method", []string{":scheme", "https", ":authority", "localhost", ":path", "/api/x"}, true, nil, "refused"},
@@ -336,26 +339,74 @@ func TestH2ContinuationFlood(t *testing.T) {
 	h := dialH2(t, p)
 	blk := h.block(":method", "GET", ":scheme", "https", ":authority", "localhost", ":path", "/api/x")
 	h.fr.WriteHeaders(http2.HeadersFrameParam{StreamID: 1, BlockFragment: blk, EndStream: true})
-	crumb := h.block("x-filler", strings.Repeat("a", 1000))
-	ended := make(chan string, 1)
-	go func() { ended <- h.outcome(1) }()
-	start := time.Now()
-	sent := 0
-	for ; sent < 100000 && time.Since(start) < 10*time.Second; sent++ {
-		if h.fr.WriteContinuation(1, false, crumb) != nil {
-			break
+	flood := func(t *testing.T, h *h2conn, crumb []byte) {
+		t.Helper()
+		ended := make(chan string, 1)
+		go func() { ended <- h.outcome(1) }()
+		start := time.Now()
+		sent := 0
+		for ; sent < 100000 && time.Since(start) < 10*time.Second; sent++ {
+			if h.fr.WriteContinuation(1, false, crumb) != nil {
+				break
+			}
+		}
+		got := waitChan(t, ended, 10*time.Second, "the flood's end")
+		t.Logf("after %d CONTINUATION frames in %v: %s", sent, time.Since(start).Round(time.Millisecond), got)
+		if !strings.HasPrefix(got, "goaway") && got != "closed" {
+			t.Errorf("outcome %q, want GOAWAY or a close", got)
 		}
 	}
-	got := waitChan(t, ended, 10*time.Second, "the flood's end")
-	t.Logf("after %d CONTINUATION frames: %s", sent, got)
-	if !strings.HasPrefix(got, "goaway") && got != "closed" {
-		t.Errorf("outcome %q, want GOAWAY or a close", got)
-	}
+	t.Run("fragments of 1000 bytes", func(t *testing.T) {
+		flood(t, h, h.block("x-filler", strings.Repeat("a", 1000)))
+	})
+	// Empty fragments add nothing to the header list, so no limit on its
+	// size ever stops them.
+	t.Run("empty fragments", func(t *testing.T) {
+		h := dialH2(t, p)
+		h.fr.WriteHeaders(http2.HeadersFrameParam{StreamID: 1, BlockFragment: blk, EndStream: true})
+		flood(t, h, nil)
+	})
 	if got := other.outcome(other.get("/api/other")); got != "status 200" {
 		t.Errorf("the other connection: %q, want status 200", got)
 	}
 	if n := b.Count(); n != 1 {
 		t.Errorf("backend got %d requests, want 1 (the other connection's)", n)
+	}
+}
+
+// TestH2ContinuationTrickle: a header block that goes on in a
+// CONTINUATION frame now and then, never ending, is cut once it has taken
+// longer than client_header.
+func TestH2ContinuationTrickle(t *testing.T) {
+	t.Parallel()
+	b := newBackend(t, "b", nil)
+	p := startTLS(t, "timeouts: {client_header: 500ms}\n"+simpleRoute(b.URL), "")
+	h := dialH2(t, p)
+	blk := h.block(":method", "GET", ":scheme", "https", ":authority", "localhost", ":path", "/api/x")
+	h.fr.WriteHeaders(http2.HeadersFrameParam{StreamID: 1, BlockFragment: blk, EndStream: true})
+	ended := make(chan string, 1)
+	go func() { ended <- h.outcome(1) }()
+	start := time.Now()
+	var got string
+trickle:
+	for time.Since(start) < 10*time.Second {
+		select {
+		case got = <-ended:
+			break trickle
+		case <-time.After(50 * time.Millisecond):
+			if h.fr.WriteContinuation(1, false, nil) != nil {
+				got = waitChan(t, ended, 5*time.Second, "the connection's end")
+				break trickle
+			}
+		}
+	}
+	took := time.Since(start)
+	t.Logf("%s after %v", got, took.Round(time.Millisecond))
+	if !strings.HasPrefix(got, "goaway") && got != "closed" || took > 3*time.Second {
+		t.Errorf("outcome %q after %v, want GOAWAY or a close soon after client_header (500ms)", got, took)
+	}
+	if n := b.Count(); n != 0 {
+		t.Errorf("backend got %d requests", n)
 	}
 }
 
@@ -401,8 +452,50 @@ func TestH2HeaderListLimit(t *testing.T) {
 	if got := h.outcome(id); got != "status 431" {
 		t.Errorf("outcome %q, want status 431", got)
 	}
+	// A list several times the limit, over HEADERS and CONTINUATION frames
+	// of 1000-byte fields, gets the proxy's 431 too, not the end of the
+	// connection.
+	var fields []string
+	for i := range 15 {
+		fields = append(fields, fmt.Sprintf("x-b%d", i), strings.Repeat("b", 1000))
+	}
+	id = h.next
+	h.next += 2
+	head := h.block(":method", "GET", ":scheme", "https", ":authority", "localhost", ":path", "/api/big")
+	h.fr.WriteHeaders(http2.HeadersFrameParam{StreamID: id, BlockFragment: head, EndStream: true})
+	for i := 0; i < len(fields); i += 2 {
+		h.fr.WriteContinuation(id, i+2 == len(fields), h.block(fields[i], fields[i+1]))
+	}
+	if got := h.outcome(id); got != "status 431" {
+		t.Errorf("a 15,000-byte list: outcome %q, want status 431", got)
+	}
+	eventually(t, 5*time.Second, func() bool {
+		return metricOrZero(t, p.proc, "sluice_errors_total", "route", "", "error", "headers_too_large") == 2
+	}, "both 431s counted as headers_too_large")
 	if n := b.Count(); n != 0 {
 		t.Errorf("backend got %d requests", n)
+	}
+}
+
+// TestH2TrailersMalformed: request trailers with a field HTTP/2 forbids
+// reset the stream, and the backend never gets the request whole.
+func TestH2TrailersMalformed(t *testing.T) {
+	t.Parallel()
+	cb := newCaptureBackend(t)
+	p := startTLS(t, "retry: {attempts: 1}\n"+simpleRoute(cb.URL), "")
+	for _, trailer := range [][]string{{"connection", "close"}, {"x-a", " padded"}} {
+		h := dialH2(t, p)
+		id := h.open(false, ":method", "POST", ":scheme", "https", ":authority", "localhost", ":path", "/api/t")
+		h.fr.WriteData(id, false, []byte("abc"))
+		h.fr.WriteHeaders(http2.HeadersFrameParam{StreamID: id, BlockFragment: h.block(trailer...), EndStream: true, EndHeaders: true})
+		got := h.outcome(id)
+		if !strings.HasPrefix(got, "reset") && got != "status 400" {
+			t.Errorf("trailers %q: outcome %q, want the stream reset or 400", trailer, got)
+		}
+	}
+	time.Sleep(50 * time.Millisecond) // a backend request would have arrived by now
+	if n := cb.whole.Load(); n != 0 {
+		t.Errorf("the backend got %d whole requests, want none", n)
 	}
 }
 

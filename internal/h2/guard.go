@@ -50,11 +50,22 @@ const (
 // Rapid reset: a client may reset resetBurst streams at once, and
 // resetRate more every second; past that its connection gets GOAWAY. A
 // client that resets streams as fast as it opens them trips it after
-// about resetBurst streams, within 10 s at any rate above 2*resetRate.
+// about resetBurst streams, within 10 s at any rate above 2*resetRate;
+// and whatever its rate, once it has reset resetFloor streams and nine in
+// ten of those it opened: at 50 streams a second, in 10 s.
 const (
 	resetBurst = 1000
 	resetRate  = 100
+	resetFloor = 500
 )
+
+// CONTINUATION floods: a header block may run over at most
+// 16 + listSize/1024 CONTINUATION frames (a 64 KiB list in frames of as
+// little as 1 KiB), and for at most maxBlockTime (client_header, when
+// shorter) from its first CONTINUATION; past either its connection gets
+// GOAWAY. The server stops a block whose bytes run over its list limit
+// itself, but not one of empty frames.
+const maxBlockTime = 5 * time.Second
 
 // refused is the header field the guard appends to a request's header
 // block that must not reach a handler: a literal without indexing (it
@@ -112,14 +123,28 @@ type Guard struct {
 
 	tokens float64
 	refill time.Time
+	opened int // streams the client opened
+	resets int // streams the client reset
+
+	conts      int       // CONTINUATION frames of the block in progress
+	blockStart time.Time // when its first CONTINUATION came
+	maxConts   int
+	blockTime  time.Duration
+	trailerBad bool // the trailers in progress hold a field HTTP/2 forbids
 
 	listSize int // the server's header list limit, past which it answers 431 itself
 }
 
 // NewGuard returns nc guarded; maxHeaderList is the server's
-// SETTINGS_MAX_HEADER_LIST_SIZE.
-func NewGuard(nc net.Conn, maxHeaderList int) *Guard {
-	g := &Guard{Conn: nc, prefaceLeft: len(preface), tokens: resetBurst, refill: time.Now(), listSize: maxHeaderList}
+// SETTINGS_MAX_HEADER_LIST_SIZE, headerTimeout the listener's
+// client_header (0 for none), which bounds how long a header block may
+// take.
+func NewGuard(nc net.Conn, maxHeaderList int, headerTimeout time.Duration) *Guard {
+	g := &Guard{Conn: nc, prefaceLeft: len(preface), tokens: resetBurst, refill: time.Now(), listSize: maxHeaderList,
+		maxConts: 16 + maxHeaderList/1024, blockTime: maxBlockTime}
+	if headerTimeout > 0 && headerTimeout < g.blockTime {
+		g.blockTime = headerTimeout
+	}
 	g.dec = hpack.NewDecoder(HeaderTableSize, g.field)
 	// Longer than any string the server's decoder takes, so that a block
 	// the server decodes, this one decodes too; bounded, so that a client
@@ -237,7 +262,21 @@ func (g *Guard) reset() {
 	g.tokens = min(resetBurst, g.tokens+now.Sub(g.refill).Seconds()*resetRate)
 	g.refill = now
 	g.tokens--
-	if g.tokens < 0 {
+	g.resets++
+	if g.tokens < 0 || g.resets >= resetFloor && g.resets*10 >= g.opened*9 {
+		g.trip = true
+	}
+}
+
+// continuation counts a CONTINUATION frame of the block in progress, and
+// trips the guard when the block has run over its frames or its time.
+func (g *Guard) continuation() {
+	g.conts++
+	if g.conts == 1 {
+		g.blockStart = time.Now()
+		return
+	}
+	if g.conts > g.maxConts || time.Since(g.blockStart) > g.blockTime {
 		g.trip = true
 	}
 }
@@ -274,14 +313,20 @@ func (g *Guard) block(b []byte, typ, flags byte, stream uint32) []byte {
 		}
 		frag = frag[:len(frag)-pad]
 		g.open = stream
+		g.conts = 0
 		g.inReq = stream > g.last
 		if g.inReq {
 			g.last = stream
+			g.opened++
 			g.req.reset(flags&flagEndStream != 0)
+		} else {
+			g.trailerBad = false
 		}
 	} else if g.open != stream {
 		g.broken = true // a CONTINUATION out of place: the server refuses it
 		return b
+	} else {
+		g.continuation()
 	}
 	if _, err := g.dec.Write(frag); err != nil {
 		g.broken = true // the server fails the block too (COMPRESSION_ERROR)
@@ -295,7 +340,15 @@ func (g *Guard) block(b []byte, typ, flags byte, stream uint32) []byte {
 		g.broken = true
 		return b
 	}
-	if !g.inReq || !g.req.endStream || g.req.valid() || g.req.size > g.listSize {
+	if !g.inReq {
+		if g.trailerBad {
+			// The server would end the stream with them, the request
+			// complete; refused, the stream is reset instead.
+			return refuse(b, typ, flags, len(frag))
+		}
+		return b
+	}
+	if !g.req.endStream || g.req.valid() || g.req.size > g.listSize {
 		// A request whose DATA follows is left to the server (which
 		// answers 400 to a connection-specific field) and to the bridge:
 		// refused here, its DATA would come on a stream the server never
@@ -373,7 +426,23 @@ func readFull(c net.Conn, p []byte) (int, error) {
 func (g *Guard) field(f hpack.HeaderField) {
 	if g.inReq {
 		g.req.field(f.Name, f.Value)
+	} else if forbiddenInTrailers(f.Name, f.Value) {
+		g.trailerBad = true
 	}
+}
+
+// forbiddenInTrailers reports a field that makes a request's trailers
+// malformed and that the server lets through: a connection-specific one,
+// TE other than trailers, or a value that breaks a line or starts or ends
+// with a blank (RFC 9113 8.2).
+func forbiddenInTrailers(name, value string) bool {
+	switch name {
+	case "connection", "keep-alive", "proxy-connection", "transfer-encoding", "upgrade":
+		return true
+	case "te":
+		return !equalFold(value, "trailers")
+	}
+	return !cleanValue(value)
 }
 
 // headCheck is what the guard learns of a request's header block.
@@ -436,8 +505,12 @@ func (r *headCheck) valid() bool {
 }
 
 // cleanValue reports whether a field value is free of CR, LF and NUL,
-// which would split or end an HTTP/1.1 line.
+// which would split or end an HTTP/1.1 line, and neither starts nor ends
+// with a space or tab (RFC 9113 8.2.1).
 func cleanValue(v string) bool {
+	if n := len(v); n > 0 && (v[0] == ' ' || v[0] == '\t' || v[n-1] == ' ' || v[n-1] == '\t') {
+		return false
+	}
 	for i := 0; i < len(v); i++ {
 		if c := v[i]; c == '\r' || c == '\n' || c == 0 {
 			return false

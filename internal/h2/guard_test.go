@@ -5,6 +5,7 @@ import (
 	"errors"
 	"io"
 	"net"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -17,9 +18,15 @@ import (
 // and checked by x/net's framer, which the server's mirrors).
 func pipeGuard(t *testing.T) (client *http2.Framer, enc func(...string) []byte, server *http2.Framer) {
 	t.Helper()
+	return pipeGuardTimeout(t, 0)
+}
+
+// pipeGuardTimeout is pipeGuard with the listener's client_header.
+func pipeGuardTimeout(t *testing.T, headerTimeout time.Duration) (client *http2.Framer, enc func(...string) []byte, server *http2.Framer) {
+	t.Helper()
 	c, s := net.Pipe()
 	t.Cleanup(func() { c.Close(); s.Close() })
-	g := NewGuard(s, 64<<10)
+	g := NewGuard(s, 64<<10, headerTimeout)
 	go func() {
 		io.WriteString(c, preface)
 	}()
@@ -157,33 +164,148 @@ func TestGuardSettings(t *testing.T) {
 	}
 }
 
+// TestGuardRapidReset: a client that resets every stream it opens trips
+// the guard once it has reset resetFloor of them; one that resets fewer
+// than nine in ten, but fast, trips the token bucket after about
+// resetBurst resets.
 func TestGuardRapidReset(t *testing.T) {
-	client, enc, server := pipeGuard(t)
-	blk := enc(":method", "GET", ":scheme", "https", ":path", "/")
-	go func() {
-		for id := uint32(1); id < 2*(resetBurst+2*resetRate); id += 2 {
-			if client.WriteHeaders(http2.HeadersFrameParam{StreamID: id, BlockFragment: blk, EndStream: true, EndHeaders: true}) != nil ||
-				client.WriteRSTStream(id, http2.ErrCodeCancel) != nil {
-				return
+	for _, tt := range []struct {
+		name     string
+		perReset int // streams opened for each one reset
+		least    int
+		most     int
+	}{
+		{"every stream reset", 1, resetFloor, resetFloor},
+		{"one stream in three reset", 3, resetBurst, resetBurst + resetRate},
+	} {
+		t.Run(tt.name, func(t *testing.T) {
+			client, enc, server := pipeGuard(t)
+			blk := enc(":method", "GET", ":scheme", "https", ":path", "/")
+			go func() {
+				for id, n := uint32(1), 0; id < 2*uint32(tt.perReset)*(resetBurst+2*resetRate); id, n = id+2, n+1 {
+					if client.WriteHeaders(http2.HeadersFrameParam{StreamID: id, BlockFragment: blk, EndStream: true, EndHeaders: true}) != nil {
+						return
+					}
+					if n%tt.perReset == 0 && client.WriteRSTStream(id, http2.ErrCodeCancel) != nil {
+						return
+					}
+				}
+			}()
+			resets := 0
+			for {
+				f, err := read(t, server)
+				if err != nil {
+					var ce http2.ConnectionError
+					if !errors.As(err, &ce) || http2.ErrCode(ce) != http2.ErrCodeProtocol {
+						t.Fatalf("after %d resets: %v, want a connection error", resets, err)
+					}
+					break
+				}
+				if _, ok := f.(*http2.RSTStreamFrame); ok {
+					resets++
+				}
 			}
-		}
-	}()
-	resets := 0
-	for {
-		f, err := read(t, server)
-		if err != nil {
-			var ce http2.ConnectionError
-			if !errors.As(err, &ce) || http2.ErrCode(ce) != http2.ErrCodeProtocol {
-				t.Fatalf("after %d resets: %v, want a connection error", resets, err)
+			// The budget refills at resetRate a second while the test runs.
+			if resets < tt.least || resets > tt.most {
+				t.Errorf("tripped after %d resets, want %d to %d", resets, tt.least, tt.most)
 			}
-			break
-		}
-		if _, ok := f.(*http2.RSTStreamFrame); ok {
-			resets++
-		}
+		})
 	}
-	// The budget refills at resetRate a second while the test runs.
-	if resets < resetBurst || resets > resetBurst+resetRate {
-		t.Errorf("tripped after %d resets, want about %d", resets, resetBurst)
+}
+
+// TestGuardContinuationFlood: a header block that goes on in CONTINUATION
+// frames, empty ones too (which the server's own byte limit never sees),
+// trips the guard after 16 + listSize/1024 frames, or once it has taken
+// longer than client_header; the server then fails the connection.
+func TestGuardContinuationFlood(t *testing.T) {
+	for _, tt := range []struct {
+		name    string
+		timeout time.Duration // client_header
+		pause   time.Duration // between two CONTINUATION frames
+	}{
+		{"empty frames at once", 0, 0},
+		{"empty frames slowly", 200 * time.Millisecond, 20 * time.Millisecond},
+	} {
+		t.Run(tt.name, func(t *testing.T) {
+			client, enc, server := pipeGuardTimeout(t, tt.timeout)
+			blk := enc(":method", "GET", ":scheme", "https", ":path", "/")
+			var sent atomic.Int64
+			start := time.Now()
+			go func() {
+				if client.WriteHeaders(http2.HeadersFrameParam{StreamID: 1, BlockFragment: blk, EndStream: true}) != nil {
+					return
+				}
+				for {
+					if client.WriteContinuation(1, false, nil) != nil {
+						return
+					}
+					sent.Add(1)
+					time.Sleep(tt.pause)
+				}
+			}()
+			_, err := read(t, server)
+			var ce http2.ConnectionError
+			if !errors.As(err, &ce) {
+				t.Fatalf("after %d CONTINUATION frames: %v, want a connection error", sent.Load(), err)
+			}
+			maxConts := int64(16 + (64<<10)/1024)
+			if n := sent.Load(); n > maxConts+1 {
+				t.Errorf("the guard let %d CONTINUATION frames through, want at most %d", n, maxConts+1)
+			}
+			if tt.timeout > 0 {
+				if d := time.Since(start); d < tt.timeout || sent.Load() >= maxConts {
+					t.Errorf("tripped after %v and %d frames, want after client_header (%v), before the frame limit", d, sent.Load(), tt.timeout)
+				}
+			}
+		})
+	}
+}
+
+// TestGuardTrailers: trailers with a connection-specific field, TE other
+// than trailers, or a value with a blank at an end are refused (the server
+// then resets the stream rather than end the request complete); others
+// pass.
+func TestGuardTrailers(t *testing.T) {
+	for _, tt := range []struct {
+		name    string
+		fields  []string
+		refused bool
+	}{
+		{"plain trailer", []string{"x-checksum", "abc"}, false},
+		{"connection", []string{"connection", "close"}, true},
+		{"transfer-encoding", []string{"transfer-encoding", "chunked"}, true},
+		{"te gzip", []string{"te", "gzip"}, true},
+		{"leading space", []string{"x-a", " a"}, true},
+		{"trailing tab", []string{"x-a", "a\t"}, true},
+	} {
+		t.Run(tt.name, func(t *testing.T) {
+			client, enc, server := pipeGuard(t)
+			go func() {
+				client.WriteHeaders(http2.HeadersFrameParam{StreamID: 1, BlockFragment: enc(":method", "POST", ":scheme", "https", ":path", "/"), EndHeaders: true})
+				client.WriteData(1, false, []byte("abc"))
+				client.WriteHeaders(http2.HeadersFrameParam{StreamID: 1, BlockFragment: enc(tt.fields...), EndStream: true, EndHeaders: true})
+			}()
+			for {
+				// Refused trailers come with the guard's upper-case field:
+				// the server's framer fails the stream (PROTOCOL_ERROR).
+				f, err := read(t, server)
+				var se http2.StreamError
+				if errors.As(err, &se) {
+					if !tt.refused || se.Code != http2.ErrCodeProtocol {
+						t.Errorf("trailers %v: %v, want them passed", tt.fields, err)
+					}
+					return
+				}
+				if err != nil {
+					t.Fatal(err)
+				}
+				if mh, ok := f.(*http2.MetaHeadersFrame); ok && len(mh.PseudoFields()) == 0 {
+					if tt.refused {
+						t.Errorf("trailers %v passed, want them refused", tt.fields)
+					}
+					return
+				}
+			}
+		})
 	}
 }

@@ -45,9 +45,14 @@ func newH2Server(cfg *config.Config, bridge *h1.Server, addr net.Addr) *h2Server
 		writeTimeout: cfg.Timeouts.ClientIdle.D()}
 	var protos http.Protocols
 	protos.SetUnencryptedHTTP2(true)
-	maxHeader := int(cfg.Limits.MaxHeaderBytes)
-	// The server allows the header list a little over MaxHeaderBytes
-	// (RFC 9113's 32 bytes a field, for ten fields).
+	// The server takes header lists well over max_header_bytes, so that
+	// the bridge engine, which holds a stream's rendered head to
+	// max_header_bytes as it holds any request's, answers one over it with
+	// the proxy's own 431 (logged and counted); past this the server
+	// answers 431 itself, and past twice this it closes the connection.
+	maxHeader := 4*int(cfg.Limits.MaxHeaderBytes) + 64<<10
+	// Its SETTINGS_MAX_HEADER_LIST_SIZE is a little over that (RFC 9113's
+	// 32 bytes a field, for ten fields).
 	h.listSize = maxHeader + 320
 	h.srv = &http.Server{
 		Handler:           &h2.Bridge{Engine: bridge},
@@ -87,7 +92,7 @@ func (h *h2Server) serve() error {
 // hand gives the server a connection that negotiated h2, its reads
 // guarded and its writes coalesced.
 func (h *h2Server) hand(tc *tls.Conn) {
-	g := h2.NewGuard(h2.Coalesce(tc, h.writeTimeout), h.listSize)
+	g := h2.NewGuard(h2.Coalesce(tc, h.writeTimeout), h.listSize, h.srv.ReadHeaderTimeout)
 	h.mu.Lock()
 	h.conns[g] = struct{}{}
 	h.mu.Unlock()

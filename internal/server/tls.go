@@ -135,9 +135,11 @@ func (s *Server) buildEdge(cfg *config.Config) {
 	engine.OnPanic, engine.TLS, engine.Poller = s.panicked, true, s.poller
 	bridge := newEngine(cfg, s.handler)
 	bridge.OnPanic, bridge.TLS, bridge.HTTP2 = s.panicked, true, true
-	// The rendered head of a header list the HTTP/2 server took may run a
-	// little longer than the list (joined cookies, framing of its own).
-	bridge.MaxHeaderBytes = 2*int(cfg.Limits.MaxHeaderBytes) + 4<<10
+	// A stream's rendered head is held to max_header_bytes as any request
+	// head is: it is shorter than the header list it renders (a request
+	// line for four pseudo-header fields, no 32 bytes a field), so a list
+	// under the limit passes, and one over it gets the proxy's 431.
+	bridge.MaxHeaderBytes = int(cfg.Limits.MaxHeaderBytes)
 	e := &edge{ln: s.tlsLn, timeout: cfg.Timeouts.ClientHeader.D(), engine: engine, conns: s.conns,
 		h2: newH2Server(cfg, bridge, s.tlsLn.Addr()), shaking: map[net.Conn]struct{}{}}
 	rand.Read(e.ticket[:])
