@@ -86,6 +86,10 @@ func flowEnd(s string, i int) int {
 // unreachable are the reasons no configuration can produce, and why.
 var unreachable = map[string]string{
 	"yaml: %s": "the YAML library panicked; it reports every error by returning it",
+	// Tests run as root, whom access(2) lets write anything on a
+	// writable file system.
+	"the file cannot be written":            "a file the user may not write (root may)",
+	"its directory %s cannot be written to": "a directory the user may not write to (root may)",
 }
 
 // messages is one row per message that Parse and Load can produce: the
@@ -252,6 +256,15 @@ var messages = []struct {
 	{name: "empty access_log", reason: `must not be empty; write "off" to turn the access log off`,
 		doc:  "access_log: \"\"\n" + minimal,
 		want: `access_log: "": must not be empty; write "off" to turn the access log off`},
+	{name: "access_log in a directory that does not exist", reason: "its directory %s does not exist",
+		doc:  "access_log: /nonexistent-sluice/x.log\n" + minimal,
+		want: `access_log: "/nonexistent-sluice/x.log": its directory /nonexistent-sluice does not exist`},
+	{name: "access_log a directory", reason: "is a directory, not a file to write the access log to",
+		doc:  "access_log: /\n" + minimal,
+		want: `access_log: "/": is a directory, not a file to write the access log to`},
+	{name: "access_log under a file", reason: "%s is not a directory",
+		doc:  "access_log: /dev/null/x.log\n" + minimal,
+		want: `access_log: "/dev/null/x.log": /dev/null is not a directory`},
 
 	// Routes.
 	{name: "no routes key", reason: "at least one route is required",

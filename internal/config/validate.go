@@ -120,6 +120,8 @@ func validate(c *Config, d *decoder) []FieldError {
 	}
 	if c.AccessLog == "" {
 		v.add("access_log", quote(""), reason(`must not be empty; write "off" to turn the access log off`))
+	} else {
+		v.accessLog(c.AccessLog)
 	}
 	v.timeouts("timeouts", c.Timeouts, false)
 	v.limits("limits", c.Limits, false)
