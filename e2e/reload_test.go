@@ -3,6 +3,9 @@ package e2e
 import (
 	"encoding/json"
 	"fmt"
+	"io"
+	"net/http"
+	"strings"
 	"syscall"
 	"testing"
 	"time"
@@ -90,4 +93,46 @@ routes:
 			t.Errorf("sluice_config_reloads_total{result=\"ok\"} = %v, want 2", v)
 		}
 	})
+}
+
+// TestReloadListenerLimits: a reload puts a new max_header_bytes and
+// client_idle in force on the next request, on a keep-alive connection
+// opened before it too.
+func TestReloadListenerLimits(t *testing.T) {
+	t.Parallel()
+	b := newBackend(t, "b", nil)
+	p := start(t, simpleRoute(b.URL))
+	big := "X-Big: " + strings.Repeat("a", 4000)
+	c, br := dialRaw(t, p.Addr, 10*time.Second)
+	defer c.Close()
+	ask := func() *http.Response {
+		t.Helper()
+		io.WriteString(c, rawReq("GET /api/x HTTP/1.1", "Host: test.example", big, "Connection: keep-alive"))
+		r := readRaw(br, "GET")
+		if r.Resp == nil {
+			t.Fatalf("no response: %v", r.Err)
+		}
+		return r.Resp
+	}
+	if resp := ask(); resp.StatusCode != 200 {
+		t.Fatalf("before the reload: %d, want 200", resp.StatusCode)
+	}
+	p.Rewrite("limits: {max_header_bytes: 1KiB}\ntimeouts: {client_idle: 300ms}\n" + simpleRoute(b.URL))
+	if code, _, body := postReload(t, p); code != 200 {
+		t.Fatalf("reload: %d %s", code, body)
+	}
+	if resp := ask(); resp.StatusCode != 431 {
+		t.Errorf("after the reload, on the same connection: %d, want 431", resp.StatusCode)
+	}
+	// A new connection idle for longer than the new client_idle is closed.
+	c2, br2 := dialRaw(t, p.Addr, 10*time.Second)
+	defer c2.Close()
+	io.WriteString(c2, rawReq("GET /api/y HTTP/1.1", "Host: test.example", "Connection: keep-alive"))
+	if r := readRaw(br2, "GET"); r.Resp == nil || r.Resp.StatusCode != 200 {
+		t.Fatalf("a small request after the reload: %v", r)
+	}
+	start := time.Now()
+	if _, err := br2.ReadByte(); err == nil || time.Since(start) > 5*time.Second {
+		t.Errorf("idle connection: %v after %v, want it closed after about 300ms", err, time.Since(start))
+	}
 }

@@ -242,7 +242,7 @@ func (b *Body) readChunked(p []byte) (int, error) {
 				return 0, err
 			}
 			b.trailer += len(line) + 2
-			if b.trailer > c.s.MaxHeaderBytes {
+			if b.trailer > c.s.limits().MaxHeaderBytes {
 				return 0, ErrBadChunk
 			}
 			if len(line) == 0 {

@@ -247,11 +247,12 @@ func (c *Conn) partialMethod() []byte {
 // that could not be read; with 0, the connection just ends.
 func (c *Conn) readRequest(first bool) (status int, reason string, err error) {
 	s := c.s
+	lim := s.limits()
 	armed := false // the head's own deadline is set
 	if c.r == c.w {
 		if first {
-			if s.HeaderTimeout > 0 {
-				c.armWait(c.accepted.Add(s.HeaderTimeout), s.HeaderTimeout)
+			if lim.HeaderTimeout > 0 {
+				c.armWait(c.accepted.Add(lim.HeaderTimeout), lim.HeaderTimeout)
 			}
 			armed = true
 		} else {
@@ -259,8 +260,8 @@ func (c *Conn) readRequest(first bool) (status int, reason string, err error) {
 				c.Flush()
 				return 0, "", errClosedByShutdown
 			}
-			if s.IdleTimeout > 0 {
-				c.armWait(time.Now().Add(s.IdleTimeout), s.IdleTimeout)
+			if lim.IdleTimeout > 0 {
+				c.armWait(time.Now().Add(lim.IdleTimeout), lim.IdleTimeout)
 			}
 		}
 		c.state.Store(stateIdle)
@@ -280,6 +281,7 @@ func (c *Conn) readRequest(first bool) (status int, reason string, err error) {
 		return 0, "", err
 	}
 	c.releaseOut()
+	lim = s.limits() // a reload during the wait counts for this request
 
 	// Scan for the end of the head, reading on as needed.
 	scan, lineStart, lineEnd := c.r, c.r, -1
@@ -313,22 +315,22 @@ func (c *Conn) readRequest(first bool) (status int, reason string, err error) {
 			lineStart = scan
 		}
 		if end >= 0 {
-			if end-c.r > s.MaxHeaderBytes {
+			if end-c.r > lim.MaxHeaderBytes {
 				return 431, "request headers are over the limit", errBadHead
 			}
 			return c.parseHead(lineEnd, end)
 		}
-		if c.w-c.r >= s.MaxHeaderBytes {
+		if c.w-c.r >= lim.MaxHeaderBytes {
 			return 431, "request headers are over the limit", errBadHead
 		}
 		if !armed {
-			if s.HeaderTimeout > 0 {
-				c.setReadDeadline(time.Now().Add(s.HeaderTimeout))
+			if lim.HeaderTimeout > 0 {
+				c.setReadDeadline(time.Now().Add(lim.HeaderTimeout))
 			}
 			armed = true
 		}
 		off := c.r
-		if err := c.fill(s.MaxHeaderBytes); err != nil {
+		if err := c.fill(lim.MaxHeaderBytes); err != nil {
 			var ne net.Error
 			if errors.As(err, &ne) && ne.Timeout() && c.w > c.r {
 				return 408, "the client was too slow sending its request", err
@@ -554,7 +556,7 @@ func (c *Conn) releaseOut() {
 // moved only when it would move by more than an eighth of it, which spares
 // a timer update on most writes of a busy connection.
 func (c *Conn) armWrite() {
-	d := c.s.IdleTimeout
+	d := c.s.limits().IdleTimeout
 	if d <= 0 {
 		return
 	}

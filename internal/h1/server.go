@@ -58,6 +58,10 @@ type Server struct {
 	// arrived (see package fairpoll); nil waits in Go's poller.
 	Poller *fairpoll.Poller
 
+	// live holds the limits in force once SetLimits has been called (a
+	// reload); until then MaxHeaderBytes, HeaderTimeout and IdleTimeout.
+	live atomic.Pointer[Limits]
+
 	mu       sync.Mutex
 	ln       net.Listener
 	conns    map[*Conn]struct{}
@@ -185,4 +189,25 @@ func (s *Server) CloseAll() int {
 		c.nc.Close()
 	}
 	return len(conns)
+}
+
+// Limits are the settings a running server takes anew (SetLimits): the
+// fields of the same names.
+type Limits struct {
+	MaxHeaderBytes int
+	HeaderTimeout  time.Duration
+	IdleTimeout    time.Duration
+}
+
+// SetLimits puts l in force for every request read from now on, on
+// connections open already too.
+func (s *Server) SetLimits(l Limits) { s.live.Store(&l) }
+
+// limits returns the limits in force.
+func (s *Server) limits() *Limits {
+	if l := s.live.Load(); l != nil {
+		return l
+	}
+	s.live.CompareAndSwap(nil, &Limits{MaxHeaderBytes: s.MaxHeaderBytes, HeaderTimeout: s.HeaderTimeout, IdleTimeout: s.IdleTimeout})
+	return s.live.Load()
 }

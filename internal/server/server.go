@@ -139,8 +139,18 @@ func WithPprof() Option { return func(s *Server) { s.pprof = true } }
 
 // newEngine configures the engine of the proxy listener.
 func newEngine(cfg *config.Config, h *proxy.Handler) *h1.Server {
+	l := engineLimits(cfg)
 	return &h1.Server{
 		Handler:        h,
+		MaxHeaderBytes: l.MaxHeaderBytes,
+		HeaderTimeout:  l.HeaderTimeout,
+		IdleTimeout:    l.IdleTimeout,
+	}
+}
+
+// engineLimits are cfg's client-side limits, as an engine takes them.
+func engineLimits(cfg *config.Config) h1.Limits {
+	return h1.Limits{
 		MaxHeaderBytes: int(cfg.Limits.MaxHeaderBytes),
 		HeaderTimeout:  cfg.Timeouts.ClientHeader.D(),
 		IdleTimeout:    cfg.Timeouts.ClientIdle.D(),
@@ -244,22 +254,26 @@ func (s *Server) Reload(cfg *config.Config) {
 		s.log.Warn("admin.listen changed; it takes effect on restart", "running", s.cfg.Admin.Listen, "configured", cfg.Admin.Listen)
 		cfg.Admin.Listen = s.cfg.Admin.Listen
 	}
-	// The engine's own settings are fixed while it runs.
-	for _, c := range []struct {
-		field      string
-		changed    bool
-		was, isNow fmt.Stringer
-	}{
-		{"timeouts.client_header", s.cfg.Timeouts.ClientHeader != cfg.Timeouts.ClientHeader, s.cfg.Timeouts.ClientHeader, cfg.Timeouts.ClientHeader},
-		{"timeouts.client_idle", s.cfg.Timeouts.ClientIdle != cfg.Timeouts.ClientIdle, s.cfg.Timeouts.ClientIdle, cfg.Timeouts.ClientIdle},
-		{"limits.max_header_bytes", s.cfg.Limits.MaxHeaderBytes != cfg.Limits.MaxHeaderBytes, s.cfg.Limits.MaxHeaderBytes, cfg.Limits.MaxHeaderBytes},
-	} {
-		if c.changed {
-			s.log.Warn(c.field+" changed; it takes effect on restart", "running", c.was.String(), "configured", c.isNow.String())
+	// The listener-wide limits apply to the next request of every
+	// HTTP/1.1 connection, and of every HTTP/2 stream's rendering; Go's
+	// HTTP/2 server keeps its own timeouts until a restart.
+	s.engine.SetLimits(engineLimits(cfg))
+	if s.edge != nil {
+		s.edge.setLimits(cfg)
+		for _, c := range []struct {
+			field   string
+			changed bool
+			was, is fmt.Stringer
+		}{
+			{"timeouts.client_header", s.cfg.Timeouts.ClientHeader != cfg.Timeouts.ClientHeader, s.cfg.Timeouts.ClientHeader, cfg.Timeouts.ClientHeader},
+			{"timeouts.client_idle", s.cfg.Timeouts.ClientIdle != cfg.Timeouts.ClientIdle, s.cfg.Timeouts.ClientIdle, cfg.Timeouts.ClientIdle},
+		} {
+			if c.changed {
+				s.log.Info(c.field+" changed; HTTP/2 connections take it on restart, HTTP/1.1 ones at once",
+					"running", c.was.String(), "configured", c.is.String())
+			}
 		}
 	}
-	cfg.Timeouts.ClientHeader, cfg.Timeouts.ClientIdle = s.cfg.Timeouts.ClientHeader, s.cfg.Timeouts.ClientIdle
-	cfg.Limits.MaxHeaderBytes = s.cfg.Limits.MaxHeaderBytes
 	s.discovery.Sync(cfg)
 	s.install(cfg)
 	// A file is opened again on every reload, so that a log rotated by

@@ -111,7 +111,8 @@ type edge struct {
 	ln      net.Listener
 	conf    atomic.Pointer[tls.Config] // new handshakes use the one in place
 	ticket  [32]byte                   // the session ticket key, made at start
-	timeout time.Duration              // of a handshake
+	timeout atomic.Int64               // of a handshake (a time.Duration)
+	bridge  *h1.Server                 // the engine of the HTTP/2 streams
 	engine  *h1.Server
 	h2      *h2Server
 	conns   *metrics.Conns
@@ -140,8 +141,9 @@ func (s *Server) buildEdge(cfg *config.Config) {
 	// line for four pseudo-header fields, no 32 bytes a field), so a list
 	// under the limit passes, and one over it gets the proxy's 431.
 	bridge.MaxHeaderBytes = int(cfg.Limits.MaxHeaderBytes)
-	e := &edge{ln: s.tlsLn, timeout: cfg.Timeouts.ClientHeader.D(), engine: engine, conns: s.conns,
+	e := &edge{ln: s.tlsLn, engine: engine, bridge: bridge, conns: s.conns,
 		h2: newH2Server(cfg, bridge, s.tlsLn.Addr()), shaking: map[net.Conn]struct{}{}}
+	e.timeout.Store(int64(cfg.Timeouts.ClientHeader.D()))
 	rand.Read(e.ticket[:])
 	e.conf.Store(tlsConfig(cfg, e.ticket))
 	s.edge = e
@@ -248,7 +250,7 @@ func (e *edge) serve() error {
 // counts its result, and hands the connection on.
 func (e *edge) handshake(nc net.Conn) {
 	defer e.wg.Done()
-	nc.SetDeadline(time.Now().Add(e.timeout))
+	nc.SetDeadline(time.Now().Add(time.Duration(e.timeout.Load())))
 	tc := tls.Server(nc, e.conf.Load())
 	err := tc.Handshake()
 	e.mu.Lock()
@@ -315,4 +317,14 @@ func (l countingListener) Accept() (net.Conn, error) {
 		l.conns.Plain()
 	}
 	return c, err
+}
+
+// setLimits puts cfg's client-side limits in force on the HTTPS listener:
+// the handshake's time, the HTTP/1.1 engine's limits, and the bridge
+// engine's hold on a stream's rendered head.
+func (e *edge) setLimits(cfg *config.Config) {
+	e.timeout.Store(int64(cfg.Timeouts.ClientHeader.D()))
+	l := engineLimits(cfg)
+	e.engine.SetLimits(l)
+	e.bridge.SetLimits(l)
 }
