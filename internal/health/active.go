@@ -93,11 +93,17 @@ func (a *Active) clientFor(b *backend.Backend) *http.Client {
 
 // Sync makes the running probers those of targets: probers of targets that
 // remain keep running (and their counts), new ones start, and those of
-// removed targets stop. Targets with an empty path are not probed.
+// removed targets stop. Targets with an empty path are not probed; one of
+// them that active checks had marked unhealthy is healthy again, since no
+// check will ever pass to bring it back.
 func (a *Active) Sync(targets []Target) {
 	want := map[proberKey]Target{}
 	for _, t := range targets {
 		if t.Config.Path == "" {
+			const reason = "active checks turned off"
+			if t.Backend.State() == backend.Unhealthy && t.Backend.SetState(backend.Healthy, time.Now(), reason) {
+				a.events.Transition(t.Route, t.Backend, backend.Unhealthy, backend.Healthy, reason)
+			}
 			continue
 		}
 		want[proberKey{t.Route, t.Backend, fmt.Sprintf("%+v", t.Config)}] = t

@@ -120,3 +120,35 @@ func TestActiveSyncStopsRemovedProbers(t *testing.T) {
 	a.Sync(nil)
 	a.Stop()
 }
+
+// TestActiveTurnedOff: a backend that active checks marked unhealthy is
+// healthy again once its route's checks are turned off (path ""): nothing
+// would ever probe it back. An ejected one stays ejected.
+func TestActiveTurnedOff(t *testing.T) {
+	defer goleak.VerifyNone(t)
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) { w.WriteHeader(500) }))
+	defer srv.Close()
+	b := backend.New(srv.URL, "", srv.URL, "", 1, 0)
+	rec := &recorder{}
+	a := NewActive(rec)
+	defer a.Stop()
+	a.Sync([]Target{{Route: "api", Backend: b, Config: activeConfig(10 * time.Millisecond)}})
+	eventually(t, 2*time.Second, "backend unhealthy", func() bool { return b.State() == backend.Unhealthy })
+	off := activeConfig(10 * time.Millisecond)
+	off.Path = ""
+	ejected := backend.New("http://127.0.0.1:1", "", "http://127.0.0.1:1", "", 1, 1)
+	ejected.SetState(backend.Ejected, time.Now(), "test")
+	a.Sync([]Target{{Route: "api", Backend: b, Config: off}, {Route: "api", Backend: ejected, Config: off}})
+	if st := b.Status(); st.State != backend.Healthy || st.Reason != "active checks turned off" {
+		t.Errorf("after the checks were turned off: %v %q, want healthy", st.State, st.Reason)
+	}
+	if ejected.State() != backend.Ejected {
+		t.Errorf("an ejected backend became %v", ejected.State())
+	}
+	rec.mu.Lock()
+	last := rec.reasons[len(rec.reasons)-1]
+	rec.mu.Unlock()
+	if !strings.HasSuffix(last, "unhealthy->healthy: active checks turned off") {
+		t.Errorf("last transition %q, want the return to healthy", last)
+	}
+}
