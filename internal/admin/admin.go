@@ -47,51 +47,61 @@ func New(opts Options) *API {
 	a := &API{mux: http.NewServeMux(), opts: opts}
 	a.mux.HandleFunc("GET /healthz", a.healthz)
 	a.mux.HandleFunc("GET /readyz", a.readyz)
-	a.mux.Handle("GET /backends", a.auth(http.HandlerFunc(a.backends)))
-	a.mux.Handle("GET /config", a.auth(http.HandlerFunc(a.config)))
-	a.mux.Handle("POST /reload", a.auth(http.HandlerFunc(a.reload)))
+	a.mux.HandleFunc("GET /backends", a.backends)
+	a.mux.HandleFunc("GET /config", a.config)
+	a.mux.HandleFunc("POST /reload", a.reload)
 	if opts.Metrics != nil {
-		a.mux.Handle("GET /metrics", a.auth(opts.Metrics))
+		a.mux.Handle("GET /metrics", opts.Metrics)
 	}
 	if opts.Stats != nil {
 		a.mux.HandleFunc("GET /{$}", a.dashboard) // the page holds no data: no token
-		a.mux.Handle("GET /stats", a.auth(http.HandlerFunc(a.stats)))
+		a.mux.HandleFunc("GET /stats", a.stats)
 	}
 	if opts.Pprof {
-		a.mux.Handle("GET /debug/pprof/", a.auth(http.HandlerFunc(pprof.Index)))
-		a.mux.Handle("GET /debug/pprof/profile", a.auth(http.HandlerFunc(pprof.Profile)))
-		a.mux.Handle("GET /debug/pprof/trace", a.auth(http.HandlerFunc(pprof.Trace)))
-		a.mux.Handle("GET /debug/pprof/symbol", a.auth(http.HandlerFunc(pprof.Symbol)))
+		a.mux.HandleFunc("GET /debug/pprof/", pprof.Index)
+		a.mux.HandleFunc("GET /debug/pprof/profile", pprof.Profile)
+		a.mux.HandleFunc("GET /debug/pprof/trace", pprof.Trace)
+		a.mux.HandleFunc("GET /debug/pprof/symbol", pprof.Symbol)
 	}
 	return a
 }
 
-// Handle adds a handler for pattern behind the token check.
-func (a *API) Handle(pattern string, h http.Handler) { a.mux.Handle(pattern, a.auth(h)) }
+// Handle adds a handler for pattern, behind the token like every path.
+func (a *API) Handle(pattern string, h http.Handler) { a.mux.Handle(pattern, h) }
 
-func (a *API) ServeHTTP(w http.ResponseWriter, r *http.Request) { a.mux.ServeHTTP(w, r) }
+// ServeHTTP serves the admin paths. With a token set, every path but
+// /healthz, /readyz and the dashboard's page (which holds no data) needs
+// it, one that does not exist too: 401 before anything else is said.
+func (a *API) ServeHTTP(w http.ResponseWriter, r *http.Request) {
+	if !a.open(r.URL.Path) && !a.authorized(r) {
+		w.Header().Set("WWW-Authenticate", `Bearer realm="sluice admin"`)
+		writeJSON(w, http.StatusUnauthorized, map[string]string{
+			"error": "unauthorized", "message": "this admin path needs Authorization: Bearer <admin.token>",
+		})
+		return
+	}
+	a.mux.ServeHTTP(w, r)
+}
 
-// auth requires "Authorization: Bearer <token>" when a token is set. The
-// comparison takes the same time whatever the guess, so the token cannot be
-// learnt byte by byte from response times.
-func (a *API) auth(next http.Handler) http.Handler {
-	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		token := ""
-		if a.opts.Token != nil {
-			token = a.opts.Token()
-		}
-		if token != "" {
-			got, ok := strings.CutPrefix(r.Header.Get("Authorization"), "Bearer ")
-			if !ok || subtle.ConstantTimeCompare([]byte(got), []byte(token)) != 1 {
-				w.Header().Set("WWW-Authenticate", `Bearer realm="sluice admin"`)
-				writeJSON(w, http.StatusUnauthorized, map[string]string{
-					"error": "unauthorized", "message": "this admin path needs Authorization: Bearer <admin.token>",
-				})
-				return
-			}
-		}
-		next.ServeHTTP(w, r)
-	})
+// open reports the paths that need no token.
+func (a *API) open(path string) bool {
+	return path == "/healthz" || path == "/readyz" || path == "/" && a.opts.Stats != nil
+}
+
+// authorized reports whether r may use the admin API: no token is set, or
+// it carries "Authorization: Bearer <token>" (the scheme in any case, as
+// RFC 9110 has it). The comparison takes the same time whatever the guess,
+// so the token cannot be learnt byte by byte from response times.
+func (a *API) authorized(r *http.Request) bool {
+	token := ""
+	if a.opts.Token != nil {
+		token = a.opts.Token()
+	}
+	if token == "" {
+		return true
+	}
+	scheme, got, ok := strings.Cut(r.Header.Get("Authorization"), " ")
+	return ok && strings.EqualFold(scheme, "Bearer") && subtle.ConstantTimeCompare([]byte(got), []byte(token)) == 1
 }
 
 func (a *API) healthz(w http.ResponseWriter, _ *http.Request) {

@@ -1,8 +1,10 @@
 package config
 
 import (
+	"encoding/json"
 	"reflect"
 	"slices"
+	"strings"
 	"testing"
 )
 
@@ -224,5 +226,25 @@ routes:
 				t.Errorf("problems:\n got %q\nwant %q", got, tt.want)
 			}
 		})
+	}
+}
+
+// TestHashKeyDefault: a hash route without hash_key hashes client_ip, and
+// says so where the running configuration is shown; other balancers have
+// none.
+func TestHashKeyDefault(t *testing.T) {
+	c, err := Parse([]byte("routes:\n  - path_prefix: /a\n    balancer: hash\n    backends: [http://127.0.0.1:1]\n  - path_prefix: /b\n    backends: [http://127.0.0.1:1]\n"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got := c.Routes[0].HashKey; got != "client_ip" {
+		t.Errorf("hash route's hash_key = %q, want client_ip", got)
+	}
+	js, err := json.Marshal(c.Routes)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if n := strings.Count(string(js), `"hash_key":"client_ip"`); n != 1 {
+		t.Errorf("/config's routes show hash_key %d times, want once (the hash route): %s", n, js)
 	}
 }

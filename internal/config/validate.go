@@ -14,7 +14,8 @@ import (
 )
 
 // provision fills in what derives from the decoded values: each route's
-// host in normal form, the default route names, and TrustedPrefixes. A value
+// host in normal form, the default route names and hash_key, and
+// TrustedPrefixes. A value
 // it cannot derive from is left as written, for validate to report.
 func provision(c *Config) {
 	c.TrustedPrefixes = make([]netip.Prefix, 0, len(c.TrustedProxies))
@@ -30,6 +31,9 @@ func provision(c *Config) {
 		}
 		if r.Name == "" {
 			r.Name = r.Host + r.PathPrefix
+		}
+		if r.Balancer == "hash" && r.HashKey == "" {
+			r.HashKey = HashClientIP // shown in /config with the other defaults
 		}
 	}
 }

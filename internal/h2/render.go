@@ -92,7 +92,7 @@ func appendHead(dst []byte, r *request) (head []byte, body uint8, length int64, 
 		}
 		dst = append(dst, authority...)
 	} else {
-		if !cleanTarget(r.target, r.method) {
+		if !cleanTarget(r.target) {
 			return dst, 0, 0, false
 		}
 		dst = append(dst, r.target...)
@@ -149,10 +149,11 @@ func appendHead(dst []byte, r *request) (head []byte, body uint8, length int64, 
 }
 
 // cleanTarget reports whether an HTTP/2 :path may be a request target:
-// origin-form ("*" for OPTIONS), visible ASCII only.
-func cleanTarget(t, method string) bool {
+// origin-form, visible ASCII only, or "*", which the proxy answers itself
+// (200 to OPTIONS, 400 to any other method, as on HTTP/1.1).
+func cleanTarget(t string) bool {
 	if t == "*" {
-		return method == "OPTIONS"
+		return true
 	}
 	if len(t) == 0 || t[0] != '/' {
 		return false
