@@ -26,6 +26,10 @@ type member struct {
 	// ServerName is the name a discovered backend was found under
 	// (backend.Backend.ServerName); "" for a configured one.
 	ServerName string
+	// FirstAnswer marks an endpoint of the first answer for a name the
+	// process started with (the runtime before had no answer for it): it
+	// is present from the start, like the backends listed by hand.
+	FirstAnswer bool
 }
 
 // members returns the backends of rc in config order, each discovered
@@ -36,7 +40,7 @@ type member struct {
 // one. An endpoint whose URL another backend of the route has already is
 // left out: a name may resolve to an address listed by hand, or two names
 // to one address, and each backend of a route has its own URL.
-func members(rc config.Route, found discovery.Sets) []member {
+func members(rc config.Route, found, seenBefore discovery.Sets, atStart map[discovery.Key]bool) []member {
 	out := make([]member, 0, len(rc.Backends))
 	seen := make(map[string]bool, len(rc.Backends))
 	for _, bc := range rc.Backends {
@@ -54,7 +58,10 @@ func members(rc config.Route, found discovery.Sets) []member {
 			continue // validated by config
 		}
 		name := discovery.ServerName(bc.Discovery, u.Hostname())
-		for _, e := range found[discovery.Key{Route: rc.Name, URL: bc.URL}] {
+		key := discovery.Key{Route: rc.Name, URL: bc.URL}
+		_, answeredBefore := seenBefore[key]
+		first := !answeredBefore && atStart[key]
+		for _, e := range found[key] {
 			au := *u
 			port := u.Port()
 			if e.Port != 0 {
@@ -77,7 +84,7 @@ func members(rc config.Route, found discovery.Sets) []member {
 			if e.Weight > 0 {
 				w = e.Weight
 			}
-			out = append(out, member{URL: s, Weight: w, ServerName: name})
+			out = append(out, member{URL: s, Weight: w, ServerName: name, FirstAnswer: first})
 		}
 	}
 	return out

@@ -61,10 +61,10 @@ func TestMembers(t *testing.T) {
 		{URL: "http://[fd00::3]", Weight: 1, ServerName: "plain.test"},
 		{URL: "http://10.0.0.9", Weight: 1, ServerName: "plain.test"},
 	}
-	if got := members(cfg.Routes[0], found); !slices.Equal(got, want) {
+	if got := members(cfg.Routes[0], found, nil, nil); !slices.Equal(got, want) {
 		t.Errorf("members:\n got %v\nwant %v", got, want)
 	}
-	if got := members(cfg.Routes[0], nil); !slices.Equal(got, want[:1]) {
+	if got := members(cfg.Routes[0], nil, nil, nil); !slices.Equal(got, want[:1]) {
 		t.Errorf("members with nothing found = %v, want the configured backend only", got)
 	}
 }
@@ -107,6 +107,13 @@ func TestBuildWithDiscovered(t *testing.T) {
 	if b2.Addr != "127.0.0.2:8080" || b2.Origin != "http://127.0.0.2:8080" || b2.ServerName != "api.test" {
 		t.Errorf("backend %+v", b2)
 	}
+	// The first answer for a name the process started with: present from
+	// the start, at full weight (no slow start).
+	for _, b := range rt1.Routes[0].Backends {
+		if b.UpSince() != 0 {
+			t.Errorf("%s of the first answer is in slow start", b.URL)
+		}
+	}
 	b3.SetState(backend.Unhealthy, time.Now(), "test")
 
 	// The set changes: .3 stays with its state, .2 goes, .5 joins (slow
@@ -147,5 +154,26 @@ func TestBuildWithDiscovered(t *testing.T) {
 	status, body := cl.do(t, "GET /x HTTP/1.1\r\nHost: a\r\n\r\n")
 	if status != 503 || !bytes.Contains(body, []byte(`"no_healthy_backend"`)) {
 		t.Errorf("request to a route without backends: %d %s", status, body)
+	}
+}
+
+// TestDiscoveredAddedByReload: a discovered backend a reload adds joins
+// the route, so the endpoints of its first answer slow-start.
+func TestDiscoveredAddedByReload(t *testing.T) {
+	before := parseRoutes(t, "routes:\n  - name: api\n    path_prefix: /\n    slow_start: 10s\n    backends: [http://127.0.0.1:1]\n")
+	after := parseRoutes(t, "routes:\n  - name: api\n    path_prefix: /\n    slow_start: 10s\n    backends:\n      - http://127.0.0.1:1\n      - {url: \"http://api.test:8080\", discovery: dns}\n")
+	tr := upstream.NewTransport(0)
+	t.Cleanup(tr.Close)
+	rt0 := Build(before, tr, nil, nopEvents{}, nil)
+	rt1 := Build(after, tr, rt0, nopEvents{}, nil) // the reload
+	rt2 := BuildWith(after, tr, rt1, nopEvents{}, nil, discovery.Sets{
+		{Route: "api", URL: "http://api.test:8080"}: {endpoint("127.0.0.2", 0, 0)},
+	})
+	bs := rt2.Routes[0].Backends
+	if len(bs) != 2 || bs[1].URL != "http://127.0.0.2:8080" {
+		t.Fatalf("backends %v", bs)
+	}
+	if bs[0].UpSince() != 0 || bs[1].UpSince() == 0 {
+		t.Errorf("up since: listed %d, discovered %d; want the listed one at full weight and the discovered one in slow start", bs[0].UpSince(), bs[1].UpSince())
 	}
 }

@@ -35,6 +35,11 @@ type Runtime struct {
 	Trusted []netip.Prefix
 	// NoRoute counts the requests that match no route (route="").
 	NoRoute *metrics.Route
+	// found are the endpoints service discovery had found for it.
+	found discovery.Sets
+	// atStart are the discovered backends of the first configuration, the
+	// one the process started with.
+	atStart map[discovery.Key]bool
 }
 
 // Route is one route of a Runtime with everything a request needs,
@@ -91,7 +96,20 @@ func BuildWith(cfg *config.Config, t *upstream.Transport, prev *Runtime, events 
 			}
 		}
 	}
-	rt := &Runtime{Config: cfg, Trusted: cfg.TrustedPrefixes, NoRoute: m.Route("", nil)}
+	rt := &Runtime{Config: cfg, Trusted: cfg.TrustedPrefixes, NoRoute: m.Route("", nil), found: found}
+	var seenBefore discovery.Sets
+	if prev != nil {
+		seenBefore, rt.atStart = prev.found, prev.atStart
+	} else {
+		rt.atStart = map[discovery.Key]bool{}
+		for _, rc := range cfg.Routes {
+			for _, bc := range rc.Backends {
+				if bc.Discovery != config.DiscoveryNone {
+					rt.atStart[discovery.Key{Route: rc.Name, URL: bc.URL}] = true
+				}
+			}
+		}
+	}
 	var table []*route.Route
 	for i, rc := range cfg.Routes {
 		r := &Route{
@@ -107,7 +125,7 @@ func BuildWith(cfg *config.Config, t *upstream.Transport, prev *Runtime, events 
 			MaxResponseBody: int64(rc.Limits.MaxResponseBody),
 			Retry:           retry.NewPolicy(rc.Retry),
 		}
-		for j, bc := range members(rc, found) {
+		for j, bc := range members(rc, found, seenBefore, rt.atStart) {
 			u, _ := url.Parse(bc.URL) // validated by config, or made by members
 			addr := hostPort(u)
 			b := old[rc.Name+"\x00"+bc.URL]
@@ -117,8 +135,11 @@ func BuildWith(cfg *config.Config, t *upstream.Transport, prev *Runtime, events 
 				switch {
 				case b != nil:
 					nb.CopyState(b)
-				case prev != nil:
-					nb.Joined(time.Now()) // joined the route: slow start
+				case prev != nil && !bc.FirstAnswer:
+					// Joined the route: slow start. The first answer for a
+					// name comes just after the start, and its endpoints
+					// count as present from the start: full weight.
+					nb.Joined(time.Now())
 				}
 				b = nb
 			}
