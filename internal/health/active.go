@@ -93,23 +93,27 @@ func (a *Active) clientFor(b *backend.Backend) *http.Client {
 
 // Sync makes the running probers those of targets: probers of targets that
 // remain keep running (and their counts), new ones start, and those of
-// removed targets stop. Targets with an empty path are not probed; one of
-// them that active checks had marked unhealthy is healthy again, since no
-// check will ever pass to bring it back.
+// removed targets stop. Targets with an empty path are not probed; one
+// whose checks this turns off, and which they had marked unhealthy, is
+// healthy again, since no check will ever pass to bring it back.
 func (a *Active) Sync(targets []Target) {
 	want := map[proberKey]Target{}
+	var off []Target
 	for _, t := range targets {
 		if t.Config.Path == "" {
-			const reason = "active checks turned off"
-			if t.Backend.State() == backend.Unhealthy && t.Backend.SetState(backend.Healthy, time.Now(), reason) {
-				a.events.Transition(t.Route, t.Backend, backend.Unhealthy, backend.Healthy, reason)
-			}
+			off = append(off, t)
 			continue
 		}
 		want[proberKey{t.Route, t.Backend, fmt.Sprintf("%+v", t.Config)}] = t
 	}
 	a.mu.Lock()
 	defer a.mu.Unlock()
+	for _, t := range off {
+		const reason = "active checks turned off"
+		if a.probed(t) && t.Backend.State() == backend.Unhealthy && t.Backend.SetState(backend.Healthy, time.Now(), reason) {
+			a.events.Transition(t.Route, t.Backend, backend.Unhealthy, backend.Healthy, reason)
+		}
+	}
 	for k, p := range a.probers {
 		if _, ok := want[k]; !ok {
 			p.cancel()
@@ -136,6 +140,17 @@ func (a *Active) Sync(targets []Target) {
 		a.wg.Add(1)
 		go a.run(ctx, p)
 	}
+}
+
+// probed reports whether a prober runs for t's route and backend. a.mu is
+// held.
+func (a *Active) probed(t Target) bool {
+	for k := range a.probers {
+		if k.route == t.Route && k.b == t.Backend {
+			return true
+		}
+	}
+	return false
 }
 
 // Stop stops every prober and waits for them to return.
