@@ -388,27 +388,9 @@ func (r *report) markdown() string {
 			fmt.Fprintf(&b, "| %s | %s | %.2f× | %.2f× | %.2f× | %.2f× | %.2f× |\n", res.Scenario, res.Proxy, v["rps"], v["p50"], v["p99"], v["cpu_per_request"], v["peak_rss"])
 		}
 	}
-	var vsHAProxy []string
-	for _, sc := range r.Scenarios {
-		if v := r.pairedRatios(sc.Name, "sluice", "haproxy"); v != nil {
-			vsHAProxy = append(vsHAProxy, fmt.Sprintf("| %s | %.2f× | %.2f× | %.2f× |\n", sc.Name, v["rps"], v["p99"], v["cpu_per_request"]))
-		}
-	}
-	if len(vsHAProxy) > 0 {
-		b.WriteString("\nsluice against HAProxy, paired the same way:\n\n| scenario | req/s | p99 | CPU/request |\n|---|--:|--:|--:|\n")
-		b.WriteString(strings.Join(vsHAProxy, ""))
-	}
-	var vsGoStd []string
-	for _, sc := range r.Scenarios {
-		if v := r.pairedRatios(sc.Name, "sluice", "go-std"); v != nil {
-			vsGoStd = append(vsGoStd, fmt.Sprintf("| %s | %.2f× | %.2f× |\n", sc.Name, v["rps"], v["cpu_per_request"]))
-		}
-	}
-	if len(vsGoStd) > 0 {
-		b.WriteString("\nsluice against go-std, paired the same way. go-std is Go's own HTTP server (net/http, crypto/tls, and its HTTP/2 server) answering from memory, forwarding nothing: " +
-			"what serving through the standard library costs before any proxying.\n\n| scenario | req/s | CPU/request |\n|---|--:|--:|\n")
-		b.WriteString(strings.Join(vsGoStd, ""))
-	}
+	r.pairedTable(&b, "haproxy", "sluice against HAProxy, paired the same way:", "rps", "p99", "cpu_per_request")
+	r.pairedTable(&b, "go-std", "sluice against go-std, paired the same way. go-std is Go's own HTTP server (net/http, crypto/tls, and its HTTP/2 server) answering from memory, forwarding nothing: "+
+		"what serving through the standard library costs before any proxying.", "rps", "cpu_per_request")
 	b.WriteString(r.balancerMarkdown())
 	for _, sc := range r.Scenarios {
 		off, ok1 := findResult(r, sc.Name, "sluice")
@@ -585,4 +567,34 @@ func orDefault(s, def string) string {
 		return def
 	}
 	return s
+}
+
+// pairedColumns are the headings of the figures pairedTable may show.
+var pairedColumns = map[string]string{"rps": "req/s", "p99": "p99", "cpu_per_request": "CPU/request"}
+
+// pairedTable writes, after intro, a table of sluice's paired ratios to
+// ref in each scenario where both ran, one column per key; nothing when
+// there is no such scenario.
+func (r *report) pairedTable(b *strings.Builder, ref, intro string, keys ...string) {
+	var rows []string
+	for _, sc := range r.Scenarios {
+		v := r.pairedRatios(sc.Name, "sluice", ref)
+		if v == nil {
+			continue
+		}
+		row := "| " + sc.Name + " |"
+		for _, k := range keys {
+			row += fmt.Sprintf(" %.2f× |", v[k])
+		}
+		rows = append(rows, row+"\n")
+	}
+	if len(rows) == 0 {
+		return
+	}
+	b.WriteString("\n" + intro + "\n\n| scenario |")
+	for _, k := range keys {
+		b.WriteString(" " + pairedColumns[k] + " |")
+	}
+	b.WriteString("\n|---|" + strings.Repeat("--:|", len(keys)) + "\n")
+	b.WriteString(strings.Join(rows, ""))
 }

@@ -158,13 +158,7 @@ func TestPairedRatios(t *testing.T) {
 // ratios to it are given too.
 func TestPairedAgainstHAProxy(t *testing.T) {
 	r := fakeReport()
-	r.Proxies = append(r.Proxies, "haproxy")
-	for rep := 1; rep <= 3; rep++ {
-		s := sample{Scenario: "retry_get", Proxy: "haproxy", Rep: rep}
-		s.RPS = 4000 * float64(rep) // sluice's is 2000×rep: half
-		s.P99ms, s.CPUPerRequestUS, s.PeakRSSKiB, s.Requests = float64(rep), 5*float64(rep), 1024, 100
-		r.Samples = append(r.Samples, s)
-	}
+	addRetryRuns(r, "haproxy", 4000, 5) // sluice's req/s is 2000×rep: half
 	r.summarize()
 	md := r.markdown()
 	if !strings.Contains(md, "| retry_get | 0.50× | 1.00× | 1.00× |") || strings.Contains(md, "| healthy_get | 0.") {
@@ -172,17 +166,23 @@ func TestPairedAgainstHAProxy(t *testing.T) {
 	}
 }
 
+// addRetryRuns adds three repetitions of retry_get by proxy to r, with
+// req/s rps×rep and CPU per request cpu×rep µs.
+func addRetryRuns(r *report, proxy string, rps, cpu float64) {
+	r.Proxies = append(r.Proxies, proxy)
+	for rep := 1; rep <= 3; rep++ {
+		s := sample{Scenario: "retry_get", Proxy: proxy, Rep: rep}
+		s.RPS = rps * float64(rep)
+		s.P99ms, s.CPUPerRequestUS, s.PeakRSSKiB, s.Requests = float64(rep), cpu*float64(rep), 1024, 100
+		r.Samples = append(r.Samples, s)
+	}
+}
+
 // TestPairedAgainstGoStd: where go-std ran, sluice's paired ratios to it
 // get a table of their own, and nowhere else.
 func TestPairedAgainstGoStd(t *testing.T) {
 	r := fakeReport()
-	r.Proxies = append(r.Proxies, "go-std")
-	for rep := 1; rep <= 3; rep++ {
-		s := sample{Scenario: "retry_get", Proxy: "go-std", Rep: rep}
-		s.RPS = 1000 * float64(rep) // sluice's is 2000×rep: twice
-		s.P99ms, s.CPUPerRequestUS, s.PeakRSSKiB, s.Requests = float64(rep), 4*float64(rep), 1024, 100
-		r.Samples = append(r.Samples, s)
-	}
+	addRetryRuns(r, "go-std", 1000, 4) // sluice's req/s is 2000×rep: twice
 	r.summarize()
 	md := r.markdown()
 	if !strings.Contains(md, "sluice against go-std") || !strings.Contains(md, "| retry_get | 2.00× | 1.25× |") || strings.Contains(md, "| healthy_get | 2.") {
