@@ -96,8 +96,12 @@ var framePool = sync.Pool{New: func() any { b := make([]byte, 0, 9+MaxFrameSize+
 //     value) gets the refused field appended, and the server resets that
 //     stream with PROTOCOL_ERROR, as RFC 9113 8.1.1 asks. A request whose
 //     body follows is checked by the server and by the Bridge instead.
+//   - It refuses request trailers that hold a field HTTP/2 forbids (the
+//     server would end the stream with them, the request complete).
 //   - It counts the streams the client resets; a client over the budget
-//     (rapid reset) gets GOAWAY, and its connection closes.
+//     (rapid reset) gets GOAWAY, and its connection closes. So does one
+//     whose header block runs on in CONTINUATION frames past their count
+//     or time, however small the frames.
 //   - It keeps only the last value of a setting a SETTINGS frame repeats.
 //     RFC 9113 6.5.3 has the values processed in order, so the last one is
 //     what counts; the server hangs up on repeats instead.
