@@ -32,10 +32,10 @@ func (v *validator) accessLog(dest string) {
 	fi, err := os.Stat(dir)
 	switch {
 	case err != nil:
-		v.add("access_log", val, reason("its directory %s does not exist", dir))
+		v.add("access_log", val, reason("its directory %s does not exist", quote(dir)))
 	case !fi.IsDir():
-		v.add("access_log", val, reason("%s is not a directory", dir))
+		v.add("access_log", val, reason("%s is not a directory", quote(dir)))
 	case syscall.Access(dir, wOK) != nil:
-		v.add("access_log", val, reason("its directory %s cannot be written to", dir))
+		v.add("access_log", val, reason("its directory %s cannot be written to", quote(dir)))
 	}
 }

@@ -258,13 +258,13 @@ var messages = []struct {
 		want: `access_log: "": must not be empty; write "off" to turn the access log off`},
 	{name: "access_log in a directory that does not exist", reason: "its directory %s does not exist",
 		doc:  "access_log: /nonexistent-sluice/x.log\n" + minimal,
-		want: `access_log: "/nonexistent-sluice/x.log": its directory /nonexistent-sluice does not exist`},
+		want: `access_log: "/nonexistent-sluice/x.log": its directory "/nonexistent-sluice" does not exist`},
 	{name: "access_log a directory", reason: "is a directory, not a file to write the access log to",
 		doc:  "access_log: /\n" + minimal,
 		want: `access_log: "/": is a directory, not a file to write the access log to`},
 	{name: "access_log under a file", reason: "%s is not a directory",
 		doc:  "access_log: /dev/null/x.log\n" + minimal,
-		want: `access_log: "/dev/null/x.log": /dev/null is not a directory`},
+		want: `access_log: "/dev/null/x.log": "/dev/null" is not a directory`},
 
 	// Routes.
 	{name: "no routes key", reason: "at least one route is required",
