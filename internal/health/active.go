@@ -108,10 +108,17 @@ func (a *Active) Sync(targets []Target) {
 	}
 	a.mu.Lock()
 	defer a.mu.Unlock()
-	for _, t := range off {
-		const reason = "active checks turned off"
-		if a.probed(t) && t.Backend.State() == backend.Unhealthy && t.Backend.SetState(backend.Healthy, time.Now(), reason) {
-			a.events.Transition(t.Route, t.Backend, backend.Unhealthy, backend.Healthy, reason)
+	if len(off) > 0 {
+		probed := map[routeBackend]bool{}
+		for k := range a.probers {
+			probed[routeBackend{k.route, k.b}] = true
+		}
+		for _, t := range off {
+			const reason = "active checks turned off"
+			if probed[routeBackend{t.Route, t.Backend}] && t.Backend.State() == backend.Unhealthy &&
+				t.Backend.SetState(backend.Healthy, time.Now(), reason) {
+				a.events.Transition(t.Route, t.Backend, backend.Unhealthy, backend.Healthy, reason)
+			}
 		}
 	}
 	for k, p := range a.probers {
@@ -142,15 +149,10 @@ func (a *Active) Sync(targets []Target) {
 	}
 }
 
-// probed reports whether a prober runs for t's route and backend. a.mu is
-// held.
-func (a *Active) probed(t Target) bool {
-	for k := range a.probers {
-		if k.route == t.Route && k.b == t.Backend {
-			return true
-		}
-	}
-	return false
+// routeBackend is a backend in one route, whatever its checks' settings.
+type routeBackend struct {
+	route string
+	b     *backend.Backend
 }
 
 // Stop stops every prober and waits for them to return.

@@ -137,10 +137,10 @@ func (s *Server) buildEdge(cfg *config.Config) {
 	bridge := newEngine(cfg, s.handler)
 	bridge.OnPanic, bridge.TLS, bridge.HTTP2 = s.panicked, true, true
 	// A stream's rendered head is held to max_header_bytes as any request
-	// head is: it is shorter than the header list it renders (a request
-	// line for four pseudo-header fields, no 32 bytes a field), so a list
-	// under the limit passes, and one over it gets the proxy's 431.
-	bridge.MaxHeaderBytes = int(cfg.Limits.MaxHeaderBytes)
+	// head is (newEngine): it is shorter than the header list it renders
+	// (a request line for four pseudo-header fields, no 32 bytes a field),
+	// so a list under the limit passes, and one over it gets the proxy's
+	// 431.
 	e := &edge{ln: s.tlsLn, engine: engine, bridge: bridge, conns: s.conns,
 		h2: newH2Server(cfg, bridge, s.tlsLn.Addr()), shaking: map[net.Conn]struct{}{}}
 	e.timeout.Store(int64(cfg.Timeouts.ClientHeader.D()))
