@@ -98,19 +98,20 @@ func selectScenarios(list string) ([]scenario, error) {
 
 // env is what every measured run shares.
 type env struct {
-	o        options
-	rep      *report
-	wrk      string   // wrk's path
-	pinProxy []string // taskset prefix for the proxy, or nil
-	pinLoad  []string // taskset prefix for wrk and the backends, or nil
-	proxyCPU int      // the CPU the proxy is pinned to, or -1
-	loadCPU  int      // the CPU wrk and the backends are pinned to, or -1
-	be       *backends
-	script   string // upload.lua's path
-	tmp      string // scratch directory, removed at the end
-	out      string // results folder
-	logDir   string // results/logs
-	rawDir   string // results/raw
+	o          options
+	rep        *report
+	wrk        string   // wrk's path
+	pinProxy   []string // taskset prefix for the proxy, or nil
+	pinLoad    []string // taskset prefix for wrk and the backends, or nil
+	pinLoadGen []string // pinLoad and the nice prefix for wrk and h2load (clientPin)
+	proxyCPU   int      // the CPU the proxy is pinned to, or -1
+	loadCPU    int      // the CPU wrk and the backends are pinned to, or -1
+	be         *backends
+	script     string // upload.lua's path
+	tmp        string // scratch directory, removed at the end
+	out        string // results folder
+	logDir     string // results/logs
+	rawDir     string // results/raw
 }
 
 // run runs the benchmark described by o and writes the results folder. It
@@ -134,6 +135,9 @@ func run(ctx context.Context, o options) (*report, error) {
 	}
 	if o.reps < 1 || o.connections < 1 || o.threads < 1 || o.duration <= 0 || o.warmup < 0 {
 		return nil, errors.New("-reps, -connections and -threads must be at least 1, -duration positive and -warmup not negative")
+	}
+	if o.clientNice < 0 || o.clientNice > 19 {
+		return nil, fmt.Errorf("-client-nice %d: want 0 to 19", o.clientNice)
 	}
 	if o.h2Rate < 0 || o.h2Rate > 0 && o.h2Rate < h2Clients {
 		return nil, fmt.Errorf("-h2-rate %d: want 0, or at least %d (one request a second for each h2load connection)", o.h2Rate, h2Clients)
@@ -232,6 +236,9 @@ func setup(ctx context.Context, o options, scs []scenario) (*env, []proxy, error
 		e.warnf("%s; the proxy competes with wrk and the backends for CPU", note)
 	}
 	e.rep.Pinned = note == ""
+	if e.pinLoadGen, e.rep.ClientNice, note = clientPin(e.pinLoad, o.clientNice); note != "" {
+		e.warnf("%s", note)
+	}
 
 	ps, skipped, err := newProxies(splitList(o.proxies), root, e.tmp, o.sluiceBin, o.baselineBin)
 	for _, s := range skipped {
@@ -383,7 +390,7 @@ func (e *env) measure(ctx context.Context, p proxy, sc scenario, rep int) (sampl
 
 	if e.o.warmup > 0 {
 		w.duration = e.o.warmup
-		if _, _, err := w.run(ctx, e.wrk, e.pinLoad); err != nil {
+		if _, _, err := w.run(ctx, e.wrk, e.pinLoadGen); err != nil {
 			return sample{}, fmt.Errorf("warm-up: %w", errors.Join(err, pp.exitError()))
 		}
 	}
@@ -402,7 +409,7 @@ func (e *env) measure(ctx context.Context, p proxy, sc scenario, rep int) (sampl
 	beCPU0, beErr0 := totalCPUSeconds(e.be.pids())
 	jiffies0, _ := readCPUJiffies()
 	t0 := time.Now()
-	out, wrkCPU, runErr := w.run(ctx, e.wrk, e.pinLoad)
+	out, wrkCPU, runErr := w.run(ctx, e.wrk, e.pinLoadGen)
 	wall := time.Since(t0).Seconds()
 	cpu1, cpuErr := totalCPUSeconds(pids)
 	jiffies1, _ := readCPUJiffies()

@@ -10,6 +10,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"slices"
 	"strconv"
 	"strings"
 	"syscall"
@@ -43,6 +44,28 @@ func pinning() (proxyPin, loadPin []string, proxyCPU, loadCPU int, note string) 
 		return nil, nil, -1, -1, "taskset is not installed: not pinning"
 	}
 	return []string{ts, "-c", strconv.Itoa(cpus[0])}, []string{ts, "-c", strconv.Itoa(cpus[1])}, cpus[0], cpus[1], ""
+}
+
+// clientPin returns the prefix that starts wrk and h2load: pin (the load
+// CPU's taskset prefix, or nil) and nice at niceness, and the niceness it
+// gives them. They share the load CPU with the backends, and at equal
+// niceness the scheduler lets the load generator run while requests wait
+// at a backend it has preempted, a millisecond or more: latency that is
+// the harness's own, which the backends of a real deployment, on machines
+// of their own, do not have. It hides what sets the proxies apart (how
+// ewma sees a slow backend among fast ones) and costs every proxy
+// throughput. A lower priority lets the backends answer as soon as a
+// request reaches them; lowering a priority needs no privilege. Without
+// nice it returns pin, 0 and a note saying so.
+func clientPin(pin []string, niceness int) ([]string, int, string) {
+	if niceness == 0 {
+		return pin, 0, ""
+	}
+	bin, err := exec.LookPath("nice")
+	if err != nil {
+		return pin, 0, "nice is not installed: wrk and h2load run at the backends' priority"
+	}
+	return append(slices.Clip(pin), bin, "-n", strconv.Itoa(niceness)), niceness, ""
 }
 
 // allowedCPUs returns the CPUs this process may run on, from the

@@ -10,7 +10,7 @@
 //
 //	go run ./bench [-scenarios healthy_get,...] [-proxies sluice,sluice-log,sluice-lr,sluice-ewma,nginx,haproxy]
 //	               [-duration 10s] [-warmup 2s] [-reps 3] [-connections 64]
-//	               [-threads 2] [-backends go|nginx] [-out dir] [-sluice path] [-baseline path]
+//	               [-threads 2] [-backends go|nginx] [-client-nice 5] [-out dir] [-sluice path] [-baseline path]
 package main
 
 import (
@@ -47,6 +47,7 @@ func main() {
 	flag.StringVar(&o.out, "out", "", "results folder (default bench/results/<UTC timestamp>)")
 	flag.StringVar(&o.sluiceBin, "sluice", "", "a prebuilt sluice binary to use instead of building ./cmd/sluice")
 	flag.IntVar(&o.h2Rate, "h2-rate", o.h2Rate, "run h2_get at this fixed rate, requests a second in all (h2load --rps, spread over its 8 connections), rather than as fast as the proxy answers; 0 for the latter")
+	flag.IntVar(&o.clientNice, "client-nice", o.clientNice, "the niceness wrk and h2load run at, 0 to 19, so that on the CPU they share with the backends the backends come first; 0 runs them alongside")
 	flag.StringVar(&o.baselineBin, "baseline", "", "another sluice build, run as the proxy sluice-baseline with plain sluice's configuration, to compare two builds in one run")
 	rereport := flag.String("rereport", "", "write results.md, results.json and chart.svg of the results folder again from its saved samples, and run nothing")
 	flag.Parse()
@@ -91,6 +92,7 @@ type options struct {
 	sluiceBin   string        // prebuilt sluice; "" builds ./cmd/sluice
 	baselineBin string        // the build run as sluice-baseline; "" for none
 	h2Rate      int           // h2_get's fixed rate, requests a second in all; 0 for as fast as answered
+	clientNice  int           // the niceness wrk and h2load run at (clientPin)
 	log         io.Writer     // progress and the final table go here
 }
 
@@ -105,6 +107,7 @@ func defaultOptions() options {
 		connections: 64,
 		threads:     2,
 		backends:    "go",
+		clientNice:  5,
 	}
 }
 

@@ -109,6 +109,7 @@ type report struct {
 	Backends    string            `json:"backends"`          // "go" or "nginx" (-backends)
 	Host        hostInfo          `json:"host"`
 	Pinned      bool              `json:"pinned"`
+	ClientNice  int               `json:"client_nice"` // wrk's and h2load's niceness (-client-nice)
 	Versions    map[string]string `json:"versions"`
 	Proxies     []string          `json:"proxies"`
 	Scenarios   []scenarioInfo    `json:"scenarios"`
@@ -341,6 +342,9 @@ func (r *report) markdown() string {
 	pin := "proxy on CPU 0, wrk and backends on CPU 1"
 	if !r.Pinned {
 		pin = "not pinned"
+	}
+	if r.ClientNice > 0 {
+		pin += fmt.Sprintf(", wrk and h2load at nice %d (the backends first)", r.ClientNice)
 	}
 	fmt.Fprintf(&b, "%s, %d CPUs, Linux %s, %s; %s; %s. Each figure is the median of %d run(s) of %s after a %s warm-up; wrk with %d threads and %d connections (many_conns: 1000).\n\n",
 		orDefault(r.Host.CPUModel, "unknown CPU"), r.Host.CPUs, r.Host.Kernel, r.Host.Go, be, pin, r.Reps, r.Duration, r.Warmup, r.Threads, r.Connections)

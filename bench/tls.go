@@ -346,7 +346,7 @@ func (e *env) measureTLS(ctx context.Context, p proxy, sc scenario, rep int) (sa
 	}
 
 	if e.o.warmup > 0 {
-		if _, _, err := load(e.o.warmup).run(ctx, e.pinLoad); err != nil {
+		if _, _, err := load(e.o.warmup).run(ctx, e.pinLoadGen); err != nil {
 			return sample{}, fmt.Errorf("warm-up: %w", errors.Join(err, pp.exitError()))
 		}
 	}
@@ -359,7 +359,7 @@ func (e *env) measureTLS(ctx context.Context, p proxy, sc scenario, rep int) (sa
 	beCPU0, beErr0 := totalCPUSeconds(e.be.pids())
 	jiffies0, _ := readCPUJiffies()
 	t0 := time.Now()
-	out, loadCPU, runErr := l.run(ctx, e.pinLoad)
+	out, loadCPU, runErr := l.run(ctx, e.pinLoadGen)
 	wall := time.Since(t0).Seconds()
 	cpu1, cpuErr := totalCPUSeconds(pids)
 	jiffies1, _ := readCPUJiffies()
