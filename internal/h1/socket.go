@@ -8,6 +8,7 @@ import (
 	"time"
 
 	"github.com/sluice-proxy/sluice/internal/fairpoll"
+	"github.com/sluice-proxy/sluice/internal/wire"
 )
 
 // Socket returns nc, an accepted TCP connection that a TLS connection is to
@@ -118,7 +119,7 @@ func (f *fairSocket) readCallback(fd uintptr) bool {
 // otherwise. It records whether the read left the socket empty.
 func (f *fairSocket) readFD(fd uintptr, p []byte) (n int, again bool, err error) {
 	for {
-		n, err := syscall.Read(int(fd), p)
+		n, err := wire.ReadFD(fd, p)
 		switch err {
 		case nil:
 			f.drained = n < len(p)

@@ -1,6 +1,7 @@
 package upstream
 
 import (
+	"github.com/sluice-proxy/sluice/internal/wire"
 	"syscall"
 	"time"
 	"unsafe"
@@ -49,7 +50,7 @@ func (c *Conn) Arrived() time.Time {
 func (c *Conn) readStamped(fd uintptr, p []byte) (int, error) {
 	s := c.stamp
 	if s == nil {
-		return syscall.Read(int(fd), p)
+		return wire.ReadFD(fd, p)
 	}
 	if len(p) == 0 {
 		return 0, nil
@@ -58,15 +59,15 @@ func (c *Conn) readStamped(fd uintptr, p []byte) (int, error) {
 	s.iov.SetLen(len(p))
 	s.msg = syscall.Msghdr{Iov: &s.iov, Iovlen: 1, Control: &s.oob[0]}
 	s.msg.SetControllen(len(s.oob))
-	r, _, errno := syscall.Syscall(syscall.SYS_RECVMSG, fd, uintptr(unsafe.Pointer(&s.msg)), 0)
+	r, err := wire.RecvmsgFD(fd, &s.msg)
 	s.iov.Base = nil // p goes back to its pool
-	if errno != 0 {
-		return -1, errno
+	if err != nil {
+		return 0, err
 	}
 	if t := receiveTime(s.oob[:s.msg.Controllen]); t != 0 {
 		c.arrived = t
 	}
-	return int(r), nil
+	return r, nil
 }
 
 // receiveTime returns the SCM_TIMESTAMPNS time (unix ns) among the control

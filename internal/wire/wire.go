@@ -1,9 +1,9 @@
 // Package wire holds the HTTP/1.1 wire helpers that both sides of the proxy
 // share, so that the client-side engine, the request lifecycle and the
 // upstream client judge bytes by the same rules: tokens, field values,
-// optional whitespace, Content-Length, the deadline-moving rule and the
-// non-blocking write loop. It has no state and does no I/O of its own
-// beyond the one write loop it is given a socket for.
+// optional whitespace, Content-Length, the deadline-moving rule, and the
+// system calls on non-blocking sockets (rawio.go) with the write loop over
+// them. It has no state and does no I/O but on the sockets it is given.
 package wire
 
 import (
@@ -143,7 +143,7 @@ func MoveDeadline(cur, want time.Time, d time.Duration) bool {
 func WriteFD(fd uintptr, p []byte) (int, error) {
 	n := 0
 	for n < len(p) {
-		m, err := syscall.Write(int(fd), p[n:])
+		m, err := writeFD(fd, p[n:])
 		if m > 0 {
 			n += m
 		}

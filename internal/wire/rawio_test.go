@@ -1,0 +1,60 @@
+package wire
+
+import (
+	"bytes"
+	"syscall"
+	"testing"
+)
+
+// TestRawSocketIO: the raw calls behave as the syscall package's on a real
+// non-blocking socket pair: bytes go across whole, an empty socket says
+// EAGAIN (comparable with ==, as the callers do), a closed peer reads 0,
+// and a bad descriptor is an error with n 0.
+func TestRawSocketIO(t *testing.T) {
+	fds, err := syscall.Socketpair(syscall.AF_UNIX, syscall.SOCK_STREAM|syscall.SOCK_NONBLOCK, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	a, b := uintptr(fds[0]), uintptr(fds[1])
+	defer syscall.Close(fds[0])
+
+	buf := make([]byte, 64)
+	if n, err := ReadFD(b, buf); err != syscall.EAGAIN || n != 0 {
+		t.Fatalf("read of an empty socket = %d, %v; want 0, EAGAIN", n, err)
+	}
+	msg := []byte("GET / HTTP/1.1\r\n\r\n")
+	if n, err := WriteFD(a, msg); err != nil || n != len(msg) {
+		t.Fatalf("WriteFD = %d, %v", n, err)
+	}
+	n, err := ReadFD(b, buf)
+	if err != nil || !bytes.Equal(buf[:n], msg) {
+		t.Fatalf("ReadFD = %q, %v; want %q", buf[:n], err, msg)
+	}
+
+	if _, err := WriteFD(a, []byte("again")); err != nil {
+		t.Fatal(err)
+	}
+	iov := syscall.Iovec{Base: &buf[0]}
+	iov.SetLen(len(buf))
+	m := syscall.Msghdr{Iov: &iov, Iovlen: 1}
+	if n, err := RecvmsgFD(b, &m); err != nil || string(buf[:n]) != "again" {
+		t.Fatalf("RecvmsgFD = %q, %v", buf[:n], err)
+	}
+	if n, err := RecvmsgFD(b, &m); err != syscall.EAGAIN || n != 0 {
+		t.Fatalf("recvmsg of an empty socket = %d, %v; want 0, EAGAIN", n, err)
+	}
+
+	// Filling the buffer ends in EAGAIN with the bytes that went in.
+	big := make([]byte, 1<<20)
+	if n, err := WriteFD(a, big); err != syscall.EAGAIN || n <= 0 || n >= len(big) {
+		t.Fatalf("WriteFD of more than the buffer = %d, %v; want part of it, EAGAIN", n, err)
+	}
+
+	syscall.Close(fds[1])
+	if n, err := ReadFD(b, buf); err != syscall.EBADF || n != 0 {
+		t.Fatalf("read of a closed descriptor = %d, %v; want 0, EBADF", n, err)
+	}
+	if n, err := ReadFD(a, nil); err != nil || n != 0 {
+		t.Fatalf("empty read = %d, %v; want 0, nil", n, err)
+	}
+}
