@@ -69,6 +69,7 @@ type Waiter struct {
 	fd       int32
 	token    chan struct{}
 	deadline atomic.Int64 // Unix nanoseconds of the socket's read deadline; 0 for none
+	gone     atomic.Bool  // Remove or Detach was called: the socket waits in Go's poller
 }
 
 // New makes a Poller and starts its goroutine.
@@ -155,9 +156,12 @@ func NoPark(f func(fd uintptr) bool, parked *bool) func(fd uintptr) bool {
 
 // Remove takes w out of the set. Call it before the socket is closed:
 // closing it takes it out of the kernel's set, and its number may then be
-// reused by a socket whose waiter must not be forgotten. Like every method
-// of Waiter but Wait, it does nothing on a nil Waiter (a connection that
-// waits in Go's poller).
+// reused by a socket whose waiter must not be forgotten. From then on Live
+// reports false and Wait returns ErrClosed, so that a reader woken to find
+// the socket not yet closed goes on in Go's poller, which the close then
+// wakes, instead of waiting here for a wake that will not come. Like every
+// method of Waiter but Wait, it does nothing on a nil Waiter (a connection
+// that waits in Go's poller).
 func (w *Waiter) Remove() {
 	if w != nil {
 		w.p.forget(w)
@@ -177,6 +181,7 @@ func (w *Waiter) Detach() {
 }
 
 func (p *Poller) forget(w *Waiter) {
+	w.gone.Store(true)
 	p.mu.Lock()
 	if p.waiters[w.fd] == w {
 		delete(p.waiters, w.fd)
@@ -239,14 +244,15 @@ func (w *Waiter) expired() bool {
 // timeout, as the socket would report it.
 var ErrExpired error = &net.OpError{Op: "read", Net: "tcp", Err: os.ErrDeadlineExceeded}
 
-// ErrClosed is Wait's error when the Poller has closed: the caller waits in
-// Go's poller from then on (Live reports false).
+// ErrClosed is Wait's error when the Poller has closed or the Waiter was
+// taken out of it (Remove, Detach): the caller waits in Go's poller from
+// then on (Live reports false).
 var ErrClosed = errors.New("fairpoll: poller closed")
 
-// Live reports whether the connection waits on w: w is not nil and its
-// Poller has not closed.
+// Live reports whether the connection waits on w: w is not nil, still in
+// its Poller, and the Poller has not closed.
 func (w *Waiter) Live() bool {
-	return w != nil && !w.p.closed.Load()
+	return w != nil && !w.gone.Load() && !w.p.closed.Load()
 }
 
 // Wait waits until the socket may have become readable, its deadline has
@@ -254,16 +260,16 @@ func (w *Waiter) Live() bool {
 // Wait again when the read finds nothing. It returns ErrExpired at once
 // when the deadline has passed (the poller's look wakes a waiter once, and
 // the runtime's own deadline on the socket may fire a moment after it), and
-// ErrClosed when the Poller has closed.
+// ErrClosed when the Poller has closed or w was taken out of it.
 func (w *Waiter) Wait() error {
 	switch {
-	case w.p.closed.Load():
+	case !w.Live():
 		return ErrClosed
 	case w.expired():
 		return ErrExpired
 	}
 	<-w.token
-	if w.p.closed.Load() {
+	if !w.Live() {
 		return ErrClosed
 	}
 	return nil

@@ -229,6 +229,54 @@ func TestRemovedWaiterIsForgotten(t *testing.T) {
 	}
 }
 
+// TestRemovedWaiterWaitsNoMore: once its waiter is removed, a connection
+// is not live and Wait returns ErrClosed at once, also after the wake that
+// a close gives (Remove, Wake, then the socket's close) has been taken:
+// a reader woken before the socket closed, who finds it empty, goes on in
+// Go's poller, which the close wakes, rather than waiting here for good.
+func TestRemovedWaiterWaitsNoMore(t *testing.T) {
+	_, _, w := oneWaiter(t)
+	woken := waitAsync(w)
+	w.Remove()
+	w.Wake()
+	waitFor(t, woken, "the wait a Remove and Wake should end")
+	if w.Live() {
+		t.Error("a removed waiter reports itself live")
+	}
+	done := make(chan error, 1)
+	go func() { done <- w.Wait() }() // the wake was taken: nothing else comes
+	select {
+	case err := <-done:
+		if err != ErrClosed {
+			t.Errorf("Wait after Remove = %v, want ErrClosed", err)
+		}
+	case <-time.After(10 * time.Second):
+		w.Wake() // let the goroutine end
+		t.Fatal("Wait after Remove still waits after 10s")
+	}
+}
+
+// TestDetachedWaiterIsNotLive: a connection handed to a tunnel (Detach)
+// waits in Go's poller from then on.
+func TestDetachedWaiterIsNotLive(t *testing.T) {
+	_, _, w := oneWaiter(t)
+	w.Detach()
+	if w.Live() {
+		t.Error("a detached waiter reports itself live")
+	}
+	done := make(chan error, 1)
+	go func() { done <- w.Wait() }()
+	select {
+	case err := <-done:
+		if err != ErrClosed {
+			t.Errorf("Wait after Detach = %v, want ErrClosed", err)
+		}
+	case <-time.After(10 * time.Second):
+		w.Wake() // let the goroutine end
+		t.Fatal("Wait after Detach still waits after 10s")
+	}
+}
+
 // TestCloseWakesWaiters: closing the poller ends every wait.
 func TestCloseWakesWaiters(t *testing.T) {
 	p, pr, w := oneWaiter(t)
