@@ -243,16 +243,9 @@ func TestRemovedWaiterWaitsNoMore(t *testing.T) {
 	if w.Live() {
 		t.Error("a removed waiter reports itself live")
 	}
-	done := make(chan error, 1)
-	go func() { done <- w.Wait() }() // the wake was taken: nothing else comes
-	select {
-	case err := <-done:
-		if err != ErrClosed {
-			t.Errorf("Wait after Remove = %v, want ErrClosed", err)
-		}
-	case <-time.After(10 * time.Second):
-		w.Wake() // let the goroutine end
-		t.Fatal("Wait after Remove still waits after 10s")
+	// The wake was taken: nothing else comes.
+	if err := boundedWait(t, w, "Wait after Remove"); err != ErrClosed {
+		t.Errorf("Wait after Remove = %v, want ErrClosed", err)
 	}
 }
 
@@ -264,16 +257,24 @@ func TestDetachedWaiterIsNotLive(t *testing.T) {
 	if w.Live() {
 		t.Error("a detached waiter reports itself live")
 	}
+	if err := boundedWait(t, w, "Wait after Detach"); err != ErrClosed {
+		t.Errorf("Wait after Detach = %v, want ErrClosed", err)
+	}
+}
+
+// boundedWait returns what w.Wait returns, failing the test (what says
+// which wait) when it has not returned within 10 s.
+func boundedWait(t *testing.T, w *Waiter, what string) error {
+	t.Helper()
 	done := make(chan error, 1)
 	go func() { done <- w.Wait() }()
 	select {
 	case err := <-done:
-		if err != ErrClosed {
-			t.Errorf("Wait after Detach = %v, want ErrClosed", err)
-		}
+		return err
 	case <-time.After(10 * time.Second):
 		w.Wake() // let the goroutine end
-		t.Fatal("Wait after Detach still waits after 10s")
+		t.Fatalf("%s still waits after 10s", what)
+		return nil
 	}
 }
 
