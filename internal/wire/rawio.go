@@ -21,7 +21,7 @@ func ReadFD(fd uintptr, p []byte) (int, error) {
 	if e != 0 {
 		return 0, e
 	}
-	raceReadDone(p, int(r), nil)
+	raceReadDone(p[:r])
 	return int(r), nil
 }
 
@@ -35,17 +35,18 @@ func writeFD(fd uintptr, p []byte) (int, error) {
 	return int(r), nil
 }
 
-// RecvmsgFD makes one recvmsg of the non-blocking socket fd into msg.
+// RecvmsgFD makes one recvmsg of the non-blocking socket fd into msg,
+// whose data goes to one buffer (msg.Iov).
 func RecvmsgFD(fd uintptr, msg *syscall.Msghdr) (int, error) {
 	r, _, e := syscall.RawSyscall(syscall.SYS_RECVMSG, fd, uintptr(unsafe.Pointer(msg)), 0)
 	if e != 0 {
 		return 0, e
 	}
-	if r > 0 && msg.Iov != nil && msg.Iovlen == 1 {
-		raceReadDone(unsafe.Slice(msg.Iov.Base, msg.Iov.Len), int(r), nil)
-	} else {
-		raceReadDone(nil, 0, nil)
+	var got []byte
+	if r > 0 {
+		got = unsafe.Slice(msg.Iov.Base, r)
 	}
+	raceReadDone(got)
 	return int(r), nil
 }
 

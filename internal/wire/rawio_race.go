@@ -16,13 +16,13 @@ import (
 // ioSync is the one variable every write releases and every read acquires.
 var ioSync int64
 
-func raceReadDone(p []byte, n int, err error) {
-	if n > 0 {
-		runtime.RaceWriteRange(unsafe.Pointer(&p[0]), n)
+// raceReadDone follows a read that succeeded and wrote got, the bytes it
+// returned.
+func raceReadDone(got []byte) {
+	if len(got) > 0 {
+		runtime.RaceWriteRange(unsafe.Pointer(&got[0]), len(got))
 	}
-	if err == nil {
-		runtime.RaceAcquire(unsafe.Pointer(&ioSync))
-	}
+	runtime.RaceAcquire(unsafe.Pointer(&ioSync))
 }
 
 func raceWriteBegin() { runtime.RaceReleaseMerge(unsafe.Pointer(&ioSync)) }
