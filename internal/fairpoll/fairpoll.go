@@ -16,8 +16,9 @@
 // announced was read already), and the waiting side reads until the socket
 // has nothing, then waits. Deadlines are the socket's own, recorded on the
 // Waiter too: the Poller wakes a waiter whose deadline has passed within
-// Sweep, looking only when one is due, and Wait past the deadline returns
-// the read's timeout (ErrExpired) instead of waiting again.
+// Sweep, looking only when one is due, and a Wait after the look has seen
+// the deadline pass returns the read's timeout (ErrExpired) instead of
+// waiting again. Wait reads no clock: the look's time stands for now.
 package fairpoll
 
 import (
@@ -57,6 +58,13 @@ type Poller struct {
 	// deadline set earlier than that brings the look forward (plan).
 	next   atomic.Int64
 	planMu sync.Mutex
+
+	// looked is the time of the poller's latest look for waiters past
+	// their deadline (Unix nanoseconds). A Wait takes its deadline as
+	// passed once a look has seen it pass, so that it reads no clock: a
+	// deadline passed and not yet looked at waits for the look, which
+	// wakes it within Sweep.
+	looked atomic.Int64
 
 	// woken is the wake list of one batch, kept between batches.
 	woken []*Waiter
@@ -234,10 +242,11 @@ func (p *Poller) unplan(n int64) {
 	p.planMu.Unlock()
 }
 
-// expired reports whether the deadline set (SetDeadline) has passed.
+// expired reports whether the deadline set (SetDeadline) has passed, as the
+// poller's latest look for such waiters saw it.
 func (w *Waiter) expired() bool {
 	d := w.deadline.Load()
-	return d != 0 && time.Now().UnixNano() >= d
+	return d != 0 && d <= w.p.looked.Load()
 }
 
 // ErrExpired is Wait's error when the deadline set has passed: a read's
@@ -258,9 +267,9 @@ func (w *Waiter) Live() bool {
 // Wait waits until the socket may have become readable, its deadline has
 // passed, or Wake is called; the caller reads to find out which, and calls
 // Wait again when the read finds nothing. It returns ErrExpired at once
-// when the deadline has passed (the poller's look wakes a waiter once, and
-// the runtime's own deadline on the socket may fire a moment after it), and
-// ErrClosed when the Poller has closed or w was taken out of it.
+// when the poller has seen the deadline pass (its look wakes a waiter once,
+// and the runtime's own deadline on the socket may fire a moment after it),
+// and ErrClosed when the Poller has closed or w was taken out of it.
 func (w *Waiter) Wait() error {
 	switch {
 	case !w.Live():
@@ -360,6 +369,8 @@ func (p *Poller) wake(ws []*Waiter) {
 // the earliest deadline still ahead (0 for none).
 func (p *Poller) sweep(now time.Time) (next int64) {
 	t := now.UnixNano()
+	// Before the wakes: a waiter woken finds its deadline passed.
+	p.looked.Store(t)
 	p.mu.Lock()
 	defer p.mu.Unlock()
 	for _, w := range p.waiters {

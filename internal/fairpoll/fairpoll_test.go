@@ -190,6 +190,29 @@ func TestDeadlineEndsWait(t *testing.T) {
 	}
 }
 
+// TestPassedDeadlineEndsAfterLook: a deadline set in the past is taken as
+// passed once the poller has looked (no clock read in Wait): the wait it
+// is set during ends, and the next returns ErrExpired at once.
+func TestPassedDeadlineEndsAfterLook(t *testing.T) {
+	p, _, w := oneWaiter(t)
+	before := p.looked.Load()
+	w.SetDeadline(time.Now().Add(-time.Second))
+	if err := boundedWait(t, w, "a wait with its deadline passed"); err != nil && err != ErrExpired {
+		t.Fatalf("Wait = %v, want nil (woken by the look) or ErrExpired", err)
+	}
+	if p.looked.Load() == before {
+		t.Fatal("the wait ended without the poller looking for passed deadlines")
+	}
+	if err := w.Wait(); err != ErrExpired {
+		t.Fatalf("Wait after the look = %v, want ErrExpired", err)
+	}
+	// A later deadline is not passed until a look sees it pass.
+	w.SetDeadline(time.Now().Add(time.Hour))
+	if w.expired() {
+		t.Fatal("a deadline an hour ahead reports expired")
+	}
+}
+
 // TestNoDeadlineNoWake: without a deadline and without data, a waiter
 // stays asleep through several sweeps; Wake then ends the wait.
 func TestNoDeadlineNoWake(t *testing.T) {
