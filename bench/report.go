@@ -50,6 +50,25 @@ type sample struct {
 	ProxyCPUOther float64 `json:"proxy_cpu_other"`
 	LoadCPUOther  float64 `json:"load_cpu_other"`
 	Raw           string  `json:"raw"` // wrk's output, relative to the results folder
+	// Counted is the share of the closed loop's cycle that wrk's latency
+	// covers (see counted); 0 when unknown.
+	Counted float64 `json:"counted"`
+}
+
+// counted is the share of the closed loop's cycle that wrk's latency
+// covers: its mean latency over the time one connection takes from a
+// request to the next (connections / req/s). wrk times a request from its
+// write to the read of the answer, so the rest of the cycle is the time
+// between reading an answer and sending the next request, which wrk spends
+// on other connections or waiting for its CPU. Near 1 when the requests
+// queue in the proxy; well under it when they queue at the load CPU (wrk
+// and the backends), whose wait wrk partly does not see. 0 when the mean
+// latency is unknown (h2load).
+func counted(w wrkResult, connections int) float64 {
+	if w.MeanMs <= 0 || w.RPS <= 0 || connections <= 0 {
+		return 0
+	}
+	return w.MeanMs / 1000 * w.RPS / float64(connections)
 }
 
 // result is the summary of one proxy in one scenario: the median of each
@@ -65,6 +84,7 @@ type result struct {
 	CPUPerRequestUS float64 `json:"cpu_per_request_us"`
 	PeakRSSMiB      float64 `json:"peak_rss_mib"`
 	Busy            float64 `json:"cpu_busy"`
+	Counted         float64 `json:"counted"` // median of the samples' (see sample)
 	// UpstreamPerRequest and SlowShare are the medians of the samples'
 	// (see sample).
 	UpstreamPerRequest float64 `json:"upstream_per_request"`
@@ -192,6 +212,7 @@ func (r *report) summarize() {
 			res.CPUPerRequestUS = median(ss, func(s sample) float64 { return s.CPUPerRequestUS })
 			res.PeakRSSMiB = median(ss, func(s sample) float64 { return float64(s.PeakRSSKiB) / 1024 })
 			res.Busy = median(ss, func(s sample) float64 { return s.Busy })
+			res.Counted = median(ss, func(s sample) float64 { return s.Counted })
 			res.UpstreamPerRequest = median(ss, func(s sample) float64 { return s.UpstreamPerRequest })
 			res.SlowShare = median(ss, func(s sample) float64 { return s.SlowShare })
 			for _, s := range ss {
@@ -355,14 +376,18 @@ func (r *report) markdown() string {
 	for _, p := range r.Proxies {
 		fmt.Fprintf(&b, "- %s: %s\n", p, orDefault(r.Versions[p], "version unknown"))
 	}
-	b.WriteString("\n| scenario | proxy | req/s | p50 | p90 | p99 | CPU/request | peak RSS | errors | CPU busy | upstream/req |\n")
-	b.WriteString("|---|---|--:|--:|--:|--:|--:|--:|--:|--:|--:|\n")
+	b.WriteString("\n| scenario | proxy | req/s | p50 | p90 | p99 | CPU/request | peak RSS | errors | CPU busy | wrk counts | upstream/req |\n")
+	b.WriteString("|---|---|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|\n")
 	for _, res := range r.Results {
 		upstream := fmt.Sprintf("%.2f", res.UpstreamPerRequest)
 		if r.Backends == "nginx" {
 			upstream = "n/a" // nginx does not count what it serves
 		}
-		fmt.Fprintf(&b, "| %s | %s | %s | %s | %s | %s | %s | %s | %d | %.0f%% | %s |\n",
+		share := "n/a"
+		if res.Counted > 0 {
+			share = fmt.Sprintf("%.0f%%", 100*res.Counted)
+		}
+		fmt.Fprintf(&b, "| %s | %s | %s | %s | %s | %s | %s | %s | %d | %.0f%% | %s | %s |\n",
 			res.Scenario, res.Proxy,
 			withRatio(fmtInt(res.RPS), res.VsNginx, "rps"),
 			withRatio(fmtMs(res.P50ms), res.VsNginx, "p50"),
@@ -370,10 +395,12 @@ func (r *report) markdown() string {
 			withRatio(fmtMs(res.P99ms), res.VsNginx, "p99"),
 			withRatio(fmt.Sprintf("%.1f µs", res.CPUPerRequestUS), res.VsNginx, "cpu_per_request"),
 			withRatio(fmt.Sprintf("%.1f MiB", res.PeakRSSMiB), res.VsNginx, "peak_rss"),
-			res.Errors, 100*res.Busy, upstream)
+			res.Errors, 100*res.Busy, share, upstream)
 	}
 	b.WriteString("\nRatios in parentheses are of the medians to nginx's in the same scenario. Errors are non-2xx/3xx responses plus socket errors, summed over the runs. " +
 		"CPU busy is the proxy's CPU seconds over wall seconds; well under 100% means wrk or the backends, not the proxy, were the bottleneck. " +
+		"wrk counts is its mean latency over the closed loop's cycle (connections over req/s): wrk times a request from its write to the read of the answer, not the time between reading an answer and sending the next request. " +
+		"Near 100%, the requests queued in the proxy; well under it, they queued at the load CPU and wrk left part of that wait out, so the latencies of proxies with different shares do not compare: their req/s do. " +
 		"Upstream/req is the backends' requests per client request: about 1.5 in retry_get when every 503 is retried.\n")
 	paired := false
 	for _, res := range r.Results {

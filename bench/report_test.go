@@ -107,6 +107,40 @@ func TestViews(t *testing.T) {
 	}
 }
 
+// TestCounted: the share of the closed loop's cycle wrk's latency covers is
+// its mean latency over connections / req/s, and unknown (0) without a
+// mean; results.md shows the median share, or n/a.
+func TestCounted(t *testing.T) {
+	for _, tt := range []struct {
+		mean, rps float64
+		conns     int
+		want      float64
+	}{
+		{2, 32000, 64, 1},      // 64 connections, each a request every 2 ms, all of it timed
+		{1.5, 32000, 64, 0.75}, // a quarter of each cycle outside wrk's timing
+		{0, 32000, 64, 0},      // h2load: no mean
+		{2, 0, 64, 0},          // no requests
+		{2, 32000, 0, 0},       // no connections
+	} {
+		if got := counted(wrkResult{MeanMs: tt.mean, RPS: tt.rps}, tt.conns); math.Abs(got-tt.want) > 1e-9 {
+			t.Errorf("counted(mean %v ms, %v req/s, %d conns) = %v, want %v", tt.mean, tt.rps, tt.conns, got, tt.want)
+		}
+	}
+	r := fakeReport()
+	for i := range r.Samples {
+		if r.Samples[i].Proxy == "sluice" {
+			r.Samples[i].Counted = 0.7 + 0.1*float64(r.Samples[i].Rep) // median 0.9
+		}
+	}
+	r.summarize()
+	md := r.markdown()
+	for _, want := range []string{"| wrk counts |", "| 90% |", "| n/a |"} {
+		if !strings.Contains(md, want) {
+			t.Errorf("markdown lacks %q:\n%s", want, md)
+		}
+	}
+}
+
 // TestPairedRatios: each repetition's figure is divided by nginx's in the
 // same repetition, and the median of those ratios is reported. Here the
 // machine slows down threefold over the repetitions, sluice and nginx are

@@ -85,6 +85,7 @@ type wrkResult struct {
 	Requests     int64   `json:"requests"`      // completed requests
 	Seconds      float64 `json:"seconds"`       // the run's duration as wrk measured it
 	RPS          float64 `json:"rps"`           // Requests/sec
+	MeanMs       float64 `json:"mean_ms"`       // mean latency, in milliseconds (wrk only; 0 for h2load)
 	P50ms        float64 `json:"p50_ms"`        // latency percentiles, in milliseconds
 	P90ms        float64 `json:"p90_ms"`        //
 	P99ms        float64 `json:"p99_ms"`        //
@@ -97,6 +98,7 @@ type wrkResult struct {
 func (w wrkResult) Errors() int64 { return w.Non2xx3xx + w.SocketErrors }
 
 var (
+	wrkMean       = regexp.MustCompile(`(?m)^\s+Latency\s+(\S+)\s`)
 	wrkPercentile = regexp.MustCompile(`(?m)^\s+(50|90|99)%\s+(\S+)\s*$`)
 	wrkRequests   = regexp.MustCompile(`(?m)^\s+(\d+) requests in (\S+),`)
 	wrkRPS        = regexp.MustCompile(`(?m)^Requests/sec:\s+([\d.]+)`)
@@ -124,6 +126,13 @@ func parseWrk(out string) (wrkResult, error) {
 	}
 	r.RPS, _ = strconv.ParseFloat(m[1], 64)
 
+	if m := wrkMean.FindStringSubmatch(out); m != nil {
+		d, err := parseWrkDuration(m[1])
+		if err != nil {
+			return r, err
+		}
+		r.MeanMs = float64(d) / float64(time.Millisecond)
+	}
 	for _, p := range wrkPercentile.FindAllStringSubmatch(out, -1) {
 		d, err := parseWrkDuration(p[2])
 		if err != nil {

@@ -31,12 +31,12 @@ func TestParseWrk(t *testing.T) {
 	}
 	want := wrkResult{
 		Requests: 39742, Seconds: 3.01, RPS: 13203.75,
-		P50ms: 0.812, P90ms: 21.16, P99ms: 1020,
+		MeanMs: 8.86, P50ms: 0.812, P90ms: 21.16, P99ms: 1020,
 		Non2xx3xx: 19871, SocketErrors: 10,
 	}
 	near := func(a, b float64) bool { return math.Abs(a-b) < 1e-9*math.Max(1, math.Abs(b)) }
 	if got.Requests != want.Requests || got.Non2xx3xx != want.Non2xx3xx || got.SocketErrors != want.SocketErrors ||
-		!near(got.Seconds, want.Seconds) || !near(got.RPS, want.RPS) ||
+		!near(got.Seconds, want.Seconds) || !near(got.RPS, want.RPS) || !near(got.MeanMs, want.MeanMs) ||
 		!near(got.P50ms, want.P50ms) || !near(got.P90ms, want.P90ms) || !near(got.P99ms, want.P99ms) {
 		t.Errorf("parseWrk:\n got %+v\nwant %+v", got, want)
 	}
