@@ -139,6 +139,9 @@ func run(ctx context.Context, o options) (*report, error) {
 	if o.clientNice < 0 || o.clientNice > 19 {
 		return nil, fmt.Errorf("-client-nice %d: want 0 to 19", o.clientNice)
 	}
+	if o.h1Rate < 0 || o.h1Rate > 0 && o.h1Rate < o.connections {
+		return nil, fmt.Errorf("-h1-rate %d: want 0, or at least %d (one request a second for each of the -connections)", o.h1Rate, o.connections)
+	}
 	if o.h2Rate < 0 || o.h2Rate > 0 && o.h2Rate < h2Clients {
 		return nil, fmt.Errorf("-h2-rate %d: want 0, or at least %d (one request a second for each h2load connection)", o.h2Rate, h2Clients)
 	}
@@ -376,28 +379,39 @@ func (e *env) measure(ctx context.Context, p proxy, sc scenario, rep int) (sampl
 		_ = os.RemoveAll(dir)
 	}()
 
-	w := wrkRun{
-		url:     fmt.Sprintf("http://127.0.0.1:%d%s", port, sc.path),
-		threads: e.o.threads,
-		conns:   e.o.connections,
-	}
+	url := fmt.Sprintf("http://127.0.0.1:%d%s", port, sc.path)
+	w := wrkRun{url: url, threads: e.o.threads, conns: e.o.connections}
 	if sc.conns > 0 {
 		w.conns = sc.conns
 	}
 	if sc.upload {
 		w.script = e.script
 	}
+	load := func(d time.Duration) loadRun {
+		w.duration = d
+		return wrkLoad{w: w, bin: e.wrk}
+	}
+	if e.o.h1Rate > 0 && sc.name == "healthy_get" {
+		bin, err := exec.LookPath("h2load")
+		if err != nil {
+			return sample{}, errors.New("h2load is not installed (apt-get install nghttp2-client); -h1-rate needs it")
+		}
+		logFile := filepath.Join(e.tmp, name+".h2load.log")
+		defer os.Remove(logFile)
+		load = func(d time.Duration) loadRun {
+			return h2loadRun{bin: bin, url: url, h1: true, clients: w.conns, streams: 1, rps: e.o.h1Rate / w.conns, duration: d, logFile: logFile}
+		}
+	}
 
 	if e.o.warmup > 0 {
-		w.duration = e.o.warmup
-		if _, _, err := w.run(ctx, e.wrk, e.pinLoadGen); err != nil {
+		if _, _, err := load(e.o.warmup).run(ctx, e.pinLoadGen); err != nil {
 			return sample{}, fmt.Errorf("warm-up: %w", errors.Join(err, pp.exitError()))
 		}
 	}
 
 	// The process tree again: nginx may have replaced its worker.
 	pids := processTree(pp.cmd.Process.Pid)
-	w.duration = e.o.duration
+	l := load(e.o.duration)
 	served0, err := e.be.served(ctx)
 	if err != nil {
 		return sample{}, err
@@ -409,7 +423,7 @@ func (e *env) measure(ctx context.Context, p proxy, sc scenario, rep int) (sampl
 	beCPU0, beErr0 := totalCPUSeconds(e.be.pids())
 	jiffies0, _ := readCPUJiffies()
 	t0 := time.Now()
-	out, wrkCPU, runErr := w.run(ctx, e.wrk, e.pinLoadGen)
+	out, wrkCPU, runErr := l.run(ctx, e.pinLoadGen)
 	wall := time.Since(t0).Seconds()
 	cpu1, cpuErr := totalCPUSeconds(pids)
 	jiffies1, _ := readCPUJiffies()
@@ -418,14 +432,14 @@ func (e *env) measure(ctx context.Context, p proxy, sc scenario, rep int) (sampl
 	served1, servedErr := e.be.served(ctx)
 
 	raw := filepath.Join(e.rawDir, name+".txt")
-	header := fmt.Sprintf("# %s %s\n", e.wrk, strings.Join(w.args(), " "))
+	header := "# " + l.commandLine() + "\n"
 	if err := os.WriteFile(raw, []byte(header+out), 0o644); err != nil {
 		return sample{}, err
 	}
 	if err := errors.Join(runErr, pp.exitError(), cpuErr, rssErr, servedErr, beErr0, beErr1); err != nil {
 		return sample{}, err
 	}
-	res, err := parseWrk(out)
+	res, err := l.parse(out)
 	if err != nil {
 		return sample{}, err
 	}

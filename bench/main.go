@@ -46,6 +46,7 @@ func main() {
 	flag.StringVar(&o.backends, "backends", o.backends, "the two healthy backends: go (fasthttp, in a child process) or nginx (one nginx worker answering from its configuration; healthy_get, many_conns and the HTTPS scenarios only)")
 	flag.StringVar(&o.out, "out", "", "results folder (default bench/results/<UTC timestamp>)")
 	flag.StringVar(&o.sluiceBin, "sluice", "", "a prebuilt sluice binary to use instead of building ./cmd/sluice")
+	flag.IntVar(&o.h1Rate, "h1-rate", o.h1Rate, "run healthy_get at this fixed rate, requests a second in all (h2load --h1 --rps, spread over the -connections), rather than with wrk as fast as the proxy answers; 0 for the latter. At a rate every proxy keeps up with, their latencies compare at the same load")
 	flag.IntVar(&o.h2Rate, "h2-rate", o.h2Rate, "run h2_get at this fixed rate, requests a second in all (h2load --rps, spread over its 8 connections), rather than as fast as the proxy answers; 0 for the latter")
 	flag.IntVar(&o.clientNice, "client-nice", o.clientNice, "the niceness wrk and h2load run at, 0 to 19, so that on the CPU they share with the backends the backends come first; 0 runs them alongside")
 	flag.StringVar(&o.baselineBin, "baseline", "", "another sluice build, run as the proxy sluice-baseline with plain sluice's configuration, to compare two builds in one run")
@@ -92,6 +93,7 @@ type options struct {
 	sluiceBin   string        // prebuilt sluice; "" builds ./cmd/sluice
 	baselineBin string        // the build run as sluice-baseline; "" for none
 	h2Rate      int           // h2_get's fixed rate, requests a second in all; 0 for as fast as answered
+	h1Rate      int           // healthy_get's fixed rate, requests a second in all; 0 for wrk as fast as answered
 	clientNice  int           // the niceness wrk and h2load run at (clientPin)
 	log         io.Writer     // progress and the final table go here
 }

@@ -63,7 +63,9 @@ type sample struct {
 // on other connections or waiting for its CPU. Near 1 when the requests
 // queue in the proxy; well under it when they queue at the load CPU (wrk
 // and the backends), whose wait wrk partly does not see. 0 when the mean
-// latency is unknown (h2load).
+// latency is unknown (h2load). Over 1 where wrk's correction for
+// coordinated omission added latencies to its mean (a slow backend's
+// answers): then it says nothing of the cycle.
 func counted(w wrkResult, connections int) float64 {
 	if w.MeanMs <= 0 || w.RPS <= 0 || connections <= 0 {
 		return 0
@@ -126,6 +128,7 @@ type report struct {
 	Connections int               `json:"connections"`
 	Threads     int               `json:"threads"`
 	H2Rate      int               `json:"h2_rate,omitempty"` // h2_get's fixed rate, req/s (-h2-rate); 0 for closed loop
+	H1Rate      int               `json:"h1_rate,omitempty"` // healthy_get's fixed rate, req/s (-h1-rate); 0 for wrk's closed loop
 	Backends    string            `json:"backends"`          // "go" or "nginx" (-backends)
 	Host        hostInfo          `json:"host"`
 	Pinned      bool              `json:"pinned"`
@@ -160,6 +163,7 @@ func newReport(o options, started time.Time, dir string) *report {
 		Connections: o.connections,
 		Threads:     o.threads,
 		H2Rate:      o.h2Rate,
+		H1Rate:      o.h1Rate,
 		Backends:    o.backends,
 		Host:        readHostInfo(),
 		Versions:    map[string]string{},
@@ -373,6 +377,10 @@ func (r *report) markdown() string {
 		per := h2ClientRate(r.H2Rate)
 		fmt.Fprintf(&b, "h2_get ran at a fixed rate of %d requests a second (h2load --rps %d on each of its %d connections), not as fast as each proxy answered: its CPU per request compares the proxies at the same load.\n\n", per*h2Clients, per, h2Clients)
 	}
+	if r.H1Rate > 0 {
+		per := r.H1Rate / r.Connections
+		fmt.Fprintf(&b, "healthy_get ran at a fixed rate of %d requests a second (h2load --h1 --rps %d on each of its %d connections), not with wrk as fast as each proxy answered: where every proxy keeps up, its latencies and CPU per request compare the proxies at the same load, and a req/s under the rate means the proxy fell behind.\n\n", per*r.Connections, per, r.Connections)
+	}
 	for _, p := range r.Proxies {
 		fmt.Fprintf(&b, "- %s: %s\n", p, orDefault(r.Versions[p], "version unknown"))
 	}
@@ -384,7 +392,7 @@ func (r *report) markdown() string {
 			upstream = "n/a" // nginx does not count what it serves
 		}
 		share := "n/a"
-		if res.Counted > 0 {
+		if res.Counted > 0 && res.Counted <= 1 {
 			share = fmt.Sprintf("%.0f%%", 100*res.Counted)
 		}
 		fmt.Fprintf(&b, "| %s | %s | %s | %s | %s | %s | %s | %s | %d | %.0f%% | %s | %s |\n",
@@ -401,6 +409,7 @@ func (r *report) markdown() string {
 		"CPU busy is the proxy's CPU seconds over wall seconds; well under 100% means wrk or the backends, not the proxy, were the bottleneck. " +
 		"wrk counts is its mean latency over the closed loop's cycle (connections over req/s): wrk times a request from its write to the read of the answer, not the time between reading an answer and sending the next request. " +
 		"Near 100%, the requests queued in the proxy; well under it, they queued at the load CPU and wrk left part of that wait out, so the latencies of proxies with different shares do not compare: their req/s do. " +
+		"It is n/a for h2load, and where wrk's correction for coordinated omission raised its mean over the cycle (a slow backend's answers). " +
 		"Upstream/req is the backends' requests per client request: about 1.5 in retry_get when every 503 is retried.\n")
 	paired := false
 	for _, res := range r.Results {

@@ -181,7 +181,8 @@ type h2loadRun struct {
 	url      string
 	clients  int
 	streams  int
-	rps      int // each client's fixed rate (--rps); 0 for as fast as answered
+	rps      int  // each client's fixed rate (--rps); 0 for as fast as answered
+	h1       bool // HTTP/1.1 (--h1) rather than HTTP/2
 	duration time.Duration
 	logFile  string
 }
@@ -196,6 +197,9 @@ func (r h2loadRun) args() []string {
 		"-D", strconv.Itoa(secs), "--log-file=" + r.logFile}
 	if r.rps > 0 {
 		args = append(args, "--rps="+strconv.Itoa(r.rps))
+	}
+	if r.h1 {
+		args = append(args, "--h1")
 	}
 	return append(args, r.url)
 }

@@ -103,6 +103,22 @@ func TestH2loadArgs(t *testing.T) {
 	if got, want := strings.Join(run.args(), " "), "-c 8 -m 8 -t 1 -D 2 --log-file=l --rps=2500 https://x/"; got != want {
 		t.Errorf("fixed rate: args = %q, want %q", got, want)
 	}
+	h1 := h2loadRun{bin: "h2load", url: "http://x/", h1: true, clients: 64, streams: 1, rps: 400, duration: time.Second, logFile: "l"}
+	if got, want := strings.Join(h1.args(), " "), "-c 64 -m 1 -t 1 -D 1 --log-file=l --rps=400 --h1 http://x/"; got != want {
+		t.Errorf("HTTP/1.1 at a fixed rate: args = %q, want %q", got, want)
+	}
+}
+
+// TestH1RateChecked: a rate that cannot be spread over the connections is
+// refused before anything runs.
+func TestH1RateChecked(t *testing.T) {
+	for _, rate := range []int{-1, 63} {
+		o := defaultOptions()
+		o.scenarios, o.h1Rate = "healthy_get", rate
+		if _, err := run(context.Background(), o); err == nil || !strings.Contains(err.Error(), "-h1-rate") {
+			t.Errorf("-h1-rate %d: err = %v, want one naming -h1-rate", rate, err)
+		}
+	}
 }
 
 // TestH2RateChecked: a rate that cannot be spread over h2load's
