@@ -647,9 +647,8 @@ func (c *Conn) PeerGone() bool {
 	c.setReadDeadline(time.Time{})
 	if c.gone == nil {
 		c.gone = func(fd uintptr) bool {
-			var buf [1]byte
-			n, _, err := syscall.Recvfrom(int(fd), buf[:], syscall.MSG_PEEK|syscall.MSG_DONTWAIT)
-			c.isGone = err == nil && n == 0 || errors.Is(err, syscall.ECONNRESET)
+			n, err := wire.PeekFD(fd)
+			c.isGone = err == nil && n == 0 || err == syscall.ECONNRESET
 			return true
 		}
 	}

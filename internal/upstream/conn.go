@@ -470,9 +470,8 @@ func (c *Conn) initPeek() {
 	}
 	c.raw = raw
 	c.peek = func(fd uintptr) bool {
-		var buf [1]byte
-		_, _, err := syscall.Recvfrom(int(fd), buf[:], syscall.MSG_PEEK|syscall.MSG_DONTWAIT)
-		c.peekOpen = errors.Is(err, syscall.EAGAIN)
+		_, err := wire.PeekFD(fd)
+		c.peekOpen = err == syscall.EAGAIN
 		return true
 	}
 }

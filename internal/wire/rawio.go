@@ -5,7 +5,7 @@ import (
 	"unsafe"
 )
 
-// The read(2), write(2) and recvmsg(2) of a non-blocking socket, made
+// The read(2), write(2), recvmsg(2) and peek of a non-blocking socket, made
 // without telling the scheduler (syscall.RawSyscall): such a call never
 // waits, so the runtime's bookkeeping around a system call that might
 // (entersyscall and exitsyscall, letting another thread take the processor
@@ -47,6 +47,20 @@ func RecvmsgFD(fd uintptr, msg *syscall.Msghdr) (int, error) {
 		got = unsafe.Slice(msg.Iov.Base, r)
 	}
 	raceReadDone(got)
+	return int(r), nil
+}
+
+// PeekFD looks at the next byte of the socket fd without consuming it or
+// waiting (recvfrom with MSG_PEEK and MSG_DONTWAIT): n 1 and nil when a byte
+// is there, 0 and nil when the peer has closed its side, and the error
+// (syscall.EAGAIN when nothing has arrived) otherwise.
+func PeekFD(fd uintptr) (int, error) {
+	var b [1]byte
+	r, _, e := syscall.RawSyscall6(syscall.SYS_RECVFROM, fd, uintptr(unsafe.Pointer(&b[0])), 1,
+		syscall.MSG_PEEK|syscall.MSG_DONTWAIT, 0, 0)
+	if e != 0 {
+		return 0, e
+	}
 	return int(r), nil
 }
 

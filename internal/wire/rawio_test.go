@@ -58,3 +58,34 @@ func TestRawSocketIO(t *testing.T) {
 		t.Fatalf("empty read = %d, %v; want 0, nil", n, err)
 	}
 }
+
+// TestPeekFD: a peek says whether a byte waits, without consuming it or
+// waiting, and tells a peer's close (0, nil) from an empty socket (EAGAIN).
+func TestPeekFD(t *testing.T) {
+	fds, err := syscall.Socketpair(syscall.AF_UNIX, syscall.SOCK_STREAM|syscall.SOCK_NONBLOCK, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	a, b := uintptr(fds[0]), uintptr(fds[1])
+	defer syscall.Close(fds[1])
+	if n, err := PeekFD(b); err != syscall.EAGAIN || n != 0 {
+		t.Fatalf("peek of an empty socket = %d, %v; want 0, EAGAIN", n, err)
+	}
+	if _, err := WriteFD(a, []byte("x")); err != nil {
+		t.Fatal(err)
+	}
+	if n, err := PeekFD(b); err != nil || n != 1 {
+		t.Fatalf("peek with a byte waiting = %d, %v; want 1, nil", n, err)
+	}
+	buf := make([]byte, 4)
+	if n, err := ReadFD(b, buf); err != nil || string(buf[:n]) != "x" {
+		t.Fatalf("read after the peek = %q, %v; want the byte the peek left", buf[:n], err)
+	}
+	syscall.Close(fds[0])
+	if n, err := PeekFD(b); err != nil || n != 0 {
+		t.Fatalf("peek after the peer closed = %d, %v; want 0, nil", n, err)
+	}
+	if n, err := PeekFD(a); err != syscall.EBADF || n != 0 {
+		t.Fatalf("peek of a closed descriptor = %d, %v; want 0, EBADF", n, err)
+	}
+}
