@@ -4,6 +4,7 @@ import (
 	"io"
 	"net"
 	"os"
+	"sync"
 	"syscall"
 	"time"
 
@@ -54,12 +55,50 @@ type fairSocket struct {
 	n     int
 	again bool
 	err   error
+
+	// The write callback (writeCallback, made once), its argument and
+	// results, held by wmu for a write.
+	wmu   sync.Mutex
+	write func(fd uintptr) bool
+	wbuf  []byte
+	wn    int
+	werr  error
 }
 
 func newFairSocket(nc net.Conn, raw syscall.RawConn, fair *fairpoll.Waiter) *fairSocket {
 	f := &fairSocket{Conn: nc, raw: raw, fair: fair}
 	f.read = f.readCallback
+	f.write = f.writeCallback
 	return f
+}
+
+// Write writes p with raw system calls while the socket takes it (a write
+// of a non-blocking socket never waits), and hands what is left when its
+// buffer is full, or when a write fails, to the connection's own Write,
+// which waits in Go's poller, keeps the write deadline and reports errors
+// as net does. A write made through the syscall package would tell the
+// runtime it may block, which wakes its monitor thread after every idle
+// spell (see wire.PeekFD); TLS connections write their records here.
+func (f *fairSocket) Write(p []byte) (int, error) {
+	// Held to the end, so that concurrent writes do not interleave, as
+	// the connection's own Write guarantees.
+	f.wmu.Lock()
+	defer f.wmu.Unlock()
+	f.wbuf, f.wn, f.werr = p, 0, nil
+	err := f.raw.Write(f.write)
+	n, werr := f.wn, f.werr
+	f.wbuf = nil
+	if err == nil && werr == nil {
+		return n, nil
+	}
+	m, err := f.Conn.Write(p[n:])
+	return n + m, err
+}
+
+// writeCallback is Write's raw write.
+func (f *fairSocket) writeCallback(fd uintptr) bool {
+	f.wn, f.werr = wire.WriteFD(fd, f.wbuf)
+	return true
 }
 
 // SyscallConn returns the socket's raw connection.

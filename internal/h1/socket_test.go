@@ -9,13 +9,17 @@ import (
 	"crypto/tls"
 	"crypto/x509"
 	"crypto/x509/pkix"
+	"errors"
 	"fmt"
 	"io"
 	"math/big"
 	"net"
+	"os"
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/sluice-proxy/sluice/internal/fairpoll"
 )
 
 // testCert returns a self-signed certificate for 127.0.0.1.
@@ -193,6 +197,104 @@ func TestTLSCloseAllEndsWait(t *testing.T) {
 	for s.OpenConns() != 0 {
 		if time.Now().After(deadline) {
 			t.Fatal("the connection's goroutine still runs 5 s after CloseAll")
+		}
+		time.Sleep(time.Millisecond)
+	}
+}
+
+// socketPair returns a socket made by Server.Socket with a poller, and the
+// other end of its TCP connection.
+func socketPair(t *testing.T) (net.Conn, net.Conn) {
+	t.Helper()
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ln.Close()
+	p, err := fairpoll.New()
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { p.Close() })
+	peer, err := net.Dial("tcp", ln.Addr().String())
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { peer.Close() })
+	nc, err := ln.Accept()
+	if err != nil {
+		t.Fatal(err)
+	}
+	sock := (&Server{Poller: p}).Socket(nc)
+	if _, ok := sock.(*fairSocket); !ok {
+		t.Fatalf("Socket returned %T, want a *fairSocket", sock)
+	}
+	t.Cleanup(func() { sock.Close() })
+	return sock, peer
+}
+
+// TestSocketWrite: writes through the socket arrive whole and in order,
+// also when they are larger than the socket's buffer (the rest waits in
+// Go's poller); concurrent writes do not interleave; a write deadline
+// that has passed fails a write with a timeout; and a write to a peer
+// that has gone fails rather than hangs.
+func TestSocketWrite(t *testing.T) {
+	sock, peer := socketPair(t)
+	peer.SetDeadline(time.Now().Add(20 * time.Second))
+
+	const big = 8 << 20 // far over a loopback socket's buffer
+	payload := func(b byte) []byte { return []byte(strings.Repeat(string(b), big)) }
+	errs := make(chan error, 2)
+	for _, b := range []byte{'a', 'b'} {
+		go func() {
+			n, err := sock.Write(payload(b))
+			if err == nil && n != big {
+				err = fmt.Errorf("Write of %c = %d bytes, want %d", b, n, big)
+			}
+			errs <- err
+		}()
+	}
+	got, err := io.ReadAll(io.LimitReader(peer, 2*big))
+	if err != nil {
+		t.Fatal(err)
+	}
+	for range 2 {
+		if err := <-errs; err != nil {
+			t.Fatal(err)
+		}
+	}
+	if len(got) != 2*big {
+		t.Fatalf("read %d bytes, want %d", len(got), 2*big)
+	}
+	// Each write's bytes are contiguous: one run of one letter, then one of the other.
+	first, second := got[0], got[big]
+	if first == second || strings.Trim(string(got[:big]), string(first)) != "" || strings.Trim(string(got[big:]), string(second)) != "" {
+		t.Fatal("two concurrent writes interleaved")
+	}
+
+	if n, err := sock.Write([]byte("small")); err != nil || n != 5 {
+		t.Fatalf("small Write = %d, %v", n, err)
+	}
+	buf := make([]byte, 5)
+	if _, err := io.ReadFull(peer, buf); err != nil || string(buf) != "small" {
+		t.Fatalf("read %q, %v; want \"small\"", buf, err)
+	}
+
+	sock.SetWriteDeadline(time.Now().Add(-time.Second))
+	if _, err := sock.Write([]byte("late")); err == nil || !errors.Is(err, os.ErrDeadlineExceeded) {
+		t.Fatalf("Write past the write deadline = %v, want a timeout", err)
+	}
+	sock.SetWriteDeadline(time.Time{})
+
+	peer.(*net.TCPConn).SetLinger(0)
+	peer.Close() // a reset
+	deadline := time.Now().Add(10 * time.Second)
+	for {
+		if _, err := sock.Write([]byte("to nobody")); err != nil {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatal("writes to a reset connection still succeed after 10s")
 		}
 		time.Sleep(time.Millisecond)
 	}
