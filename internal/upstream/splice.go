@@ -6,6 +6,8 @@ import (
 	"net"
 	"syscall"
 	"time"
+
+	"github.com/sluice-proxy/sluice/internal/wire"
 )
 
 // Large bodies of known length move from the backend's socket to the
@@ -93,7 +95,7 @@ const spliceFlags = 0x1 | 0x2 // SPLICE_F_MOVE | SPLICE_F_NONBLOCK
 
 func (s *splicer) init() {
 	s.fromFunc = func(fd uintptr) bool {
-		n, err := syscall.Splice(int(fd), nil, s.p.w, nil, s.want, spliceFlags)
+		n, err := wire.SpliceFD(fd, uintptr(s.p.w), s.want, spliceFlags)
 		if err == syscall.EINTR {
 			return false
 		}
@@ -104,7 +106,7 @@ func (s *splicer) init() {
 		return true
 	}
 	s.toFunc = func(fd uintptr) bool {
-		n, err := syscall.Splice(s.p.r, nil, int(fd), nil, s.p.pending, spliceFlags)
+		n, err := wire.SpliceFD(uintptr(s.p.r), fd, s.p.pending, spliceFlags)
 		if err == syscall.EAGAIN || err == syscall.EINTR {
 			return false // the client's socket is full: wait for room
 		}

@@ -5,7 +5,7 @@ import (
 	"unsafe"
 )
 
-// The read(2), write(2), recvmsg(2) and peek of a non-blocking socket, made
+// The read(2), write(2), recvmsg(2), splice(2) and peek of a non-blocking socket, made
 // without telling the scheduler (syscall.RawSyscall): such a call never
 // waits, so the runtime's bookkeeping around a system call that might
 // (entersyscall and exitsyscall, letting another thread take the processor
@@ -58,6 +58,17 @@ func PeekFD(fd uintptr) (int, error) {
 	var b [1]byte
 	r, _, e := syscall.RawSyscall6(syscall.SYS_RECVFROM, fd, uintptr(unsafe.Pointer(&b[0])), 1,
 		syscall.MSG_PEEK|syscall.MSG_DONTWAIT, 0, 0)
+	if e != 0 {
+		return 0, e
+	}
+	return int(r), nil
+}
+
+// SpliceFD moves up to n bytes from the descriptor in to out (one of them a
+// pipe) with splice(2), made as a raw system call: with flags holding
+// SPLICE_F_NONBLOCK, and the sockets non-blocking, it never waits.
+func SpliceFD(in, out uintptr, n int, flags int) (int, error) {
+	r, _, e := syscall.RawSyscall6(syscall.SYS_SPLICE, in, 0, out, 0, uintptr(n), uintptr(flags))
 	if e != 0 {
 		return 0, e
 	}

@@ -89,3 +89,42 @@ func TestPeekFD(t *testing.T) {
 		t.Fatalf("peek of a closed descriptor = %d, %v; want 0, EBADF", n, err)
 	}
 }
+
+// TestSpliceFD: bytes move from a socket into a pipe and from the pipe to
+// another socket without passing through the process, and an empty
+// socket gives EAGAIN rather than a wait.
+func TestSpliceFD(t *testing.T) {
+	const flags = 0x1 | 0x2 // SPLICE_F_MOVE | SPLICE_F_NONBLOCK
+	pair := func() (uintptr, uintptr) {
+		fds, err := syscall.Socketpair(syscall.AF_UNIX, syscall.SOCK_STREAM|syscall.SOCK_NONBLOCK, 0)
+		if err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() { syscall.Close(fds[0]); syscall.Close(fds[1]) })
+		return uintptr(fds[0]), uintptr(fds[1])
+	}
+	a, b := pair()
+	c, d := pair()
+	var p [2]int
+	if err := syscall.Pipe2(p[:], syscall.O_NONBLOCK); err != nil {
+		t.Fatal(err)
+	}
+	defer syscall.Close(p[0])
+	defer syscall.Close(p[1])
+	if n, err := SpliceFD(b, uintptr(p[1]), 64, flags); err != syscall.EAGAIN || n != 0 {
+		t.Fatalf("splice from an empty socket = %d, %v; want 0, EAGAIN", n, err)
+	}
+	if _, err := WriteFD(a, []byte("hello")); err != nil {
+		t.Fatal(err)
+	}
+	if n, err := SpliceFD(b, uintptr(p[1]), 64, flags); err != nil || n != 5 {
+		t.Fatalf("splice into the pipe = %d, %v; want 5, nil", n, err)
+	}
+	if n, err := SpliceFD(uintptr(p[0]), c, 5, flags); err != nil || n != 5 {
+		t.Fatalf("splice out of the pipe = %d, %v; want 5, nil", n, err)
+	}
+	buf := make([]byte, 16)
+	if n, err := ReadFD(d, buf); err != nil || string(buf[:n]) != "hello" {
+		t.Fatalf("read = %q, %v; want \"hello\"", buf[:n], err)
+	}
+}
