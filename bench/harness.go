@@ -454,7 +454,6 @@ func (e *env) measure(ctx context.Context, p proxy, sc scenario, rep int) (sampl
 		PeakRSSKiB:  rss,
 		Processes:   len(pids),
 		Raw:         filepath.Join("raw", name+".txt"),
-		Counted:     counted(res, w.conns),
 		LoadSeconds: wrkCPU + beCPU1 - beCPU0,
 		// Until measured, the CPUs' use is unknown.
 		ProxyCPUBusy: -1, LoadCPUBusy: -1, ProxyCPUOther: -1, LoadCPUOther: -1,

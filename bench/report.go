@@ -50,9 +50,6 @@ type sample struct {
 	ProxyCPUOther float64 `json:"proxy_cpu_other"`
 	LoadCPUOther  float64 `json:"load_cpu_other"`
 	Raw           string  `json:"raw"` // wrk's output, relative to the results folder
-	// Counted is the share of the closed loop's cycle that wrk's latency
-	// covers (see counted); 0 when unknown.
-	Counted float64 `json:"counted"`
 }
 
 // counted is the share of the closed loop's cycle that wrk's latency
@@ -66,11 +63,11 @@ type sample struct {
 // latency is unknown (h2load). Over 1 where wrk's correction for
 // coordinated omission added latencies to its mean (a slow backend's
 // answers): then it says nothing of the cycle.
-func counted(w wrkResult, connections int) float64 {
-	if w.MeanMs <= 0 || w.RPS <= 0 || connections <= 0 {
+func (s sample) counted() float64 {
+	if s.MeanMs <= 0 || s.RPS <= 0 || s.Connections <= 0 {
 		return 0
 	}
-	return w.MeanMs / 1000 * w.RPS / float64(connections)
+	return s.MeanMs / 1000 * s.RPS / float64(s.Connections)
 }
 
 // result is the summary of one proxy in one scenario: the median of each
@@ -86,7 +83,7 @@ type result struct {
 	CPUPerRequestUS float64 `json:"cpu_per_request_us"`
 	PeakRSSMiB      float64 `json:"peak_rss_mib"`
 	Busy            float64 `json:"cpu_busy"`
-	Counted         float64 `json:"counted"` // median of the samples' (see sample)
+	Counted         float64 `json:"counted"` // median of the samples' (see sample.counted)
 	// UpstreamPerRequest and SlowShare are the medians of the samples'
 	// (see sample).
 	UpstreamPerRequest float64 `json:"upstream_per_request"`
@@ -216,7 +213,7 @@ func (r *report) summarize() {
 			res.CPUPerRequestUS = median(ss, func(s sample) float64 { return s.CPUPerRequestUS })
 			res.PeakRSSMiB = median(ss, func(s sample) float64 { return float64(s.PeakRSSKiB) / 1024 })
 			res.Busy = median(ss, func(s sample) float64 { return s.Busy })
-			res.Counted = median(ss, func(s sample) float64 { return s.Counted })
+			res.Counted = median(ss, sample.counted)
 			res.UpstreamPerRequest = median(ss, func(s sample) float64 { return s.UpstreamPerRequest })
 			res.SlowShare = median(ss, func(s sample) float64 { return s.SlowShare })
 			for _, s := range ss {

@@ -127,7 +127,8 @@ func TestCounted(t *testing.T) {
 		{2, 0, 64, 0},          // no requests
 		{2, 32000, 0, 0},       // no connections
 	} {
-		if got := counted(wrkResult{MeanMs: tt.mean, RPS: tt.rps}, tt.conns); math.Abs(got-tt.want) > 1e-9 {
+		s := sample{wrkResult: wrkResult{MeanMs: tt.mean, RPS: tt.rps}, Connections: tt.conns}
+		if got := s.counted(); math.Abs(got-tt.want) > 1e-9 {
 			t.Errorf("counted(mean %v ms, %v req/s, %d conns) = %v, want %v", tt.mean, tt.rps, tt.conns, got, tt.want)
 		}
 	}
@@ -135,9 +136,13 @@ func TestCounted(t *testing.T) {
 	for i := range r.Samples {
 		switch s := &r.Samples[i]; {
 		case s.Proxy == "sluice" && s.Scenario == "healthy_get":
-			s.Counted = 0.7 + 0.1*float64(s.Rep) // median 0.9
+			// 64 connections at 2,000 req/s: a 32 ms cycle, of which the
+			// mean covers 80%, 90% and 100% (median 90%).
+			s.Connections, s.MeanMs = 64, 32*(0.7+0.1*float64(s.Rep))
+			s.RPS = 2000
 		case s.Proxy == "sluice":
-			s.Counted = 1.5 // wrk's correction raised its mean over the cycle
+			// wrk's correction raised its mean over the cycle: 150%.
+			s.Connections, s.MeanMs, s.RPS = 64, 48, 2000
 		}
 	}
 	r.summarize()

@@ -385,7 +385,6 @@ func (e *env) measureTLS(ctx context.Context, p proxy, sc scenario, rep int) (sa
 		Scenario: sc.name, Proxy: p.name(), Rep: rep, wrkResult: res,
 		Connections: conns, WallSeconds: wall, CPUSeconds: cpu1 - cpu0, PeakRSSKiB: rss,
 		Processes: len(pids), Raw: filepath.Join("raw", name+".txt"),
-		Counted:      counted(res, conns),
 		LoadSeconds:  loadCPU + beCPU1 - beCPU0,
 		ProxyCPUBusy: -1, LoadCPUBusy: -1, ProxyCPUOther: -1, LoadCPUOther: -1,
 		UpstreamPerRequest: 1,

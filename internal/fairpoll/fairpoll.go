@@ -29,9 +29,10 @@ import (
 	"sync/atomic"
 	"syscall"
 	"time"
-	"unsafe"
 
 	"golang.org/x/sys/unix"
+
+	"github.com/sluice-proxy/sluice/internal/wire"
 )
 
 // Sweep is the most a Poller lets a waiter's deadline pass unnoticed, and
@@ -46,7 +47,7 @@ type Poller struct {
 	epfd   int
 	file   *os.File
 	raw    syscall.RawConn
-	events [128]unix.EpollEvent
+	events [128]syscall.EpollEvent
 
 	mu      sync.Mutex
 	waiters map[int32]*Waiter
@@ -329,8 +330,8 @@ func (p *Poller) run() {
 // set, oldest first, and wakes its waiter. It always asks to wait again.
 func (p *Poller) harvest(uintptr) bool {
 	for {
-		n, err := p.poll()
-		if err == unix.EINTR {
+		n, err := wire.EpollPollFD(p.epfd, p.events[:])
+		if err == syscall.EINTR {
 			continue
 		}
 		if n <= 0 {
@@ -350,19 +351,6 @@ func (p *Poller) harvest(uintptr) bool {
 			return false
 		}
 	}
-}
-
-// poll takes the set's ready members into p.events without waiting. It is
-// a raw system call (epoll_pwait with a timeout of 0 and no signal mask),
-// made without the runtime's bookkeeping for a call that might block, which
-// one that never waits does not need.
-func (p *Poller) poll() (int, error) {
-	r, _, e := unix.RawSyscall6(unix.SYS_EPOLL_PWAIT, uintptr(p.epfd),
-		uintptr(unsafe.Pointer(&p.events[0])), uintptr(len(p.events)), 0, 0, 0)
-	if e != 0 {
-		return 0, e
-	}
-	return int(r), nil
 }
 
 // wake wakes ws so that they run in their order. A goroutine woken by

@@ -128,3 +128,33 @@ func TestSpliceFD(t *testing.T) {
 		t.Fatalf("read = %q, %v; want \"hello\"", buf[:n], err)
 	}
 }
+
+// TestEpollPollFD: a poll of an epoll set returns at once, with nothing
+// when no member is ready and with the member that is.
+func TestEpollPollFD(t *testing.T) {
+	epfd, err := syscall.EpollCreate1(syscall.EPOLL_CLOEXEC)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer syscall.Close(epfd)
+	fds, err := syscall.Socketpair(syscall.AF_UNIX, syscall.SOCK_STREAM|syscall.SOCK_NONBLOCK, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer syscall.Close(fds[0])
+	defer syscall.Close(fds[1])
+	ev := syscall.EpollEvent{Events: syscall.EPOLLIN, Fd: int32(fds[1])}
+	if err := syscall.EpollCtl(epfd, syscall.EPOLL_CTL_ADD, fds[1], &ev); err != nil {
+		t.Fatal(err)
+	}
+	events := make([]syscall.EpollEvent, 4)
+	if n, err := EpollPollFD(epfd, events); err != nil || n != 0 {
+		t.Fatalf("poll of a set with nothing ready = %d, %v; want 0, nil", n, err)
+	}
+	if _, err := WriteFD(uintptr(fds[0]), []byte("x")); err != nil {
+		t.Fatal(err)
+	}
+	if n, err := EpollPollFD(epfd, events); err != nil || n != 1 || events[0].Fd != int32(fds[1]) {
+		t.Fatalf("poll with one member ready = %d, %v, fd %d; want 1, nil, fd %d", n, err, events[0].Fd, fds[1])
+	}
+}
